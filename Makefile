@@ -1,0 +1,30 @@
+# The two commands of the README. Each sets up what it needs: a virtual
+# environment in .venv with uv and nox, then the project and its test servers.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: serve test bench clean
+
+$(BIN)/nox:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv nox
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/nox
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	touch $@
+
+## Run the service: API and worker in one process, SQLite + ./data + the in-process broker.
+serve: $(VENV)/.installed
+	$(BIN)/imagecore serve
+
+## Run every test session: lint, types, unit, integration (nox).
+test: $(BIN)/nox
+	$(BIN)/nox
+
+## Run the benchmarks and write BENCHMARKS.md.
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .nox

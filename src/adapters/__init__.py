@@ -1,0 +1,1 @@
+"""Implementations of the imagecore ports, one module per technology."""

@@ -1,0 +1,1 @@
+"""How imagecore is run: the HTTP API, the worker, the CLI and the container that wires them."""

@@ -1,0 +1,1 @@
+"""imagecore: the domain of a job-based image processing service (pure, no I/O)."""

@@ -1,0 +1,159 @@
+"""Every error the imagecore domain and its adapters raise.
+
+Adapters translate their drivers' exceptions into these at one place each, so
+no ``S3Error``, ``PyMongoError``, ``nats.errors.*`` or ``pyvips.Error`` ever
+crosses a port. The HTTP layer maps them to status codes in one table.
+
+The tree::
+
+    ImageCoreError
+    ├── ValidationError            bad input from a caller (HTTP 400)
+    │   ├── UnknownProduct         no product has that id or key (HTTP 400/404)
+    │   └── InvalidParameter       a product parameter is missing, mistyped or out of range
+    ├── NotFound                   no such object, or not the caller's (HTTP 404)
+    │   └── ObjectNotFound         storage has no object at that key
+    ├── LimitExceeded              a configured limit was passed (HTTP 413)
+    │   ├── FileTooLarge           the upload is larger than the product allows
+    │   ├── TooManyFiles           the instruction holds as many files as allowed
+    │   └── ImageTooLarge          too many pixels or frames (read from the header)
+    ├── UnsupportedMediaType       a format we do not decode (HTTP 415)
+    ├── InvalidTransition          a status change the state machine forbids (HTTP 409)
+    ├── ConflictError              a concurrent writer won a conditional update (HTTP 409)
+    ├── ProcessingError            the image cannot be processed (the file ends FAILED)
+    │   └── CorruptImage           the bytes are truncated or malformed
+    ├── ProcessingTimeout          processing took longer than its limit (transient)
+    └── DependencyUnavailable      a database, bucket or broker did not answer (HTTP 503)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "CorruptImage",
+    "DependencyUnavailable",
+    "FileTooLarge",
+    "ImageCoreError",
+    "ImageTooLarge",
+    "InvalidParameter",
+    "InvalidTransition",
+    "LimitExceeded",
+    "NotFound",
+    "ObjectNotFound",
+    "ProcessingError",
+    "ProcessingTimeout",
+    "TooManyFiles",
+    "UnknownProduct",
+    "UnsupportedMediaType",
+    "ValidationError",
+]
+
+
+class ImageCoreError(Exception):
+    """Base of every error imagecore raises on purpose."""
+
+    #: A short stable code for clients and for the ``error_code`` of a failed file.
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(ImageCoreError):
+    """The caller sent something malformed or inconsistent."""
+
+    code = "validation_error"
+
+
+class UnknownProduct(ValidationError):
+    """No product has the given id or key."""
+
+    code = "unknown_product"
+
+
+class InvalidParameter(ValidationError):
+    """A product parameter is missing, of the wrong type or out of range."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"parameter {name!r}: {message}")
+        self.name = name
+
+
+class NotFound(ImageCoreError):
+    """The object does not exist or does not belong to the caller."""
+
+    code = "not_found"
+
+
+class ObjectNotFound(NotFound):
+    """Storage holds no object under the key."""
+
+    code = "object_not_found"
+
+
+class LimitExceeded(ImageCoreError):
+    """A configured limit was passed."""
+
+    code = "limit_exceeded"
+
+
+class FileTooLarge(LimitExceeded):
+    """The upload has more bytes than the product accepts."""
+
+    code = "file_too_large"
+
+
+class TooManyFiles(LimitExceeded):
+    """The instruction already holds as many files as the product accepts."""
+
+    code = "too_many_files"
+
+
+class ImageTooLarge(LimitExceeded):
+    """The image header declares more pixels or frames than allowed."""
+
+    code = "image_too_large"
+
+
+class UnsupportedMediaType(ImageCoreError):
+    """The bytes are not in a format we decode."""
+
+    code = "unsupported_media_type"
+
+
+class InvalidTransition(ImageCoreError):
+    """The state machine forbids this status change."""
+
+    code = "invalid_transition"
+
+
+class ConflictError(ImageCoreError):
+    """Another writer changed the record first; the conditional update lost."""
+
+    code = "conflict"
+
+
+class ProcessingError(ImageCoreError):
+    """The image cannot be processed with these parameters; retrying will not help."""
+
+    code = "processing_error"
+
+
+class CorruptImage(ProcessingError):
+    """The file is truncated or malformed."""
+
+    code = "corrupt_image"
+
+
+class ProcessingTimeout(ImageCoreError):
+    """Processing one file took longer than its time limit."""
+
+    code = "processing_timeout"
+
+
+class DependencyUnavailable(ImageCoreError):
+    """A database, bucket or broker did not answer; retrying later may work."""
+
+    code = "dependency_unavailable"

@@ -1,0 +1,257 @@
+"""Instructions, their details (one per uploaded file) and the status state machine.
+
+Values are frozen attrs classes; a change makes a new value through
+``attrs.evolve`` and bumps ``version``, which repositories use for
+conditional writes (compare-and-set on ``version``). Domain functions take
+``now`` as an argument so that tests drive time.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from imagecore.errors import InvalidTransition
+
+__all__ = [
+    "TERMINAL",
+    "TRANSITIONS",
+    "ImageInfo",
+    "Instruction",
+    "InstructionDetail",
+    "OutputFile",
+    "Status",
+    "aggregate_status",
+    "check_transition",
+    "is_object_id",
+    "new_id",
+]
+
+_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+_process_random = os.urandom(5)
+
+
+def new_id(now: float | None = None) -> str:
+    """Return a new 24-hex id laid out like a MongoDB ObjectId.
+
+    Four bytes of seconds, five random bytes per process and a three-byte
+    counter: ids sort by creation second and never collide across processes.
+    """
+    seconds = int(time.time() if now is None else now)
+    count = next(_counter) & 0xFFFFFF
+    raw = seconds.to_bytes(4, "big") + _process_random + count.to_bytes(3, "big")
+    return raw.hex()
+
+
+def is_object_id(value: str) -> bool:
+    """Tell whether ``value`` has the form of an id (24 lowercase hex digits)."""
+    return len(value) == 24 and all(c in "0123456789abcdef" for c in value)  # noqa: PLR2004
+
+
+class Status(enum.StrEnum):
+    """Where one file is in the pipeline."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+#: The allowed next states. PROCESSING -> PENDING is a retry after a transient
+#: failure or the reclaim of an expired lease; PENDING -> FAILED is cleanup
+#: giving up on a file nobody picked up. DONE and FAILED are final.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.PROCESSING, Status.FAILED}),
+    Status.PROCESSING: frozenset({Status.DONE, Status.FAILED, Status.PENDING}),
+    Status.DONE: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+TERMINAL = frozenset({Status.DONE, Status.FAILED})
+
+
+def check_transition(current: Status, target: Status) -> None:
+    """Raise `InvalidTransition` unless the table allows ``current -> target``."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a file cannot go from {current} to {target}")
+
+
+@attrs.frozen
+class ImageInfo:
+    """What a header says about an image: read before any pixel is decoded."""
+
+    format: str
+    mime_type: str
+    width: int
+    height: int
+    frames: int = 1
+
+
+@attrs.frozen
+class OutputFile:
+    """The processed file of a detail, as stored."""
+
+    key: str
+    name: str
+    size: int
+    mime_type: str
+    width: int | None = None
+    height: int | None = None
+
+
+@attrs.frozen
+class Instruction:
+    """A job: one product with its validated parameters, owned by one user."""
+
+    id: str
+    user_id: str
+    product_id: str
+    product_key: str
+    params: dict[str, Any] = attrs.field(hash=False)
+    created_at: datetime
+    updated_at: datetime
+
+
+@attrs.frozen
+class InstructionDetail:
+    """One uploaded file of an instruction and what became of it.
+
+    ``lease_id`` and ``lease_expires_at`` are set while a worker holds the file
+    (PROCESSING); ``version`` increases with every write.
+    """
+
+    id: str
+    instruction_id: str
+    user_id: str
+    product_key: str
+    original_name: str
+    original_key: str
+    size: int
+    mime_type: str
+    created_at: datetime
+    updated_at: datetime
+    status: Status = Status.PENDING
+    width: int | None = None
+    height: int | None = None
+    output: OutputFile | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    attempts: int = 0
+    lease_id: str | None = None
+    lease_expires_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    is_cleaned: bool = False
+    version: int = 1
+
+    def _move(self, target: Status, now: datetime, **changes: Any) -> InstructionDetail:  # noqa: ANN401
+        check_transition(self.status, target)
+        return attrs.evolve(
+            self, status=target, updated_at=now, version=self.version + 1, **changes
+        )
+
+    def claim(self, lease_id: str, now: datetime, lease_until: datetime) -> InstructionDetail:
+        """PENDING -> PROCESSING under a new lease; counts one attempt."""
+        return self._move(
+            Status.PROCESSING,
+            now,
+            lease_id=lease_id,
+            lease_expires_at=lease_until,
+            attempts=self.attempts + 1,
+            started_at=now,
+        )
+
+    def renew(self, now: datetime, lease_until: datetime) -> InstructionDetail:
+        """Extend the lease of a PROCESSING file."""
+        if self.status is not Status.PROCESSING:
+            raise InvalidTransition(
+                f"only a PROCESSING file has a lease, this one is {self.status}"
+            )
+        return attrs.evolve(
+            self, lease_expires_at=lease_until, updated_at=now, version=self.version + 1
+        )
+
+    def complete(
+        self,
+        output: OutputFile,
+        metadata: dict[str, Any],
+        now: datetime,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> InstructionDetail:
+        """PROCESSING -> DONE with its output."""
+        return self._move(
+            Status.DONE,
+            now,
+            output=output,
+            metadata=metadata,
+            width=self.width if width is None else width,
+            height=self.height if height is None else height,
+            lease_id=None,
+            lease_expires_at=None,
+            finished_at=now,
+            error_code=None,
+            error_message=None,
+        )
+
+    def fail(self, code: str, message: str, now: datetime) -> InstructionDetail:
+        """PENDING or PROCESSING -> FAILED with a reason a person can read."""
+        return self._move(
+            Status.FAILED,
+            now,
+            error_code=code,
+            error_message=message,
+            lease_id=None,
+            lease_expires_at=None,
+            finished_at=now,
+        )
+
+    def release(
+        self, now: datetime, code: str | None = None, message: str | None = None
+    ) -> InstructionDetail:
+        """PROCESSING -> PENDING: retry later (transient failure or expired lease)."""
+        return self._move(
+            Status.PENDING,
+            now,
+            lease_id=None,
+            lease_expires_at=None,
+            error_code=code,
+            error_message=message,
+        )
+
+    def mark_cleaned(self, now: datetime) -> InstructionDetail:
+        """Record that the stored files of this detail were deleted."""
+        return attrs.evolve(self, is_cleaned=True, updated_at=now, version=self.version + 1)
+
+    def lease_expired(self, now: datetime) -> bool:
+        """Tell whether a PROCESSING file's lease has run out."""
+        return (
+            self.status is Status.PROCESSING
+            and self.lease_expires_at is not None
+            and self.lease_expires_at <= now
+        )
+
+
+def aggregate_status(statuses: list[Status]) -> Status:
+    """Derive an instruction's status from its files' statuses.
+
+    No files yet, or any file still waiting or running: the instruction is
+    PENDING (nothing started) or PROCESSING (something started). All files
+    final: DONE if at least one file is DONE, FAILED if every file FAILED.
+    """
+    if not statuses:
+        return Status.PENDING
+    if all(s is Status.PENDING for s in statuses):
+        return Status.PENDING
+    if any(s not in TERMINAL for s in statuses):
+        return Status.PROCESSING
+    if any(s is Status.DONE for s in statuses):
+        return Status.DONE
+    return Status.FAILED

@@ -1,0 +1,371 @@
+"""Use cases of the worker side: process one file, reap lost work, clean up.
+
+The repository is the system of record and the broker only a doorbell. A
+worker claims a file by a conditional write (PENDING -> PROCESSING under a
+fresh lease), and every later write is conditional on the version it holds,
+so a worker that lost its lease changes nothing. Outputs go to a key derived
+from the file's id: writing one twice leaves one object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import attrs
+
+from imagecore.errors import (
+    DependencyUnavailable,
+    ImageCoreError,
+    LimitExceeded,
+    NotFound,
+    ProcessingError,
+    UnsupportedMediaType,
+)
+from imagecore.formats import MIME_TYPES
+from imagecore.model import TERMINAL, InstructionDetail, OutputFile, Status
+from imagecore.ports import (
+    DetailQuery,
+    ImageStorage,
+    InstructionRepository,
+    MessageBroker,
+    Notification,
+    ProcessingRequest,
+    ProcessingResult,
+)
+from imagecore.products import find_product
+from imagecore.services import job_for
+
+__all__ = [
+    "Outcome",
+    "PipelineSettings",
+    "cleanup",
+    "notification_for",
+    "process_detail",
+    "reap",
+]
+
+_log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+RunProcessor = Callable[[ProcessingRequest], Awaitable[ProcessingResult]]
+Heartbeat = Callable[[], Awaitable[None]]
+
+#: Errors that retrying cannot fix: the file fails at once with its reason.
+_PERMANENT = (ProcessingError, UnsupportedMediaType, LimitExceeded, NotFound)
+
+
+@attrs.frozen
+class PipelineSettings:
+    """Timings and budgets of the worker side."""
+
+    lease_seconds: float = 300.0
+    max_attempts: int = 3
+    republish_after_seconds: float = 60.0
+    retention_seconds: float = 24 * 3600.0
+    stale_after_seconds: float = 6 * 3600.0
+
+
+class Outcome(enum.Enum):
+    """What the worker should tell the broker about a job."""
+
+    DONE = "done"  # ack: the file reached a final state, or someone else owns it
+    RETRY = "retry"  # nak with backoff: a transient failure, the file is PENDING again
+
+
+def notification_for(detail: InstructionDetail) -> Notification:
+    """The notification that tells listeners where a file stands."""
+    return Notification(
+        user_id=detail.user_id,
+        instruction_id=detail.instruction_id,
+        instruction_detail_id=detail.id,
+        status=detail.status,
+        product_key=detail.product_key,
+        output_size=detail.output.size if detail.output else None,
+        error_code=detail.error_code,
+        error_message=detail.error_message,
+        at=detail.updated_at.isoformat(),
+    )
+
+
+async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
+    try:
+        await broker.publish_notification(notification_for(detail))
+    except ImageCoreError as exc:
+        # Notifications are best effort: the repository already holds the truth.
+        _log.warning("notification for %s not published: %s", detail.id, exc)
+
+
+async def _download(storage: ImageStorage, key: str, path: Path) -> None:
+    with path.open("wb") as out:
+        async for chunk in storage.get(key):
+            out.write(chunk)
+
+
+async def _upload(storage: ImageStorage, path: Path, key: str, content_type: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        with path.open("rb") as source:
+            while block := source.read(256 * 1024):
+                yield block
+
+    await storage.put(key, chunks(), content_type)
+
+
+class _Lease:
+    """Holds a claimed file and renews its lease while the work goes on.
+
+    ``current`` is always the latest version written, so the final write is
+    conditional on exactly what this worker last wrote; ``lost`` turns true
+    when a renewal finds that somebody else changed the file.
+    """
+
+    def __init__(
+        self,
+        repo: InstructionRepository,
+        claimed: InstructionDetail,
+        clock: Clock,
+        settings: PipelineSettings,
+        heartbeat: Heartbeat | None,
+    ) -> None:
+        self.current = claimed
+        self.lost = False
+        self._repo = repo
+        self._clock = clock
+        self._seconds = settings.lease_seconds
+        self._heartbeat = heartbeat
+
+    async def keep(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(self._seconds / 3)
+            now = self._clock()
+            renewed = self.current.renew(now, now + timedelta(seconds=self._seconds))
+            if await self._repo.update_detail(renewed):
+                self.current = renewed
+            else:
+                self.lost = True
+            if self._heartbeat is not None:
+                await self._heartbeat()
+
+
+async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    broker: MessageBroker,
+    run: RunProcessor,
+    *,
+    detail_id: str,
+    scratch: Path,
+    clock: Clock,
+    settings: PipelineSettings,
+    heartbeat: Heartbeat | None = None,
+) -> Outcome:
+    """Claim one file, process it and record DONE or FAILED (or PENDING to retry).
+
+    ``heartbeat`` is called while the work goes on (the broker's in-progress
+    signal), at each renewal of the lease.
+    """
+    detail = await repo.get_detail(detail_id)
+    if detail.status is not Status.PENDING:
+        # Final, or another worker holds it: its lease decides, not this message.
+        return Outcome.DONE
+    now = clock()
+    if detail.attempts >= settings.max_attempts:
+        failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
+        if await repo.update_detail(failed):
+            await _notify(broker, failed)
+        return Outcome.DONE
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
+    claimed = detail.claim(uuid.uuid4().hex, now, lease_until)
+    if not await repo.update_detail(claimed):
+        return Outcome.DONE  # another worker won the claim
+    await _notify(broker, claimed)
+    lease = _Lease(repo, claimed, clock, settings, heartbeat)
+    keeper = asyncio.create_task(lease.keep())
+    try:
+        done = await _run(repo, storage, run, claimed, scratch)
+    except _PERMANENT as exc:
+        finished = lease.current.fail(exc.code, exc.message, clock())
+    except ImageCoreError as exc:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        return await _retry_or_fail(
+            repo, broker=broker, claimed=lease.current, exc=exc, now=clock(), settings=settings
+        )
+    else:
+        output, result = done
+        finished = lease.current.complete(
+            output, result.metadata, clock(), width=result.input.width, height=result.input.height
+        )
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+    if await repo.update_detail(finished):
+        await _notify(broker, finished)
+    return Outcome.DONE
+
+
+def _attempts_message(detail: InstructionDetail) -> str:
+    reason = f": {detail.error_message}" if detail.error_message else ""
+    return f"gave up after {detail.attempts} attempts{reason}"
+
+
+async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
+    repo: InstructionRepository,
+    *,
+    broker: MessageBroker,
+    claimed: InstructionDetail,
+    exc: ImageCoreError,
+    now: datetime,
+    settings: PipelineSettings,
+) -> Outcome:
+    if claimed.attempts >= settings.max_attempts:
+        message = f"gave up after {claimed.attempts} attempts: {exc.message}"
+        failed = claimed.fail(exc.code, message, now)
+        if await repo.update_detail(failed):
+            await _notify(broker, failed)
+        return Outcome.DONE
+    released = claimed.release(now, exc.code, exc.message)
+    if await repo.update_detail(released):
+        await _notify(broker, released)
+        return Outcome.RETRY
+    return Outcome.DONE
+
+
+async def _run(
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    run: RunProcessor,
+    claimed: InstructionDetail,
+    scratch: Path,
+) -> tuple[OutputFile, ProcessingResult]:
+    instruction = await repo.get_instruction(claimed.instruction_id)
+    product = find_product(claimed.product_key)
+    source = scratch / f"{claimed.id}.in"
+    destination = scratch / f"{claimed.id}.out"
+    try:
+        await _download(storage, claimed.original_key, source)
+        result = await run(
+            ProcessingRequest(
+                product_key=product.key,
+                params=instruction.params,
+                source=source,
+                destination=destination,
+                max_pixels=product.limits.max_pixels,
+                max_frames=product.limits.max_frames,
+            )
+        )
+        mime = MIME_TYPES.get(result.format, result.mime_type)
+        key = f"outputs/{claimed.instruction_id}/{claimed.id}.{result.extension}"
+        await _upload(storage, destination, key, mime)
+    finally:
+        source.unlink(missing_ok=True)
+        destination.unlink(missing_ok=True)
+    stem = claimed.original_name.rsplit(".", 1)[0] or "image"
+    output = OutputFile(
+        key=key,
+        name=f"{stem}.{result.extension}",
+        size=result.size,
+        mime_type=mime,
+        width=result.width,
+        height=result.height,
+    )
+    return output, result
+
+
+async def reap(
+    repo: InstructionRepository,
+    broker: MessageBroker,
+    *,
+    now: datetime,
+    settings: PipelineSettings,
+) -> int:
+    """Find work the broker lost or a dead worker left, and queue it again.
+
+    PROCESSING files whose lease ran out go back to PENDING (or FAILED past
+    the attempt budget); PENDING files not touched for a while are published
+    again. Returns how many files were re-queued or failed.
+    """
+    touched = 0
+    expired = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
+    for detail in expired:
+        if not detail.lease_expired(now):
+            continue
+        if detail.attempts >= settings.max_attempts:
+            nxt = detail.fail("worker_lost", _lost_message(detail), now)
+        else:
+            nxt = detail.release(now, "worker_lost", "the worker stopped before finishing")
+        if await repo.update_detail(nxt):
+            touched += 1
+            await _notify(broker, nxt)
+            if nxt.status is Status.PENDING:
+                await _publish(broker, nxt)
+    waiting = await repo.find_details(
+        DetailQuery(
+            statuses=frozenset({Status.PENDING}),
+            updated_before=now - timedelta(seconds=settings.republish_after_seconds),
+        )
+    )
+    for detail in waiting:
+        touched += 1
+        await _publish(broker, detail)
+    return touched
+
+
+def _lost_message(detail: InstructionDetail) -> str:
+    return f"the worker stopped before finishing, {detail.attempts} times"
+
+
+async def _publish(broker: MessageBroker, detail: InstructionDetail) -> None:
+    try:
+        await broker.publish_job(job_for(detail))
+    except DependencyUnavailable as exc:
+        _log.warning("job for %s not published, next round will try: %s", detail.id, exc)
+
+
+async def cleanup(
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    broker: MessageBroker,
+    *,
+    now: datetime,
+    settings: PipelineSettings,
+) -> tuple[int, int]:
+    """Delete stored files past retention and fail files stuck for too long.
+
+    Only final files (DONE or FAILED) lose their stored bytes, so cleanup
+    never takes a file from under an unfinished job. Returns (cleaned, failed).
+    """
+    cleaned = failed = 0
+    old = await repo.find_details(
+        DetailQuery(
+            statuses=TERMINAL,
+            created_before=now - timedelta(seconds=settings.retention_seconds),
+            is_cleaned=False,
+        )
+    )
+    for detail in old:
+        await storage.delete(detail.original_key)
+        if detail.output is not None:
+            await storage.delete(detail.output.key)
+        if await repo.update_detail(detail.mark_cleaned(now)):
+            cleaned += 1
+    stuck = await repo.find_details(
+        DetailQuery(
+            statuses=frozenset({Status.PENDING, Status.PROCESSING}),
+            updated_before=now - timedelta(seconds=settings.stale_after_seconds),
+        )
+    )
+    for detail in stuck:
+        nxt = detail.fail("stale", "nobody finished this file in time; upload it again", now)
+        if await repo.update_detail(nxt):
+            failed += 1
+            await _notify(broker, nxt)
+    return cleaned, failed

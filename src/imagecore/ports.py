@@ -1,0 +1,333 @@
+"""The ports: what the domain needs from the outside world, as Protocols.
+
+I/O ports are ``async``; the processor is synchronous and CPU-bound (the
+worker runs it in a process pool). Every adapter of a port passes the one
+contract suite of ``tests/contracts``. Adapters raise only `imagecore.errors`
+exceptions; a driver's error never crosses a port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from imagecore.model import ImageInfo, Instruction, InstructionDetail, Status
+from imagecore.products import Product
+
+__all__ = [
+    "Delivery",
+    "DetailQuery",
+    "ImageProcessor",
+    "ImageStorage",
+    "InstructionQuery",
+    "InstructionRepository",
+    "JobMessage",
+    "MessageBroker",
+    "Notification",
+    "Page",
+    "ProcessingRequest",
+    "ProcessingResult",
+    "StoredObject",
+]
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@attrs.frozen
+class StoredObject:
+    """What storage knows about one object."""
+
+    key: str
+    size: int
+    etag: str
+    content_type: str
+
+
+class ImageStorage(Protocol):
+    """Blobs by key: originals and outputs. Streamed both ways, never whole in memory."""
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> StoredObject:
+        """Store the chunks under ``key``, replacing any object there (idempotent).
+
+        The object appears whole or not at all: a reader never sees a partial
+        write, and an exception from ``chunks`` (a size limit, a dropped
+        upload) is re-raised after leaving nothing behind.
+        Raises `DependencyUnavailable` when the backend does not answer.
+        """
+        ...
+
+    async def stat(self, key: str) -> StoredObject:
+        """Describe the object; raise `ObjectNotFound` if there is none."""
+        ...
+
+    def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        """Stream the object's bytes; raise `ObjectNotFound` (on first iteration) if absent."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing object is not an error (idempotent)."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Tell whether an object is stored under ``key``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `DependencyUnavailable` unless the backend answers."""
+        ...
+
+
+# --------------------------------------------------------------------------- repository
+
+
+@attrs.frozen
+class Page:
+    """One page of a list, newest first."""
+
+    items: Sequence[Any]
+    total: int
+    page: int
+    size: int
+
+
+@attrs.frozen
+class InstructionQuery:
+    """Filters of ``GET /instructions``; ``status`` is the aggregate status."""
+
+    user_id: str
+    status: Status | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    page: int = 1
+    size: int = 10
+
+
+@attrs.frozen
+class DetailQuery:
+    """Filters for the worker's reaper and for cleanup."""
+
+    statuses: frozenset[Status] = frozenset()
+    updated_before: datetime | None = None
+    created_before: datetime | None = None
+    is_cleaned: bool | None = None
+    limit: int = 500
+
+
+class InstructionRepository(Protocol):
+    """The system of record for products, instructions and their files.
+
+    Details are written with compare-and-set on ``version``: `update_detail`
+    succeeds only if the stored version is ``detail.version - 1``, which is
+    how two workers can never both claim one file.
+    """
+
+    async def save_products(self, products: Sequence[Product], now: datetime) -> None:
+        """Store the catalogue, keeping each product's first ``created_at`` (idempotent)."""
+        ...
+
+    async def list_products(self) -> list[tuple[Product, datetime, datetime]]:
+        """Every stored product with its created and updated times, by key."""
+        ...
+
+    async def add_instruction(self, instruction: Instruction) -> None:
+        """Insert a new instruction; raise `ConflictError` if the id exists."""
+        ...
+
+    async def get_instruction(self, instruction_id: str) -> Instruction:
+        """Return the instruction; raise `NotFound` if there is none."""
+        ...
+
+    async def list_instructions(self, query: InstructionQuery) -> Page:
+        """One page of a user's instructions, newest first, filtered."""
+        ...
+
+    async def add_detail(self, detail: InstructionDetail) -> None:
+        """Insert a new detail; raise `ConflictError` if the id exists."""
+        ...
+
+    async def get_detail(self, detail_id: str) -> InstructionDetail:
+        """Return the detail; raise `NotFound` if there is none."""
+        ...
+
+    async def list_details(self, instruction_id: str) -> list[InstructionDetail]:
+        """The details of one instruction in upload order."""
+        ...
+
+    async def count_details(self, instruction_id: str) -> int:
+        """How many files the instruction holds."""
+        ...
+
+    async def update_detail(self, detail: InstructionDetail) -> bool:
+        """Write ``detail`` if the stored version is ``detail.version - 1``.
+
+        Returns False (and writes nothing) when another writer got there first
+        or the detail is gone. Raises `DependencyUnavailable` on backend failure.
+        """
+        ...
+
+    async def find_details(self, query: DetailQuery) -> list[InstructionDetail]:
+        """Details matching every given filter, oldest update first, at most ``limit``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `DependencyUnavailable` unless the backend answers."""
+        ...
+
+
+# --------------------------------------------------------------------------- broker
+
+
+@attrs.frozen
+class JobMessage:
+    """The doorbell for one file: the repository holds everything else.
+
+    ``dedup_id`` lets a broker drop a second publish of the same attempt.
+    """
+
+    instruction_id: str
+    instruction_detail_id: str
+    user_id: str
+    dedup_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The wire form (JSON)."""
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Notification:
+    """A file's status change, published on ``notifications.sse``."""
+
+    user_id: str
+    instruction_id: str
+    instruction_detail_id: str
+    status: Status
+    product_key: str = ""
+    output_size: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (JSON)."""
+        return attrs.asdict(self)
+
+
+class Delivery(Protocol):
+    """One received job, to be settled exactly once with ack or nak."""
+
+    @property
+    def job(self) -> JobMessage:
+        """The message."""
+        ...
+
+    @property
+    def delivery_count(self) -> int:
+        """How many times the broker has delivered this message (1 the first time)."""
+        ...
+
+    async def ack(self) -> None:
+        """Done with it: the broker forgets the message."""
+        ...
+
+    async def nak(self, delay: float = 0.0) -> None:
+        """Give it back to be delivered again after ``delay`` seconds."""
+        ...
+
+    async def in_progress(self) -> None:
+        """Tell the broker the work goes on (extends its ack deadline)."""
+        ...
+
+
+class MessageBroker(Protocol):
+    """Jobs to the workers and notifications to whoever listens.
+
+    The broker is only a doorbell: losing a job delays a file (the reaper
+    finds it in the repository) but never loses it.
+    """
+
+    async def publish_job(self, job: JobMessage) -> None:
+        """Queue a job; a second publish with the same ``dedup_id`` may be dropped."""
+        ...
+
+    def jobs(self) -> AsyncIterator[Delivery]:
+        """Deliveries for this worker, forever; each must be acked or naked.
+
+        Cancelling a pending ``anext`` loses no job and leaves the iterator usable.
+        """
+        ...
+
+    async def publish_notification(self, notification: Notification) -> None:
+        """Send a notification to every current subscriber."""
+        ...
+
+    def notifications(self) -> AbstractAsyncContextManager[AsyncIterator[Notification]]:
+        """Subscribe: inside the block, every notification published after entry, by any process.
+
+        The subscription exists once the block is entered (nothing published
+        after that is missed) and ends with the block.
+        """
+        ...
+
+    async def queue_depth(self) -> int:
+        """Jobs waiting to be delivered (for metrics)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `DependencyUnavailable` unless the broker answers."""
+        ...
+
+
+# --------------------------------------------------------------------------- processor
+
+
+@attrs.frozen
+class ProcessingRequest:
+    """One file to process: local paths so a process pool can take it."""
+
+    product_key: str
+    params: Mapping[str, Any]
+    source: Path
+    destination: Path
+    max_pixels: int
+    max_frames: int
+
+
+@attrs.frozen
+class ProcessingResult:
+    """What the processor wrote and learned."""
+
+    format: str
+    mime_type: str
+    extension: str
+    size: int
+    width: int | None
+    height: int | None
+    input: ImageInfo
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+
+
+class ImageProcessor(Protocol):
+    """Runs products on local files. Synchronous and CPU-bound; safe in a process pool.
+
+    Only the formats of `imagecore.products.INPUT_FORMATS` are decoded; pixel
+    and frame limits are read from the header before decoding.
+    """
+
+    def inspect(self, source: Path, max_pixels: int, max_frames: int) -> ImageInfo:
+        """Read the header. Raises `UnsupportedMediaType`, `ImageTooLarge`, `CorruptImage`."""
+        ...
+
+    def process(self, request: ProcessingRequest) -> ProcessingResult:
+        """Run the product and write ``request.destination``.
+
+        Raises `UnsupportedMediaType`, `ImageTooLarge`, `CorruptImage` or
+        `ProcessingError` with a message a person can act on.
+        """
+        ...

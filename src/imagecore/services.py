@@ -1,0 +1,317 @@
+"""Use cases of the API side: instructions, uploads, reads and downloads.
+
+Each takes the ports it needs as arguments and the current time as ``now``.
+Ownership is checked here, once: another user's object and a missing one
+raise the same `NotFound`, so no caller can tell them apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from imagecore.errors import (
+    FileTooLarge,
+    ImageCoreError,
+    NotFound,
+    TooManyFiles,
+    UnsupportedMediaType,
+    ValidationError,
+)
+from imagecore.formats import EXTENSIONS, MIME_TYPES, SNIFF_BYTES, sniff
+from imagecore.model import (
+    Instruction,
+    InstructionDetail,
+    Status,
+    aggregate_status,
+    is_object_id,
+    new_id,
+)
+from imagecore.ports import (
+    ImageStorage,
+    InstructionQuery,
+    InstructionRepository,
+    JobMessage,
+    MessageBroker,
+    Page,
+    StoredObject,
+)
+from imagecore.products import Product, find_product
+
+__all__ = [
+    "Download",
+    "InstructionView",
+    "create_instruction",
+    "get_detail",
+    "get_instruction",
+    "job_for",
+    "list_details",
+    "list_instructions",
+    "open_download",
+    "upload_file",
+]
+
+_log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class InstructionView:
+    """An instruction with the status and counts derived from its files."""
+
+    instruction: Instruction
+    status: Status
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``data.instruction``."""
+        i = self.instruction
+        return {
+            "id": i.id,
+            "user_id": i.user_id,
+            "product_id": i.product_id,
+            "product_key": i.product_key,
+            "params": i.params,
+            "status": self.status.value,
+            "counts": self.counts,
+            "created_at": i.created_at.isoformat(),
+            "updated_at": i.updated_at.isoformat(),
+        }
+
+
+def _view(instruction: Instruction, details: list[InstructionDetail]) -> InstructionView:
+    statuses = [d.status for d in details]
+    counts = {s.value: statuses.count(s) for s in Status}
+    counts["total"] = len(statuses)
+    return InstructionView(instruction, aggregate_status(statuses), counts)
+
+
+async def create_instruction(
+    repo: InstructionRepository,
+    *,
+    user_id: str,
+    product_ref: str,
+    params: Mapping[str, object] | None,
+    now: datetime,
+) -> InstructionView:
+    """Create an instruction for a product named by id or key, with checked parameters."""
+    product = find_product(product_ref)
+    checked = product.validate(params)
+    instruction = Instruction(
+        id=new_id(now.timestamp()),
+        user_id=user_id,
+        product_id=product.id,
+        product_key=product.key,
+        params=checked,
+        created_at=now,
+        updated_at=now,
+    )
+    await repo.add_instruction(instruction)
+    return _view(instruction, [])
+
+
+async def _owned_instruction(
+    repo: InstructionRepository, user_id: str, instruction_id: str
+) -> Instruction:
+    if not is_object_id(instruction_id):
+        raise NotFound("instruction not found")
+    try:
+        instruction = await repo.get_instruction(instruction_id)
+    except NotFound:
+        raise NotFound("instruction not found") from None
+    if instruction.user_id != user_id:
+        raise NotFound("instruction not found")
+    return instruction
+
+
+async def get_instruction(
+    repo: InstructionRepository, *, user_id: str, instruction_id: str
+) -> InstructionView:
+    """The caller's instruction with its derived status; `NotFound` otherwise."""
+    instruction = await _owned_instruction(repo, user_id, instruction_id)
+    return _view(instruction, await repo.list_details(instruction.id))
+
+
+async def list_instructions(repo: InstructionRepository, query: InstructionQuery) -> Page:
+    """One page of the caller's instructions (items are `InstructionView`)."""
+    page = await repo.list_instructions(query)
+    views = [_view(i, await repo.list_details(i.id)) for i in page.items]
+    return attrs.evolve(page, items=views)
+
+
+async def list_details(
+    repo: InstructionRepository, *, user_id: str, instruction_id: str
+) -> list[InstructionDetail]:
+    """The files of the caller's instruction, in upload order."""
+    instruction = await _owned_instruction(repo, user_id, instruction_id)
+    return await repo.list_details(instruction.id)
+
+
+async def get_detail(
+    repo: InstructionRepository, *, user_id: str, instruction_id: str, detail_id: str
+) -> InstructionDetail:
+    """One file of the caller's instruction; `NotFound` for anything else."""
+    instruction = await _owned_instruction(repo, user_id, instruction_id)
+    if not is_object_id(detail_id):
+        raise NotFound("file not found")
+    try:
+        detail = await repo.get_detail(detail_id)
+    except NotFound:
+        raise NotFound("file not found") from None
+    if detail.instruction_id != instruction.id:
+        raise NotFound("file not found")
+    return detail
+
+
+def job_for(detail: InstructionDetail) -> JobMessage:
+    """The job message of a detail's current attempt (deduplicated per attempt)."""
+    return JobMessage(
+        instruction_id=detail.instruction_id,
+        instruction_detail_id=detail.id,
+        user_id=detail.user_id,
+        dedup_id=f"{detail.id}:{detail.attempts}",
+    )
+
+
+class _Sniffer:
+    """Counts an upload as it streams, checks its format from the first bytes."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], product: Product) -> None:
+        self._chunks = chunks
+        self._product = product
+        self.size = 0
+        self.format: str | None = None
+
+    async def _checked(self, head: bytes) -> bytes:
+        fmt = sniff(head)
+        if fmt is None or fmt not in self._product.limits.input_formats:
+            accepted = ", ".join(self._product.limits.input_formats)
+            raise UnsupportedMediaType(
+                f"this file is not an image in a format we accept ({accepted})"
+            )
+        self.format = fmt
+        return head
+
+    def _count(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        limit = self._product.limits.max_file_bytes
+        if self.size > limit:
+            raise FileTooLarge(f"the file is larger than {limit} bytes, the limit of this product")
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        head = b""
+        async for chunk in self._chunks:
+            if not chunk:
+                continue
+            self._count(chunk)
+            if self.format is None:
+                head += chunk
+                if len(head) < SNIFF_BYTES:
+                    continue
+                chunk = await self._checked(head)  # noqa: PLW2901 - the buffered head goes out first
+            yield chunk
+        if self.format is None:
+            if not head:
+                raise ValidationError("the file is empty")
+            yield await self._checked(head)
+
+
+async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its facts
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    broker: MessageBroker,
+    *,
+    user_id: str,
+    instruction_id: str,
+    filename: str,
+    chunks: AsyncIterable[bytes],
+    now: datetime,
+) -> InstructionDetail:
+    """Stream one upload to storage, record it PENDING and ring the workers' doorbell.
+
+    The bytes are counted and sniffed as they stream; a file over the limit
+    or in a format we do not decode is refused and leaves nothing stored.
+    A failed publish loses nothing: the file is PENDING in the repository
+    and the reaper queues it again.
+    """
+    instruction = await _owned_instruction(repo, user_id, instruction_id)
+    product = find_product(instruction.product_key)
+    if await repo.count_details(instruction.id) >= product.limits.max_files_per_instruction:
+        raise TooManyFiles(
+            f"an instruction of {product.key} takes at most "
+            f"{product.limits.max_files_per_instruction} files"
+        )
+    detail_id = new_id(now.timestamp())
+    # Keys hold only ids we made (hex), never user input such as a user id or a file name.
+    key = f"originals/{instruction.id}/{detail_id}"
+    sniffer = _Sniffer(chunks, product)
+    stored = await storage.put(key, sniffer.stream(), "application/octet-stream")
+    fmt = sniffer.format or "jpeg"
+    detail = InstructionDetail(
+        id=detail_id,
+        instruction_id=instruction.id,
+        user_id=user_id,
+        product_key=product.key,
+        original_name=_safe_name(filename, EXTENSIONS[fmt]),
+        original_key=stored.key,
+        size=stored.size,
+        mime_type=MIME_TYPES[fmt],
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        await repo.add_detail(detail)
+    except BaseException:
+        await storage.delete(key)
+        raise
+    try:
+        await broker.publish_job(job_for(detail))
+    except ImageCoreError as exc:
+        _log.warning("job for %s not published, the reaper will queue it: %s", detail.id, exc)
+    return detail
+
+
+def _safe_name(filename: str, extension: str) -> str:
+    # Keep the last path component only, drop control characters, bound the length.
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if c.isprintable() and c not in '"<>|*?:').strip(" .")
+    return base[:200] or f"upload.{extension}"
+
+
+@attrs.frozen
+class Download:
+    """A stored file ready to stream to a client."""
+
+    name: str
+    content_type: str
+    stored: StoredObject
+    chunks: AsyncIterator[bytes]
+
+
+async def open_download(  # noqa: PLR0913 - ports and the request's facts
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    *,
+    user_id: str,
+    instruction_id: str,
+    detail_id: str,
+    original: bool = False,
+) -> Download:
+    """Open the processed file (or the original) of the caller's file for streaming."""
+    detail = await get_detail(
+        repo, user_id=user_id, instruction_id=instruction_id, detail_id=detail_id
+    )
+    if detail.is_cleaned:
+        raise NotFound("this file was removed by the retention policy")
+    if original:
+        key, name, content_type = detail.original_key, detail.original_name, detail.mime_type
+    elif detail.output is None:
+        raise NotFound(f"this file has no output yet (status {detail.status})")
+    else:
+        key, name = detail.output.key, detail.output.name
+        content_type = detail.output.mime_type
+    stored = await storage.stat(key)
+    return Download(name, content_type, stored, storage.get(key))

@@ -1,0 +1,184 @@
+"""The `InstructionRepository` contract: subclass with a ``repo`` fixture to run it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from imagecore.errors import ConflictError, NotFound
+from imagecore.model import Status
+from imagecore.ports import DetailQuery, InstructionQuery, InstructionRepository
+from imagecore.products import CATALOGUE
+
+from .factories import at, detail, done, instruction
+
+
+class InstructionRepositoryContract:
+    """Behaviour every repository adapter must show."""
+
+    async def test_products_are_stored_once_and_keep_their_creation_time(
+        self, repo: InstructionRepository
+    ) -> None:
+        await repo.save_products(CATALOGUE, at(0))
+        await repo.save_products(CATALOGUE, at(100))
+        stored = await repo.list_products()
+        assert [p.key for p, _, _ in stored] == sorted(p.key for p in CATALOGUE)
+        assert all(created == at(0) and updated == at(100) for _, created, updated in stored)
+        resize = next(p for p, _, _ in stored if p.key == "images/resize")
+        assert resize == next(p for p in CATALOGUE if p.key == "images/resize")
+
+    async def test_an_instruction_reads_back_equal(self, repo: InstructionRepository) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        assert await repo.get_instruction(job.id) == job
+
+    async def test_a_missing_instruction_is_not_found(self, repo: InstructionRepository) -> None:
+        with pytest.raises(NotFound):
+            await repo.get_instruction("0123456789abcdef01234567")
+
+    async def test_an_instruction_id_cannot_be_reused(self, repo: InstructionRepository) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        with pytest.raises(ConflictError):
+            await repo.add_instruction(job)
+
+    async def test_instructions_list_newest_first_one_user_only(
+        self, repo: InstructionRepository
+    ) -> None:
+        mine = [instruction("alice", created=i) for i in range(5)]
+        for job in [*mine, instruction("bob", created=2.5)]:
+            await repo.add_instruction(job)
+        page = await repo.list_instructions(InstructionQuery(user_id="alice", page=1, size=2))
+        assert [i.id for i in page.items] == [mine[4].id, mine[3].id]
+        assert page.total == 5
+        last = await repo.list_instructions(InstructionQuery(user_id="alice", page=3, size=2))
+        assert [i.id for i in last.items] == [mine[0].id]
+
+    async def test_instructions_filter_by_creation_time(self, repo: InstructionRepository) -> None:
+        jobs = [instruction("alice", created=i * 10) for i in range(4)]
+        for job in jobs:
+            await repo.add_instruction(job)
+        query = InstructionQuery(user_id="alice", created_from=at(10), created_to=at(20))
+        page = await repo.list_instructions(query)
+        assert {i.id for i in page.items} == {jobs[1].id, jobs[2].id}
+        assert page.total == 2
+
+    async def test_instructions_filter_by_aggregate_status(
+        self, repo: InstructionRepository
+    ) -> None:
+        empty, finished = instruction(created=1), instruction(created=2)
+        await repo.add_instruction(empty)
+        await repo.add_instruction(finished)
+        file = detail(finished)
+        await repo.add_detail(file)
+        claimed = file.claim("lease", at(3), at(63))
+        assert await repo.update_detail(claimed)
+        assert await repo.update_detail(claimed.fail("corrupt_image", "truncated", at(4)))
+        failed = await repo.list_instructions(InstructionQuery("alice", status=Status.FAILED))
+        pending = await repo.list_instructions(InstructionQuery("alice", status=Status.PENDING))
+        assert [i.id for i in failed.items] == [finished.id]
+        assert [i.id for i in pending.items] == [empty.id]
+
+    async def test_details_read_back_equal_in_upload_order(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        files = [detail(job, created=i, name=f"photo-{i}.jpg") for i in range(3)]
+        for f in files:
+            await repo.add_detail(f)
+        assert await repo.list_details(job.id) == files
+        assert await repo.count_details(job.id) == 3
+        assert await repo.get_detail(files[1].id) == files[1]
+
+    async def test_a_finished_detail_keeps_its_output_and_metadata(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        file = detail(job)
+        await repo.add_detail(file)
+        claimed = file.claim("lease-1", at(1), at(61))
+        assert await repo.update_detail(claimed)
+        finished = done(file, 1)
+        assert await repo.update_detail(finished)
+        assert await repo.get_detail(file.id) == finished
+
+    async def test_a_missing_detail_is_not_found(self, repo: InstructionRepository) -> None:
+        with pytest.raises(NotFound):
+            await repo.get_detail("0123456789abcdef01234567")
+
+    async def test_a_detail_id_cannot_be_reused(self, repo: InstructionRepository) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        file = detail(job)
+        await repo.add_detail(file)
+        with pytest.raises(ConflictError):
+            await repo.add_detail(file)
+
+    async def test_a_stale_version_is_not_written(self, repo: InstructionRepository) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        file = detail(job)
+        await repo.add_detail(file)
+        first = file.claim("lease-a", at(1), at(61))
+        second = file.claim("lease-b", at(1), at(61))
+        assert await repo.update_detail(first)
+        assert not await repo.update_detail(second)
+        assert (await repo.get_detail(file.id)).lease_id == "lease-a"
+
+    async def test_only_one_of_many_concurrent_claims_wins(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        file = detail(job)
+        await repo.add_detail(file)
+        claims = [file.claim(f"lease-{n}", at(1), at(61)) for n in range(8)]
+        results = await asyncio.gather(*(repo.update_detail(c) for c in claims))
+        assert sum(results) == 1
+        winner = claims[results.index(True)]
+        assert await repo.get_detail(file.id) == winner
+
+    async def test_updating_an_unknown_detail_writes_nothing(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        ghost = detail(job).claim("lease", at(1), at(61))
+        assert not await repo.update_detail(ghost)
+        assert await repo.count_details(job.id) == 0
+
+    async def test_find_details_filters_by_status_time_and_cleaning(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        waiting, running, old_done = detail(job, 0), detail(job, 1), detail(job, 2)
+        for f in (waiting, running, old_done):
+            await repo.add_detail(f)
+        assert await repo.update_detail(running.claim("l", at(5), at(65)))
+        assert await repo.update_detail(old_done.claim("l", at(3), at(63)))
+        finished = done(old_done, 3)
+        assert await repo.update_detail(finished)
+
+        def ids(found: list) -> list[str]:
+            return [d.id for d in found]
+
+        processing = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
+        assert ids(processing) == [running.id]
+        before = await repo.find_details(DetailQuery(updated_before=at(4.5)))
+        assert ids(before) == [waiting.id, old_done.id]
+        created = await repo.find_details(DetailQuery(created_before=at(1)))
+        assert ids(created) == [waiting.id]
+        assert await repo.update_detail(finished.mark_cleaned(at(10)))
+        uncleaned = await repo.find_details(DetailQuery(is_cleaned=False))
+        cleaned = await repo.find_details(DetailQuery(is_cleaned=True))
+        assert set(ids(uncleaned)) == {waiting.id, running.id}
+        assert ids(cleaned) == [old_done.id]
+        limited = await repo.find_details(DetailQuery(limit=2))
+        assert len(limited) == 2
+
+    async def test_ping_answers(self, repo: InstructionRepository) -> None:
+        await repo.ping()

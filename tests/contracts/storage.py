@@ -1,0 +1,95 @@
+"""The `ImageStorage` contract: subclass with a ``storage`` fixture to run it on an adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from imagecore.errors import ObjectNotFound
+from imagecore.ports import ImageStorage
+
+
+async def _chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def _read(storage: ImageStorage, key: str) -> bytes:
+    return b"".join([chunk async for chunk in storage.get(key)])
+
+
+class ImageStorageContract:
+    """Behaviour every storage adapter must show."""
+
+    async def test_a_stored_photo_reads_back_byte_for_byte(self, storage: ImageStorage) -> None:
+        photo = os.urandom(3 * 1024 * 1024 + 17)
+        stored = await storage.put("originals/u1/i1/d1", _chunks(photo), "image/jpeg")
+        assert stored.size == len(photo)
+        assert stored.key == "originals/u1/i1/d1"
+        assert await _read(storage, "originals/u1/i1/d1") == photo
+
+    async def test_stat_describes_the_object(self, storage: ImageStorage) -> None:
+        data = b"\xff\xd8\xff" + os.urandom(5000)
+        put = await storage.put("outputs/u1/i1/d1.jpg", _chunks(data), "image/jpeg")
+        stat = await storage.stat("outputs/u1/i1/d1.jpg")
+        assert (stat.size, stat.content_type) == (len(data), "image/jpeg")
+        assert stat.etag == put.etag
+        assert stat.etag
+
+    async def test_a_second_put_replaces_the_first(self, storage: ImageStorage) -> None:
+        await storage.put("k/replace", _chunks(b"first version"), "image/png")
+        await storage.put("k/replace", _chunks(b"second"), "image/png")
+        assert await _read(storage, "k/replace") == b"second"
+        assert (await storage.stat("k/replace")).size == len(b"second")
+
+    async def test_different_content_has_a_different_etag(self, storage: ImageStorage) -> None:
+        a = await storage.put("k/a", _chunks(b"a" * 100), "image/png")
+        b = await storage.put("k/b", _chunks(b"b" * 100), "image/png")
+        assert a.etag != b.etag
+
+    async def test_reading_a_missing_object_raises_object_not_found(
+        self, storage: ImageStorage
+    ) -> None:
+        with pytest.raises(ObjectNotFound):
+            await _read(storage, "nothing/here")
+        with pytest.raises(ObjectNotFound):
+            await storage.stat("nothing/here")
+
+    async def test_delete_is_idempotent(self, storage: ImageStorage) -> None:
+        await storage.put("k/gone", _chunks(b"x"), "image/gif")
+        assert await storage.exists("k/gone")
+        await storage.delete("k/gone")
+        await storage.delete("k/gone")
+        assert not await storage.exists("k/gone")
+        with pytest.raises(ObjectNotFound):
+            await storage.stat("k/gone")
+
+    async def test_an_upload_that_breaks_off_leaves_nothing(self, storage: ImageStorage) -> None:
+        class DroppedError(Exception):
+            pass
+
+        async def broken() -> AsyncIterator[bytes]:
+            yield os.urandom(100_000)
+            raise DroppedError
+
+        with pytest.raises(DroppedError):
+            await storage.put("k/broken", broken(), "image/jpeg")
+        assert not await storage.exists("k/broken")
+
+    async def test_an_empty_object_is_stored(self, storage: ImageStorage) -> None:
+        stored = await storage.put("k/empty", _chunks(b""), "application/octet-stream")
+        assert stored.size == 0
+        assert await _read(storage, "k/empty") == b""
+
+    async def test_reads_stream_in_several_chunks(self, storage: ImageStorage) -> None:
+        data = os.urandom(1024 * 1024)
+        await storage.put("k/chunks", _chunks(data), "image/webp")
+        parts = [chunk async for chunk in storage.get("k/chunks", chunk_size=64 * 1024)]
+        assert len(parts) > 1
+        assert hashlib.sha256(b"".join(parts)).digest() == hashlib.sha256(data).digest()
+
+    async def test_ping_answers(self, storage: ImageStorage) -> None:
+        await storage.ping()

@@ -1,0 +1,46 @@
+"""Format sniffing from magic bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagecore.formats import SNIFF_BYTES, sniff
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("photos/kite-2560x1600.jpg", "jpeg"),
+        ("png/kay-1080x1920.png", "png"),
+        ("webp/wood-4096x4096.webp", "webp"),
+        ("misc/no_time_for_that_tiny.gif", "gif"),
+        ("misc/multipage_rgb.tif", "tiff"),
+        ("edge/hopper.avif", "avif"),
+        ("edge/hopper.heif", "heif"),
+        ("edge/tiff_16bit_RGBa.tiff", "tiff"),
+    ],
+)
+def test_corpus_files_are_recognised(path: str, expected: str) -> None:
+    head = (CORPUS / path).read_bytes()[:SNIFF_BYTES]
+    assert sniff(head) == expected
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+        b"%PDF-1.7\n",
+        b"BM\x00\x00",
+        b"PK\x03\x04",
+        b"P6\n10 10\n255\n",
+        b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom",
+        b"hello, world",
+    ],
+)
+def test_anything_else_is_not_an_image_we_decode(head: bytes) -> None:
+    assert sniff(head) is None

@@ -1,0 +1,265 @@
+"""Worker-side use cases: processing, retries, reaping and cleanup, on the in-memory ports."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
+from imagecore import pipeline, services
+from imagecore.errors import CorruptImage, DependencyUnavailable
+from imagecore.model import ImageInfo, InstructionDetail, Status
+from imagecore.ports import ProcessingRequest, ProcessingResult
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+SETTINGS = pipeline.PipelineSettings(
+    lease_seconds=60,
+    max_attempts=3,
+    republish_after_seconds=30,
+    retention_seconds=3600,
+    stale_after_seconds=7200,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+class CopyProcessor:
+    """Stands in for libvips: copies the file, or raises what it is told to."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors: list[Exception] = []
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, request: ProcessingRequest) -> ProcessingResult:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.errors:
+            raise self.errors.pop(0)
+        shutil.copyfile(request.source, request.destination)
+        size = request.destination.stat().st_size
+        info = ImageInfo("jpeg", "image/jpeg", 64, 48)
+        return ProcessingResult("jpeg", "image/jpeg", "jpg", size, 32, 24, info, {"quality": 80})
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def processor() -> CopyProcessor:
+    return CopyProcessor()
+
+
+async def chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def uploaded(repo, storage, broker) -> InstructionDetail:
+    view = await services.create_instruction(
+        repo, user_id="alice", product_ref="images/resize", params={"width": 32}, now=T0
+    )
+    return await services.upload_file(
+        repo,
+        storage,
+        broker,
+        user_id="alice",
+        instruction_id=view.instruction.id,
+        filename="kite.jpg",
+        chunks=chunks(JPEG),
+        now=T0,
+    )
+
+
+async def run(repo, storage, broker, processor, clock, detail, tmp_path: Path):
+    return await pipeline.process_detail(
+        repo,
+        storage,
+        broker,
+        processor,
+        detail_id=detail.id,
+        scratch=tmp_path,
+        clock=clock,
+        settings=SETTINGS,
+    )
+
+
+async def collect(events: AsyncIterator, count: int) -> list:
+    return [await asyncio.wait_for(anext(events), 1) for _ in range(count)]
+
+
+async def test_a_file_is_processed_stored_and_announced(
+    repo: MemoryInstructionRepository,
+    storage: MemoryImageStorage,
+    broker: MemoryMessageBroker,
+    processor: CopyProcessor,
+    clock: Clock,
+    tmp_path: Path,
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    async with broker.notifications() as events:
+        outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
+        seen = await collect(events, 2)
+    assert outcome is pipeline.Outcome.DONE
+    done = await repo.get_detail(detail.id)
+    assert done.status is Status.DONE
+    assert done.output is not None
+    assert (done.output.name, done.output.width, done.output.height) == ("kite.jpg", 32, 24)
+    assert done.output.key == f"outputs/{detail.instruction_id}/{detail.id}.jpg"
+    assert (done.width, done.height, done.metadata) == (64, 48, {"quality": 80})
+    assert [n.status for n in seen] == [Status.PROCESSING, Status.DONE]
+    assert seen[1].output_size == len(JPEG)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_second_delivery_of_a_finished_file_does_nothing(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    await run(repo, storage, broker, processor, clock, detail, tmp_path)
+    outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
+    assert outcome is pipeline.Outcome.DONE
+    assert processor.calls == 1
+    assert len([k for k in storage.stored_keys() if k.startswith("outputs/")]) == 1
+
+
+async def test_two_workers_on_one_file_process_it_once(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    outcomes = await asyncio.gather(
+        *(run(repo, storage, broker, processor, clock, detail, tmp_path) for _ in range(4))
+    )
+    assert outcomes == [pipeline.Outcome.DONE] * 4
+    assert processor.calls == 1
+    assert (await repo.get_detail(detail.id)).status is Status.DONE
+
+
+async def test_a_corrupt_image_fails_at_once_with_its_reason(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    processor.errors.append(CorruptImage("the JPEG data ends early"))
+    outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
+    failed = await repo.get_detail(detail.id)
+    assert outcome is pipeline.Outcome.DONE
+    assert (failed.status, failed.error_code, failed.attempts) == (
+        Status.FAILED,
+        "corrupt_image",
+        1,
+    )
+    assert failed.error_message == "the JPEG data ends early"
+
+
+async def test_a_transient_failure_is_retried_then_given_up(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    processor.errors.extend(DependencyUnavailable("storage is down") for _ in range(5))
+    outcomes = []
+    for _ in range(SETTINGS.max_attempts):
+        outcomes.append(await run(repo, storage, broker, processor, clock, detail, tmp_path))
+        clock.advance(5)
+    assert outcomes == [pipeline.Outcome.RETRY, pipeline.Outcome.RETRY, pipeline.Outcome.DONE]
+    failed = await repo.get_detail(detail.id)
+    assert failed.status is Status.FAILED
+    assert failed.attempts == SETTINGS.max_attempts
+    assert "gave up after 3 attempts: storage is down" in (failed.error_message or "")
+
+
+async def test_a_worker_that_lost_its_lease_writes_nothing(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    processor.gate = asyncio.Event()
+    slow = asyncio.create_task(run(repo, storage, broker, processor, clock, detail, tmp_path))
+    await asyncio.sleep(0.05)
+    clock.advance(SETTINGS.lease_seconds + 1)
+    assert await pipeline.reap(repo, broker, now=clock(), settings=SETTINGS) == 1
+    reclaimed = await repo.get_detail(detail.id)
+    assert (reclaimed.status, reclaimed.error_code) == (Status.PENDING, "worker_lost")
+    processor.gate.set()
+    await slow
+    assert (await repo.get_detail(detail.id)).status is Status.PENDING
+
+
+async def test_reaping_requeues_lost_work_and_fails_it_past_the_budget(
+    repo, storage, broker, clock
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    jobs = broker.jobs()
+    await (await asyncio.wait_for(anext(jobs), 1)).ack()
+    current = detail
+    for attempt in range(1, SETTINGS.max_attempts + 1):
+        claimed = current.claim("dead-worker", clock(), clock() + timedelta(seconds=60))
+        assert await repo.update_detail(claimed)
+        clock.advance(61)
+        assert await pipeline.reap(repo, broker, now=clock(), settings=SETTINGS) == 1
+        current = await repo.get_detail(detail.id)
+        if attempt < SETTINGS.max_attempts:
+            assert current.status is Status.PENDING
+            requeued = await asyncio.wait_for(anext(jobs), 1)
+            assert requeued.job.dedup_id == f"{detail.id}:{attempt}"
+            await requeued.ack()
+    assert current.status is Status.FAILED
+    assert current.error_code == "worker_lost"
+
+
+async def test_pending_files_the_broker_lost_are_published_again(
+    repo, storage, broker, clock
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    jobs = broker.jobs()
+    await (await asyncio.wait_for(anext(jobs), 1)).ack()  # the broker "loses" it
+    assert await pipeline.reap(repo, broker, now=clock(), settings=SETTINGS) == 0
+    clock.advance(SETTINGS.republish_after_seconds + 1)
+    fresh = MemoryMessageBroker()  # a restarted broker has no memory of the first publish
+    assert await pipeline.reap(repo, fresh, now=clock(), settings=SETTINGS) == 1
+    delivery = await asyncio.wait_for(anext(fresh.jobs()), 1)
+    assert delivery.job.instruction_detail_id == detail.id
+
+
+async def test_cleanup_deletes_only_finished_files_past_retention(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    finished = await uploaded(repo, storage, broker)
+    await run(repo, storage, broker, processor, clock, finished, tmp_path)
+    waiting = await uploaded(repo, storage, broker)
+    clock.advance(SETTINGS.retention_seconds + 1)
+    cleaned, failed = await pipeline.cleanup(repo, storage, broker, now=clock(), settings=SETTINGS)
+    assert (cleaned, failed) == (1, 0)
+    done = await repo.get_detail(finished.id)
+    assert done.is_cleaned
+    assert not await storage.exists(done.original_key)
+    assert done.output is not None
+    assert not await storage.exists(done.output.key)
+    assert await storage.exists(waiting.original_key)
+    again = await pipeline.cleanup(repo, storage, broker, now=clock(), settings=SETTINGS)
+    assert again == (0, 0)
+
+
+async def test_cleanup_fails_files_stuck_for_too_long(repo, storage, broker, clock) -> None:
+    stuck = await uploaded(repo, storage, broker)
+    clock.advance(SETTINGS.stale_after_seconds + 1)
+    assert await pipeline.cleanup(repo, storage, broker, now=clock(), settings=SETTINGS) == (0, 1)
+    failed = await repo.get_detail(stuck.id)
+    assert (failed.status, failed.error_code) == (Status.FAILED, "stale")
+    assert await storage.exists(failed.original_key)

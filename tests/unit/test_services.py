@@ -1,0 +1,208 @@
+"""API-side use cases against the in-memory ports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
+from imagecore import services
+from imagecore.errors import (
+    FileTooLarge,
+    InvalidParameter,
+    NotFound,
+    TooManyFiles,
+    UnknownProduct,
+    UnsupportedMediaType,
+    ValidationError,
+)
+from imagecore.model import Status
+from imagecore.ports import InstructionQuery
+from imagecore.products import find_product
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+
+
+async def chunks(data: bytes, size: int = 50) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def new_resize(repo: MemoryInstructionRepository, user: str = "alice") -> str:
+    view = await services.create_instruction(
+        repo, user_id=user, product_ref="images/resize", params={"width": 100}, now=NOW
+    )
+    return view.instruction.id
+
+
+async def upload(repo, storage, broker, instruction_id, data=JPEG, user="alice", name="kite.jpg"):
+    return await services.upload_file(
+        repo,
+        storage,
+        broker,
+        user_id=user,
+        instruction_id=instruction_id,
+        filename=name,
+        chunks=chunks(data),
+        now=NOW,
+    )
+
+
+async def test_an_instruction_is_created_by_key_or_id(repo: MemoryInstructionRepository) -> None:
+    by_key = await services.create_instruction(
+        repo, user_id="alice", product_ref="images/thumbnail", params=None, now=NOW
+    )
+    by_id = await services.create_instruction(
+        repo, user_id="alice", product_ref=find_product("images/thumbnail").id, params={}, now=NOW
+    )
+    assert by_key.instruction.product_id == by_id.instruction.product_id
+    assert by_key.instruction.params == {"width": 256, "height": 256, "fit": "inside"}
+    assert by_key.status is Status.PENDING
+    assert by_key.counts["total"] == 0
+
+
+async def test_bad_products_and_parameters_are_refused(repo: MemoryInstructionRepository) -> None:
+    with pytest.raises(UnknownProduct):
+        await services.create_instruction(repo, user_id="a", product_ref="x", params={}, now=NOW)
+    with pytest.raises(InvalidParameter):
+        await services.create_instruction(
+            repo, user_id="a", product_ref="images/resize", params={"width": -1}, now=NOW
+        )
+
+
+async def test_an_upload_is_stored_recorded_and_queued(
+    repo: MemoryInstructionRepository, storage: MemoryImageStorage, broker: MemoryMessageBroker
+) -> None:
+    instruction_id = await new_resize(repo)
+    detail = await upload(repo, storage, broker, instruction_id)
+    assert detail.status is Status.PENDING
+    assert (detail.size, detail.mime_type, detail.original_name) == (
+        len(JPEG),
+        "image/jpeg",
+        "kite.jpg",
+    )
+    assert await storage.exists(detail.original_key)
+    delivery = await asyncio.wait_for(anext(broker.jobs()), 1)
+    assert delivery.job.instruction_detail_id == detail.id
+    assert await repo.get_detail(detail.id) == detail
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>" + b" " * 100, UnsupportedMediaType),
+        (b"%PDF-1.4" + b"\x00" * 100, UnsupportedMediaType),
+        (b"\xff\xd8", UnsupportedMediaType),
+        (b"", ValidationError),
+    ],
+)
+async def test_files_we_do_not_decode_leave_nothing_behind(
+    repo, storage, broker, data: bytes, error: type[Exception]
+) -> None:
+    instruction_id = await new_resize(repo)
+    with pytest.raises(error):
+        await upload(repo, storage, broker, instruction_id, data=data)
+    assert storage.stored_keys() == []
+    assert await repo.count_details(instruction_id) == 0
+
+
+async def test_a_file_over_the_limit_is_refused_while_streaming(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo)
+    limit = find_product("images/resize").limits.max_file_bytes
+    produced = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal produced
+        yield JPEG
+        while True:
+            produced += 1024 * 1024
+            yield b"\x00" * (1024 * 1024)
+
+    with pytest.raises(FileTooLarge, match=str(limit)):
+        await services.upload_file(
+            repo,
+            storage,
+            broker,
+            user_id="alice",
+            instruction_id=instruction_id,
+            filename="big.jpg",
+            chunks=endless(),
+            now=NOW,
+        )
+    assert produced <= limit + 1024 * 1024
+    assert storage.stored_keys() == []
+
+
+async def test_an_instruction_holds_a_bounded_number_of_files(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo)
+    limit = find_product("images/resize").limits.max_files_per_instruction
+    for _ in range(limit):
+        await upload(repo, storage, broker, instruction_id)
+    with pytest.raises(TooManyFiles):
+        await upload(repo, storage, broker, instruction_id)
+
+
+async def test_file_names_lose_their_paths(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo)
+    detail = await upload(repo, storage, broker, instruction_id, name="../../etc/pass\x00wd.jpg")
+    assert detail.original_name == "passwd.jpg"
+    unnamed = await upload(repo, storage, broker, instruction_id, name="..")
+    assert unnamed.original_name == "upload.jpg"
+
+
+async def test_another_users_objects_look_missing(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo, user="alice")
+    detail = await upload(repo, storage, broker, instruction_id)
+    for call in (
+        services.get_instruction(repo, user_id="mallory", instruction_id=instruction_id),
+        services.list_details(repo, user_id="mallory", instruction_id=instruction_id),
+        services.get_detail(
+            repo, user_id="mallory", instruction_id=instruction_id, detail_id=detail.id
+        ),
+        services.get_instruction(repo, user_id="alice", instruction_id="not-an-id"),
+        services.get_detail(
+            repo, user_id="alice", instruction_id=instruction_id, detail_id="f" * 24
+        ),
+        upload(repo, storage, broker, instruction_id, user="mallory"),
+    ):
+        with pytest.raises(NotFound, match="not found"):
+            await call
+
+
+async def test_a_detail_is_only_found_under_its_own_instruction(repo, storage, broker) -> None:
+    first, second = await new_resize(repo), await new_resize(repo)
+    detail = await upload(repo, storage, broker, first)
+    with pytest.raises(NotFound):
+        await services.get_detail(repo, user_id="alice", instruction_id=second, detail_id=detail.id)
+
+
+async def test_there_is_no_download_before_the_output_exists(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo)
+    detail = await upload(repo, storage, broker, instruction_id)
+    with pytest.raises(NotFound, match="no output yet"):
+        await services.open_download(
+            repo, storage, user_id="alice", instruction_id=instruction_id, detail_id=detail.id
+        )
+    original = await services.open_download(
+        repo,
+        storage,
+        user_id="alice",
+        instruction_id=instruction_id,
+        detail_id=detail.id,
+        original=True,
+    )
+    assert b"".join([c async for c in original.chunks]) == JPEG
+    assert (original.name, original.content_type) == ("kite.jpg", "image/jpeg")
+
+
+async def test_instructions_list_with_their_status(repo, storage, broker) -> None:
+    empty = await new_resize(repo)
+    with_file = await new_resize(repo)
+    await upload(repo, storage, broker, with_file)
+    page = await services.list_instructions(repo, InstructionQuery(user_id="alice"))
+    assert {v.instruction.id: v.counts["total"] for v in page.items} == {empty: 0, with_file: 1}
+    assert page.total == 2
