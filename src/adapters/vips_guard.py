@@ -1,0 +1,291 @@
+"""The untrusted-input perimeter of the libvips adapter.
+
+Everything that stands between a hostile upload and a decoder lives here:
+
+* `configure_vips` blocks every libvips loader, then unblocks only those of
+  `imagecore.products.INPUT_FORMATS` (SVG, PDF, matrix, CSV, raw, vips, Ultra
+  HDR... stay blocked) and turns the operation cache off. It runs once per
+  process, lazily, so a processor pickled into a process pool configures the
+  child on first use. `self_test` proves the block list took effect.
+* `sniff_format` reads the magic bytes itself: libvips is only ever handed a
+  file whose first bytes already say it is one of our formats.
+* `scan_gif` walks a GIF's blocks without decoding: libvips reports a
+  65535-pixel-wide frame placed 65280 rows below a 32x32 screen as merely
+  truncated, but the canvas it declares is 4 gigapixels, a decompression
+  bomb to refuse as too large.
+* `vips_errors` is the one place where ``pyvips.Error`` becomes an
+  `imagecore.errors` exception.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import pyvips
+
+from imagecore.errors import (
+    CorruptImage,
+    ImageCoreError,
+    ImageTooLarge,
+    ProcessingError,
+    UnsupportedMediaType,
+)
+
+__all__ = ["configure_vips", "scan_gif", "self_test", "sniff_bytes", "sniff_format", "vips_errors"]
+
+#: libvips loader classes per input format; blocking a class blocks its
+#: _file/_buffer/_source subclasses with it.
+LOADER_CLASSES: dict[str, str] = {
+    "jpeg": "VipsForeignLoadJpeg",
+    "png": "VipsForeignLoadPng",
+    "webp": "VipsForeignLoadWebp",
+    "gif": "VipsForeignLoadNsgif",
+    "tiff": "VipsForeignLoadTiff",
+    "avif": "VipsForeignLoadHeif",
+    "heif": "VipsForeignLoadHeif",
+}
+
+_lock = threading.Lock()
+_configured = False
+
+_ISO_AVIF = frozenset({b"avif", b"avis"})
+_ISO_HEIF = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2"}
+)
+_SNIFF_BYTES = 64
+#: (offset, magic) pairs that must all match, per format; ISO-BMFF (AVIF/HEIF)
+#: needs its brand list read and is handled apart.
+_SIGNATURES: tuple[tuple[tuple[tuple[int, bytes], ...], str], ...] = (
+    (((0, b"\xff\xd8\xff"),), "jpeg"),
+    (((0, b"\x89PNG\r\n\x1a\n"),), "png"),
+    (((0, b"GIF87a"),), "gif"),
+    (((0, b"GIF89a"),), "gif"),
+    (((0, b"RIFF"), (8, b"WEBP")), "webp"),
+    (((0, b"II*\x00"),), "tiff"),
+    (((0, b"MM\x00*"),), "tiff"),
+    (((0, b"II+\x00"),), "tiff"),  # BigTIFF
+    (((0, b"MM\x00+"),), "tiff"),
+)
+
+
+def configure_vips() -> None:
+    """Block untrusted loaders and the operation cache; idempotent, once per process."""
+    global _configured  # noqa: PLW0603 - per-process state is what a worker process needs
+    if _configured:
+        return
+    with _lock:
+        if _configured:
+            return
+        pyvips.cache_set_max(0)
+        pyvips.operation_block_set("VipsForeignLoad", True)  # noqa: FBT003 - pyvips' signature
+        for loader in sorted(set(LOADER_CLASSES.values())):
+            pyvips.operation_block_set(loader, False)  # noqa: FBT003 - pyvips' signature
+        _configured = True
+
+
+def self_test() -> None:
+    """Check that an SVG is refused and a JPEG decodes; raise RuntimeError if not.
+
+    Run at worker start: a libvips build where the block list silently failed
+    must not be allowed to take jobs.
+    """
+    configure_vips()
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
+    with tempfile.TemporaryDirectory(prefix="imagecore-selftest-") as folder:
+        probe = Path(folder) / "probe.svg"
+        probe.write_bytes(svg)
+        if _decodes(lambda: pyvips.Image.new_from_file(str(probe))) or _decodes(
+            lambda: pyvips.Image.svgload_buffer(svg)
+        ):
+            raise RuntimeError("libvips decoded an SVG: the loader block list is not in force")
+        jpeg = Path(folder) / "probe.jpg"
+        pyvips.Image.black(8, 8).jpegsave(str(jpeg))
+        if not _decodes(lambda: pyvips.Image.jpegload(str(jpeg), fail_on="error")):
+            raise RuntimeError("libvips cannot decode a JPEG: the loader allow-list is broken")
+    _clear_errors()
+
+
+def _decodes(load: Callable[[], pyvips.Image]) -> bool:
+    try:
+        load().avg()
+    except pyvips.Error:
+        return False
+    return True
+
+
+def sniff_bytes(head: bytes) -> str:
+    """Name the format of these leading bytes, or raise `UnsupportedMediaType`."""
+    for checks, fmt in _SIGNATURES:
+        if all(head[offset : offset + len(magic)] == magic for offset, magic in checks):
+            return fmt
+    if head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
+        if brands & _ISO_AVIF:
+            return "avif"
+        if brands & _ISO_HEIF:
+            return "heif"
+    raise UnsupportedMediaType(
+        f"{_describe(head)}; accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF, HEIF"
+    )
+
+
+def sniff_format(path: Path) -> str:
+    """Name the format of the file at ``path`` from its magic bytes."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise ProcessingError(f"cannot read the input file: {exc.strerror}") from exc
+    return sniff_bytes(head)
+
+
+def _describe(head: bytes) -> str:
+    start = head.lstrip()[:16].lower()
+    known = (
+        (not head, "the file is empty"),
+        (start.startswith((b"<svg", b"<?xml")), "SVG/XML documents are not decoded"),
+        (head.startswith(b"%PDF"), "PDF documents are not decoded"),
+        (head.startswith(b"BM"), "BMP images are not accepted"),
+        (head.startswith(b"PK\x03\x04"), "ZIP archives are not images"),
+        (head[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"), "PNM/PPM images are not accepted"),
+        (head[4:8] == b"ftyp", "this ISO media file is not AVIF or HEIF"),
+    )
+    for matched, message in known:
+        if matched:
+            return message
+    return "the file is not in an image format we decode"
+
+
+def scan_gif(stream: BinaryIO, max_pixels: int, max_frames: int) -> int:
+    """Walk a GIF's blocks without decoding; return its frame count.
+
+    The canvas is the logical screen grown to hold every frame at its offset
+    (what browsers allocate). Raises `ImageTooLarge` as soon as that canvas
+    passes ``max_pixels`` or there are more than ``max_frames`` frames, and
+    `CorruptImage` if the block structure is broken before the first frame.
+    """
+    header = stream.read(13)
+    if len(header) < 13:  # noqa: PLR2004 - the GIF header and screen descriptor
+        raise CorruptImage("the GIF header is truncated")
+    width, height = _u16(header, 6), _u16(header, 8)
+    _check_pixels(width, height, max_pixels)
+    if header[10] & 0x80:
+        stream.seek(3 << ((header[10] & 0x07) + 1), 1)
+    frames = 0
+    while True:
+        introducer = stream.read(1)
+        if introducer in (b"", b";"):
+            # A missing trailer is common and harmless; no frame at all is not.
+            return frames or _no_frame()
+        if introducer == b"!":
+            stream.read(1)
+            _skip_sub_blocks(stream)
+        elif introducer == b",":
+            descriptor = stream.read(9)
+            if len(descriptor) < 9:  # noqa: PLR2004 - an image descriptor's size
+                return frames or _no_frame()
+            width = max(width, _u16(descriptor, 0) + _u16(descriptor, 4))
+            height = max(height, _u16(descriptor, 2) + _u16(descriptor, 6))
+            _check_pixels(width, height, max_pixels)
+            frames += 1
+            if frames > max_frames:
+                raise ImageTooLarge(f"the GIF has more than {max_frames} frames")
+            if descriptor[8] & 0x80:
+                stream.seek(3 << ((descriptor[8] & 0x07) + 1), 1)
+            stream.read(1)  # LZW minimum code size
+            _skip_sub_blocks(stream)
+        else:
+            raise CorruptImage("the GIF block structure is broken")
+
+
+def _u16(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset : offset + 2], "little")
+
+
+def _skip_sub_blocks(stream: BinaryIO) -> None:
+    while (length := stream.read(1)) not in (b"", b"\x00"):
+        stream.seek(length[0], 1)
+
+
+def _no_frame() -> int:
+    raise CorruptImage("the GIF ends before its first frame")
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image declares {width}x{height} pixels, more than the limit of {max_pixels}"
+        )
+
+
+def _clear_errors() -> None:
+    # libvips keeps a process-wide error log; a message left by an earlier,
+    # recovered failure (libtiff probing a HEIF, say) would otherwise be
+    # glued to the next, unrelated error.
+    pyvips.vips_lib.vips_error_clear()
+
+
+_UNSUPPORTED = (
+    "operation is blocked",
+    "not a known file format",
+    "is not in a known format",
+    "has not been built in",
+    "no suitable decoder",
+)
+_CORRUPT = (
+    "load",
+    "read",
+    "decode",
+    "truncat",
+    "premature",
+    "end of",
+    "corrupt",
+    "invalid",
+    "bad ",
+    "out of range",
+    "not a",
+    "thumbnail",
+    "jpeg",
+    "png",
+    "gif",
+    "tiff",
+    "webp",
+    "heif",
+    "libspng",
+)
+
+
+@contextmanager
+def vips_errors() -> Iterator[None]:
+    """Translate any ``pyvips.Error`` raised inside into an `imagecore.errors` exception."""
+    _clear_errors()
+    try:
+        yield
+    except pyvips.Error as exc:
+        raise _translate(exc) from exc
+    except MemoryError as exc:
+        raise ImageTooLarge("the image needs more memory than this worker has") from exc
+
+
+def _translate(exc: pyvips.Error) -> ImageCoreError:
+    detail = " ".join(str(getattr(exc, "detail", "") or "").split())
+    text = f"{getattr(exc, 'message', '')} {detail}".lower()
+    reason = detail[:300] or "the decoder gave no reason"
+    if "has not been built in" in text or "no suitable decoder" in text:
+        return UnsupportedMediaType(
+            "this HEIF image is coded with a codec this server cannot decode (HEVC); "
+            "AVIF-coded HEIF is supported"
+        )
+    if any(marker in text for marker in _UNSUPPORTED):
+        return UnsupportedMediaType("the file is not in a format we decode")
+    if "out of memory" in text or "cannot allocate" in text or "too large" in text:
+        return ImageTooLarge(f"the image is too large to process: {reason}")
+    if any(marker in text for marker in _CORRUPT):
+        return CorruptImage(f"the image could not be decoded (truncated or malformed): {reason}")
+    return ProcessingError(f"the image could not be processed: {reason}")
