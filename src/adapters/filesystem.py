@@ -1,0 +1,341 @@
+"""The filesystem storage: objects as files under one root, for a single host.
+
+Layout: the object ``a/b/c`` is the file ``ROOT/objects/a/b/c``; its content
+type and etag sit beside it in the sidecar ``ROOT/objects/a/b/.c.meta``.
+Names starting with a dot are ours (sidecars, ``.c.<random>.tmp`` files of
+writes in flight), which is why no part of a key may start with one.
+
+A put streams into a temporary file in the object's directory while hashing,
+fsyncs it, writes the sidecar (atomically, by rename), then renames the data
+into place and fsyncs the directory. The data file alone says whether an
+object exists; the sidecar is trusted only if it names the data file's size
+and modification time. A crash between the two renames therefore leaves the
+previous object (its sidecar keeps the previous record too) or, if the
+sidecar is lost, an object whose etag is computed again from its bytes and
+whose content type is guessed from its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import mimetypes
+import os
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from imagecore.errors import DependencyUnavailable, ObjectNotFound, ValidationError
+from imagecore.ports import StoredObject
+
+__all__ = ["FilesystemImageStorage", "validate_key"]
+
+_MAX_PART = 200  # leaves room for our prefix and suffixes within the usual 255-byte name limit
+_HASH_CHUNK = 1024 * 1024
+_FALLBACK_TYPE = "application/octet-stream"
+_COMMIT_LOCKS = tuple(threading.Lock() for _ in range(32))
+
+
+def validate_key(key: str) -> tuple[str, ...]:
+    """Return the parts of ``key``; raise `ValidationError` unless it is a safe relative path.
+
+    Refused: empty keys and parts, absolute paths, ``.`` and ``..``, parts that
+    start with a dot (reserved for our own files), backslashes, NUL and parts
+    longer than 200 bytes.
+    """
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValidationError(f"invalid storage key {key!r}")
+    parts = tuple(key.split("/"))
+    for part in parts:
+        if not part or part.startswith(".") or len(part.encode()) > _MAX_PART:
+            raise ValidationError(f"invalid storage key {key!r}: bad part {part!r}")
+    return parts
+
+
+@contextlib.contextmanager
+def _translated(key: str, *, writing: bool = False) -> Iterator[None]:
+    """Turn ``OSError`` into `imagecore.errors`, the one place this adapter does."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        if writing:
+            # A part of the key is an object, or the key is a folder of objects.
+            raise ValidationError(f"storage key {key!r} collides with another key") from exc
+        raise ObjectNotFound(f"no object {key!r}") from exc
+    except FileExistsError as exc:
+        raise ValidationError(f"storage key {key!r} collides with another key") from exc
+    except OSError as exc:
+        raise DependencyUnavailable(f"file storage: {exc}") from exc
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(f".{path.name}.meta")
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    try:
+        records = json.loads(_sidecar(path).read_bytes())
+    except (OSError, ValueError):
+        return []  # missing or torn: the data file is described from its bytes instead
+    return records if isinstance(records, list) else []
+
+
+def _find_record(records: list[dict[str, Any]], info: os.stat_result) -> dict[str, Any] | None:
+    """The record describing the data file ``info``, if one surely does.
+
+    Size and modification time must match. The inode must too, except for a
+    lone record: a restored backup has new inodes, while two records (left by
+    a put that died between its renames) may share a size and a clock tick.
+    """
+    same = [
+        r
+        for r in records
+        if r.get("size") == info.st_size and r.get("mtime_ns") == info.st_mtime_ns
+    ]
+    exact = [r for r in same if r.get("inode") == info.st_ino]
+    if exact:
+        return exact[0]
+    return same[0] if len(records) == 1 and same else None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class _Upload:
+    """One put in flight: a temporary file in the object's directory, hashed as it grows."""
+
+    def __init__(self, path: Path, temporary: Path, file: IO[bytes]) -> None:
+        self.path = path
+        self.size = 0
+        self._temporary = temporary
+        self._file = file
+        self._digest = hashlib.md5(usedforsecurity=False)
+
+    @classmethod
+    def begin(cls, path: Path) -> _Upload:
+        for _ in range(3):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            except FileNotFoundError:
+                continue  # a delete pruned the empty folder in between: make it again
+            return cls(path, Path(name), os.fdopen(fd, "wb"))
+        raise FileNotFoundError(f"cannot create a file in {path.parent}")
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._digest.update(chunk)
+        self.size += len(chunk)
+
+    def commit(self, content_type: str) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        info = os.fstat(self._file.fileno())
+        self._file.close()
+        etag = self._digest.hexdigest()
+        record = {
+            "content_type": content_type,
+            "etag": etag,
+            "size": info.st_size,
+            "mtime_ns": info.st_mtime_ns,
+            "inode": info.st_ino,
+        }
+        # Two puts of one key in this process must not interleave their renames,
+        # or the sidecar would describe the loser (other processes: see _find_record).
+        with _COMMIT_LOCKS[hash(self.path) % len(_COMMIT_LOCKS)]:
+            # Keep the record of the object being replaced: if we die before the
+            # data rename below, that object is still described rightly.
+            try:
+                current = self.path.stat()
+            except FileNotFoundError:
+                kept = []
+            else:
+                found = _find_record(_read_records(self.path), current)
+                kept = [] if found is None else [found]
+            _atomic_write(_sidecar(self.path), json.dumps([record, *kept]).encode())
+            self._temporary.replace(self.path)
+        _fsync_directory(self.path.parent)
+        return etag
+
+    def discard(self) -> None:
+        # Synchronous on purpose: it must run even in a task being cancelled.
+        self._file.close()
+        self._temporary.unlink(missing_ok=True)
+
+
+class FilesystemImageStorage:
+    """`ImageStorage` on a local directory: atomic puts, a sidecar per object.
+
+    ``root`` is created on the first write; nothing touches the disk before
+    that. Keys are relative paths of ``/``-separated parts (see
+    `validate_key`; a bad key raises `ValidationError`), and one key cannot
+    be a folder of another (``a`` and ``a/b``): that put raises
+    `ValidationError`. Blocking file work runs in the default executor, one
+    chunk at a time, so neither direction holds an object in memory.
+    Disk errors raise `DependencyUnavailable`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._objects = root / "objects"
+
+    def _path(self, key: str) -> Path:
+        return self._objects.joinpath(*validate_key(key))
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> StoredObject:
+        path = self._path(key)
+        with _translated(key, writing=True):
+            upload = await asyncio.to_thread(_Upload.begin, path)
+        try:
+            # The caller's stream stays outside the translation: its errors pass unchanged.
+            async for chunk in chunks:
+                with _translated(key, writing=True):
+                    await asyncio.to_thread(upload.write, chunk)
+            with _translated(key, writing=True):
+                etag = await asyncio.to_thread(upload.commit, content_type)
+        except BaseException:
+            upload.discard()
+            raise
+        return StoredObject(key, upload.size, etag, content_type)
+
+    async def stat(self, key: str) -> StoredObject:
+        path = self._path(key)
+        with _translated(key):
+            return await asyncio.to_thread(self._describe, key, path)
+
+    @staticmethod
+    def _describe(key: str, path: Path) -> StoredObject:
+        with path.open("rb") as file:
+            # One open file: the size, the record and the hash all describe the same version.
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise FileNotFoundError(path)
+            record = _find_record(_read_records(path), info)
+            if record is not None:
+                return StoredObject(key, info.st_size, record["etag"], record["content_type"])
+            digest = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False))
+        content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
+        return StoredObject(key, info.st_size, digest.hexdigest(), content_type)
+
+    async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        with _translated(key):
+            file = await asyncio.to_thread(path.open, "rb")
+        try:
+            while True:
+                with _translated(key):
+                    chunk = await asyncio.to_thread(file.read, chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            file.close()
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        with _translated(key):
+            await asyncio.to_thread(self._remove, path)
+
+    def _remove(self, path: Path) -> None:
+        # Data first: once it is gone the object is gone, whatever happens to the sidecar.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            path.unlink()
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            _sidecar(path).unlink()
+        # Prune folders left empty, so that cleaned instructions leave no trace.
+        folder = path.parent
+        while folder != self._objects:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+
+    async def exists(self, key: str) -> bool:
+        path = self._path(key)
+        with _translated(key):
+            return await asyncio.to_thread(path.is_file)
+
+    async def ping(self) -> None:
+        try:
+            await asyncio.to_thread(self._probe)
+        except OSError as exc:
+            raise DependencyUnavailable(
+                f"file storage at {self.root} is not writable: {exc}"
+            ) from exc
+
+    def _probe(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.root, prefix=".ping."):
+            pass
+
+    async def total_bytes(self) -> int:
+        """How many bytes the stored objects hold (for metrics; walks the tree)."""
+        with _translated("(usage)"):
+            return sum(size for _, size in await asyncio.to_thread(self._walk))
+
+    async def keys(self) -> list[str]:
+        """Every stored key, sorted (walks the tree; for tests, tools and embedders)."""
+        with _translated("(keys)"):
+            return sorted(key for key, _ in await asyncio.to_thread(self._walk))
+
+    def _walk(self) -> list[tuple[str, int]]:
+        found = []
+        for folder, _, names in os.walk(self._objects):
+            for name in names:
+                if name.startswith("."):
+                    continue
+                path = Path(folder, name)
+                key = path.relative_to(self._objects).as_posix()
+                with contextlib.suppress(FileNotFoundError):  # deleted while we walk
+                    found.append((key, path.stat().st_size))
+        return found
+
+    async def sweep(self, older_than: float = 3600.0) -> int:
+        """Remove leftovers of writes that died: temporary files and sidecars without data.
+
+        Only files untouched for ``older_than`` seconds go, so writes in flight
+        are safe. Returns how many files were removed.
+        """
+        with _translated("(sweep)"):
+            return await asyncio.to_thread(self._sweep, time.time() - older_than)
+
+    def _sweep(self, cutoff: float) -> int:
+        removed = 0
+        for folder, _, names in os.walk(self._objects):
+            for name in names:
+                path = Path(folder, name)
+                leftover = name.endswith(".tmp") or (
+                    name.endswith(".meta") and not path.with_name(name[1:-5]).exists()
+                )
+                if not name.startswith(".") or not leftover:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed

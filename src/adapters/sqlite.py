@@ -1,0 +1,335 @@
+"""The SQLite repository: the embedded system of record of ``imagecore serve``.
+
+One database file, no server. All database work runs on one dedicated worker
+thread that owns the only connection, so the event loop never blocks on disk
+and the connection is never shared between threads. Several processes may
+open the same file: WAL lets readers run beside the one writer, writes take
+the lock up front (``BEGIN IMMEDIATE``) and wait up to the busy timeout, and
+the compare-and-set on ``version`` holds across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from adapters.documents import (
+    Document,
+    detail_from_document,
+    detail_to_document,
+    instruction_from_document,
+    instruction_to_document,
+    product_from_document,
+    product_to_document,
+    time_to_document,
+)
+from adapters.sqlite_schema import connect, transaction
+from imagecore.errors import ConflictError, DependencyUnavailable, NotFound
+from imagecore.model import Instruction, InstructionDetail, Status, aggregate_status
+from imagecore.ports import DetailQuery, InstructionQuery, Page
+from imagecore.products import Product
+
+__all__ = ["SqliteInstructionRepository"]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(value: datetime) -> int:
+    return (time_to_document(value) - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICROSECOND
+
+
+def _dumps(document: Document) -> str:
+    # Only the top-level times are domain values; anything else that JSON
+    # cannot hold is a bug upstream and should fail loudly, not be stringified.
+    plain = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in document.items()}
+    return json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3's exceptions into `imagecore.errors`, the one place this adapter does."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_FOREIGNKEY":
+            raise NotFound("instruction not found") from exc
+        raise ConflictError(f"the record exists: {exc}") from exc
+    except (sqlite3.Error, OSError) as exc:
+        # Locked past the busy timeout, disk full or failing, not a database,
+        # closed: the store did not answer, and a retry later may work.
+        raise DependencyUnavailable(f"sqlite: {exc}") from exc
+
+
+class SqliteInstructionRepository:
+    """`InstructionRepository` on one SQLite file, for a single host.
+
+    Create it with ``await SqliteInstructionRepository.open(path)`` and end it
+    with ``await repo.close()``; nothing touches the disk before ``open``.
+    Details are stored as JSON documents (`adapters.documents`) beside the
+    columns that queries filter and sort on. ``update_detail`` is a
+    compare-and-set on ``version`` inside one write transaction, which also
+    updates the instruction's aggregate status. Raises `DependencyUnavailable`
+    for any database failure (including use after ``close``), `ConflictError`
+    for a reused id and `NotFound` as the port says.
+
+    A call cancelled while it waits for the worker thread still runs to its
+    end there: a cancelled ``update_detail`` may have been written.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
+        # Private: use ``open``. The connection is only ever used on the executor's thread.
+        self._executor = executor
+        self._connection = connection
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path | str, *, busy_timeout: float = 5.0) -> Self:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+        ``busy_timeout`` is how many seconds a write waits for another
+        process's transaction before `DependencyUnavailable`.
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagecore-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            with _translated():
+                connection = await loop.run_in_executor(executor, connect, str(path), busy_timeout)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, connection)
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            with _translated():
+                await loop.run_in_executor(self._executor, self._connection.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def _run(
+        self,
+        work: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        loop = asyncio.get_running_loop()
+        with _translated():
+            if self._closed:
+                raise DependencyUnavailable("the sqlite repository is closed")
+            return await loop.run_in_executor(
+                self._executor, functools.partial(work, self._connection, *args, **kwargs)
+            )
+
+    # ------------------------------------------------------------------ products
+
+    async def save_products(self, products: Sequence[Product], now: datetime) -> None:
+        rows = [(p.key, _micros(now), _dumps(product_to_document(p))) for p in products]
+        await self._run(_save_products, rows)
+
+    async def list_products(self) -> list[tuple[Product, datetime, datetime]]:
+        rows = await self._run(
+            _fetch, "SELECT document, created_at, updated_at FROM products ORDER BY key", ()
+        )
+        return [
+            (product_from_document(json.loads(doc)), _from_micros(created), _from_micros(updated))
+            for doc, created, updated in rows
+        ]
+
+    # ------------------------------------------------------------------ instructions
+
+    async def add_instruction(self, instruction: Instruction) -> None:
+        row = (
+            instruction.id,
+            instruction.user_id,
+            _micros(instruction.created_at),
+            aggregate_status([]).value,
+            _dumps(instruction_to_document(instruction)),
+        )
+        await self._run(_execute, "INSERT INTO instructions VALUES (?, ?, ?, ?, ?)", row)
+
+    async def get_instruction(self, instruction_id: str) -> Instruction:
+        rows = await self._run(
+            _fetch, "SELECT document FROM instructions WHERE id = ?", (instruction_id,)
+        )
+        if not rows:
+            raise NotFound("instruction not found")
+        return instruction_from_document(json.loads(rows[0][0]))
+
+    async def list_instructions(self, query: InstructionQuery) -> Page:
+        where: list[str] = ["user_id = ?"]
+        args: list[Any] = [query.user_id]
+        if query.status is not None:
+            where.append("status = ?")
+            args.append(query.status.value)
+        if query.created_from is not None:
+            where.append("created_at >= ?")
+            args.append(_micros(query.created_from))
+        if query.created_to is not None:
+            where.append("created_at <= ?")
+            args.append(_micros(query.created_to))
+        total, documents = await self._run(_page, " AND ".join(where), args, query.page, query.size)
+        items = [instruction_from_document(json.loads(doc)) for doc in documents]
+        return Page(items, total, query.page, query.size)
+
+    # ------------------------------------------------------------------ details
+
+    async def add_detail(self, detail: InstructionDetail) -> None:
+        await self._run(_add_detail, _detail_row(detail))
+
+    async def get_detail(self, detail_id: str) -> InstructionDetail:
+        rows = await self._run(_fetch, "SELECT document FROM details WHERE id = ?", (detail_id,))
+        if not rows:
+            raise NotFound("file not found")
+        return detail_from_document(json.loads(rows[0][0]))
+
+    async def list_details(self, instruction_id: str) -> list[InstructionDetail]:
+        rows = await self._run(
+            _fetch,
+            "SELECT document FROM details WHERE instruction_id = ? ORDER BY seq",
+            (instruction_id,),
+        )
+        return [detail_from_document(json.loads(doc)) for (doc,) in rows]
+
+    async def count_details(self, instruction_id: str) -> int:
+        rows = await self._run(
+            _fetch, "SELECT count(*) FROM details WHERE instruction_id = ?", (instruction_id,)
+        )
+        return int(rows[0][0])
+
+    async def update_detail(self, detail: InstructionDetail) -> bool:
+        return await self._run(_update_detail, _detail_row(detail), detail.version - 1)
+
+    async def find_details(self, query: DetailQuery) -> list[InstructionDetail]:
+        where: list[str] = []
+        args: list[Any] = []
+        if query.statuses:
+            statuses = sorted(s.value for s in query.statuses)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if query.updated_before is not None:
+            where.append("updated_at < ?")
+            args.append(_micros(query.updated_before))
+        if query.created_before is not None:
+            where.append("created_at < ?")
+            args.append(_micros(query.created_before))
+        if query.is_cleaned is not None:
+            where.append("is_cleaned = ?")
+            args.append(int(query.is_cleaned))
+        condition = " AND ".join(where) or "1"
+        sql = f"SELECT document FROM details WHERE {condition} ORDER BY updated_at, id LIMIT ?"  # noqa: S608 - only fixed fragments are interpolated; values are bound
+        rows = await self._run(_fetch, sql, (*args, max(query.limit, 0)))
+        return [detail_from_document(json.loads(doc)) for (doc,) in rows]
+
+    async def ping(self) -> None:
+        await self._run(_fetch, "SELECT 1", ())
+
+
+# --------------------------------------------------------------------------- on the worker thread
+
+
+def _detail_row(detail: InstructionDetail) -> dict[str, Any]:
+    return {
+        "id": detail.id,
+        "instruction_id": detail.instruction_id,
+        "status": detail.status.value,
+        "created_at": _micros(detail.created_at),
+        "updated_at": _micros(detail.updated_at),
+        "is_cleaned": int(detail.is_cleaned),
+        "version": detail.version,
+        "document": _dumps(detail_to_document(detail)),
+    }
+
+
+def _fetch(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+    return connection.execute(sql, args).fetchall()
+
+
+def _execute(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> None:
+    with transaction(connection):
+        connection.execute(sql, args)
+
+
+def _save_products(connection: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+    with transaction(connection):
+        connection.executemany(
+            """INSERT INTO products (key, created_at, updated_at, document)
+               VALUES (?1, ?2, ?2, ?3)
+               ON CONFLICT (key) DO UPDATE
+               SET updated_at = excluded.updated_at, document = excluded.document""",
+            rows,
+        )
+
+
+def _page(
+    connection: sqlite3.Connection, where: str, args: list[Any], page: int, size: int
+) -> tuple[int, list[str]]:
+    # One read transaction: the count and the page come from the same snapshot.
+    with transaction(connection, "DEFERRED"):
+        sql = f"SELECT count(*) FROM instructions WHERE {where}"  # noqa: S608 - fixed fragments only
+        (total,) = connection.execute(sql, args).fetchone()
+        if page < 1 or size < 1:  # no such page; SQLite would read a negative LIMIT as "all"
+            return total, []
+        rows = connection.execute(
+            f"SELECT document FROM instructions WHERE {where} "  # noqa: S608 - fixed fragments only
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*args, size, (page - 1) * size],
+        ).fetchall()
+    return total, [doc for (doc,) in rows]
+
+
+def _refresh_status(connection: sqlite3.Connection, instruction_id: str) -> None:
+    # The domain's own function decides; an instruction holds at most a few dozen files.
+    rows = connection.execute(
+        "SELECT status FROM details WHERE instruction_id = ?", (instruction_id,)
+    ).fetchall()
+    status = aggregate_status([Status(s) for (s,) in rows])
+    connection.execute(
+        "UPDATE instructions SET status = ? WHERE id = ?", (status.value, instruction_id)
+    )
+
+
+def _add_detail(connection: sqlite3.Connection, row: dict[str, Any]) -> None:
+    with transaction(connection):
+        connection.execute(
+            """INSERT INTO details
+                 (id, instruction_id, status, created_at, updated_at, is_cleaned, version, document)
+               VALUES (:id, :instruction_id, :status, :created_at, :updated_at, :is_cleaned,
+                       :version, :document)""",
+            row,
+        )
+        _refresh_status(connection, row["instruction_id"])
+
+
+def _update_detail(connection: sqlite3.Connection, row: dict[str, Any], expected: int) -> bool:
+    with transaction(connection):
+        changed = connection.execute(
+            """UPDATE details
+               SET status = :status, updated_at = :updated_at, is_cleaned = :is_cleaned,
+                   version = :version, document = :document
+               WHERE id = :id AND version = :expected""",
+            {**row, "expected": expected},
+        ).rowcount
+        if changed:
+            _refresh_status(connection, row["instruction_id"])
+    return changed == 1

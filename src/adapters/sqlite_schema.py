@@ -1,0 +1,115 @@
+"""The schema of the SQLite repository, its migrations, and opening a connection.
+
+Kept apart from `adapters.sqlite` so that the tables read in one place. Times
+are integer microseconds since the epoch (UTC), so that SQL compares and
+sorts them exactly as Python compares ``datetime`` values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagecore.errors import DependencyUnavailable
+
+__all__ = ["SCHEMA_VERSION", "connect", "transaction"]
+
+#: ``PRAGMA user_version`` of a database holding the schema below.
+SCHEMA_VERSION = 1
+
+# One tuple of statements per schema version; a database at version N runs the
+# tuples after N in one transaction.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE products (
+            key TEXT PRIMARY KEY,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            document TEXT NOT NULL
+        )""",
+        # ``status`` is the aggregate status of the instruction's details,
+        # rewritten in the transaction of every detail write so that listing
+        # by status is an index range rather than a scan of the details.
+        """CREATE TABLE instructions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            document TEXT NOT NULL
+        )""",
+        "CREATE INDEX instructions_by_user ON instructions (user_id, created_at, id)",
+        """CREATE INDEX instructions_by_user_status
+            ON instructions (user_id, status, created_at, id)""",
+        # ``seq`` (the rowid) keeps upload order; the detail's own id is unique.
+        """CREATE TABLE details (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            instruction_id TEXT NOT NULL REFERENCES instructions (id),
+            status TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            is_cleaned INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            document TEXT NOT NULL
+        )""",
+        "CREATE INDEX details_by_instruction ON details (instruction_id, seq)",
+        "CREATE INDEX details_by_update ON details (updated_at, id)",
+        "CREATE INDEX details_by_status ON details (status, updated_at, id)",
+        "CREATE INDEX details_by_cleaning ON details (is_cleaned, updated_at, id)",
+        "CREATE INDEX details_by_creation ON details (created_at)",
+    ),
+)
+
+
+def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """Open the database in WAL mode and bring its schema up to date (blocking).
+
+    Raises ``sqlite3.Error`` or ``OSError`` as they come, for the caller to
+    translate, and `DependencyUnavailable` for a schema newer than ours.
+    """
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Autocommit mode: every transaction below is explicit, so none is left open.
+    connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL loses at most the last commits on power loss, never consistency.
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        _migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    # IMMEDIATE, and the version read inside: two processes opening a new file
+    # at once create the schema once.
+    with transaction(connection):
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise DependencyUnavailable(
+                f"the database has schema version {version}; this imagecore knows "
+                f"{SCHEMA_VERSION} at most"
+            )
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION:d}")
+
+
+@contextlib.contextmanager
+def transaction(connection: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[None]:
+    """One explicit transaction; IMMEDIATE takes the write lock at once (no upgrade deadlock)."""
+    connection.execute(f"BEGIN {mode}")
+    try:
+        yield
+    except BaseException:
+        # SQLite may have rolled back already (a full disk, an I/O error).
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

@@ -1,0 +1,362 @@
+"""The embedded adapters of ``imagecore serve``: SQLite and the filesystem.
+
+Both pass the contract suites; the tests below cover what the contract cannot
+see: data surviving a restart, WAL, keys that try to leave the root and the
+leftovers of a process that died mid-write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from adapters.filesystem import FilesystemImageStorage
+from adapters.sqlite import SqliteInstructionRepository
+from adapters.sqlite_schema import SCHEMA_VERSION
+from contracts.factories import at, detail, done, instruction
+from contracts.repository import InstructionRepositoryContract
+from contracts.storage import ImageStorageContract
+from imagecore.errors import (
+    ConflictError,
+    DependencyUnavailable,
+    NotFound,
+    ObjectNotFound,
+    ValidationError,
+)
+from imagecore.model import Status
+from imagecore.ports import DetailQuery, InstructionQuery
+from imagecore.products import CATALOGUE
+
+
+async def chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def read(storage: FilesystemImageStorage, key: str) -> bytes:
+    return b"".join([chunk async for chunk in storage.get(key)])
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "imagecore.sqlite3"
+
+
+@pytest.fixture
+async def sqlite_repo(db_path: Path) -> AsyncIterator[SqliteInstructionRepository]:
+    repo = await SqliteInstructionRepository.open(db_path)
+    yield repo
+    await repo.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> FilesystemImageStorage:
+    return FilesystemImageStorage(tmp_path / "files")
+
+
+class TestFilesystemImageStorage(ImageStorageContract):
+    @pytest.fixture
+    def storage(self, files: FilesystemImageStorage) -> FilesystemImageStorage:
+        return files
+
+
+class TestSqliteInstructionRepository(InstructionRepositoryContract):
+    @pytest.fixture
+    def repo(self, sqlite_repo: SqliteInstructionRepository) -> SqliteInstructionRepository:
+        return sqlite_repo
+
+
+# --------------------------------------------------------------------------- sqlite
+
+
+async def test_everything_survives_closing_and_reopening_the_database(db_path: Path) -> None:
+    repo = await SqliteInstructionRepository.open(db_path)
+    job = instruction("alice", created=1)
+    waiting, finished = detail(job, 2, "kite.jpg"), detail(job, 3, "lake.png")
+    await repo.save_products(CATALOGUE, at(0))
+    await repo.add_instruction(job)
+    await repo.add_detail(waiting)
+    await repo.add_detail(finished)
+    assert await repo.update_detail(finished.claim("lease", at(4), at(64)))
+    final = done(finished, 4)
+    assert await repo.update_detail(final)
+    await repo.close()
+
+    reopened = await SqliteInstructionRepository.open(db_path)
+    try:
+        assert await reopened.get_instruction(job.id) == job
+        assert await reopened.list_details(job.id) == [waiting, final]
+        assert [(p, c) for p, c, _ in await reopened.list_products()] == [
+            (p, at(0)) for p in sorted(CATALOGUE, key=lambda p: p.key)
+        ]
+        processing = InstructionQuery("alice", status=Status.PROCESSING)
+        assert (await reopened.list_instructions(processing)).items == [job]
+    finally:
+        await reopened.close()
+
+
+async def test_the_database_is_in_wal_mode_with_the_current_schema(
+    sqlite_repo: SqliteInstructionRepository, db_path: Path
+) -> None:
+    await sqlite_repo.add_instruction(instruction())
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    other.close()
+    assert db_path.with_name(db_path.name + "-wal").exists()
+
+
+async def test_concurrent_claims_from_two_connections_have_exactly_one_winner(
+    sqlite_repo: SqliteInstructionRepository, db_path: Path
+) -> None:
+    other = await SqliteInstructionRepository.open(db_path)
+    try:
+        job = instruction()
+        await sqlite_repo.add_instruction(job)
+        file = detail(job)
+        await sqlite_repo.add_detail(file)
+        claims = [file.claim(f"lease-{n}", at(1), at(61)) for n in range(40)]
+        repos = [sqlite_repo, other]
+        results = await asyncio.gather(
+            *(repos[n % 2].update_detail(claim) for n, claim in enumerate(claims))
+        )
+        assert sum(results) == 1
+        assert await other.get_detail(file.id) == claims[results.index(True)]
+    finally:
+        await other.close()
+
+
+async def test_a_detail_of_an_unknown_instruction_is_not_found(
+    sqlite_repo: SqliteInstructionRepository,
+) -> None:
+    with pytest.raises(NotFound):
+        await sqlite_repo.add_detail(detail(instruction()))
+
+
+async def test_a_reused_id_is_a_conflict_and_the_first_record_stays(
+    sqlite_repo: SqliteInstructionRepository,
+) -> None:
+    job = instruction("alice")
+    await sqlite_repo.add_instruction(job)
+    with pytest.raises(ConflictError):
+        await sqlite_repo.add_instruction(attrs.evolve(job, user_id="bob"))
+    assert await sqlite_repo.get_instruction(job.id) == job
+
+
+async def test_times_keep_their_microseconds(sqlite_repo: SqliteInstructionRepository) -> None:
+    job = instruction()
+    await sqlite_repo.add_instruction(job)
+    file = detail(job)
+    await sqlite_repo.add_detail(file)
+    precise = file.claim("lease", at(1).replace(microsecond=123_457), at(61))
+    assert await sqlite_repo.update_detail(precise)
+    assert await sqlite_repo.get_detail(file.id) == precise
+    found = await sqlite_repo.find_details(DetailQuery(updated_before=precise.updated_at))
+    assert found == []
+
+
+async def test_a_closed_repository_is_unavailable(db_path: Path) -> None:
+    repo = await SqliteInstructionRepository.open(db_path)
+    await repo.close()
+    await repo.close()
+    with pytest.raises(DependencyUnavailable):
+        await repo.ping()
+
+
+async def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(os.urandom(8192))
+    with pytest.raises(DependencyUnavailable):
+        await SqliteInstructionRepository.open(garbage)
+
+
+async def test_a_database_from_a_newer_imagecore_is_refused(db_path: Path) -> None:
+    repo = await SqliteInstructionRepository.open(db_path)
+    await repo.close()
+    with sqlite3.connect(db_path) as newer:
+        newer.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(DependencyUnavailable, match="schema version"):
+        await SqliteInstructionRepository.open(db_path)
+
+
+async def test_a_writer_holding_the_lock_past_the_timeout_makes_it_unavailable(
+    db_path: Path,
+) -> None:
+    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=0.05)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DependencyUnavailable):
+            await repo.add_instruction(instruction())
+        blocker.execute("ROLLBACK")
+        await repo.add_instruction(instruction())
+    finally:
+        blocker.close()
+        await repo.close()
+
+
+# --------------------------------------------------------------------------- filesystem
+
+
+BAD_KEYS = [
+    "",
+    "/etc/passwd",
+    "../outside",
+    "originals/../../outside",
+    "a//b",
+    "a/",
+    "a/./b",
+    ".hidden",
+    "a/.kite.jpg.meta",
+    "a\\b",
+    "a\x00b",
+    "x" * 201,
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_keys_that_could_leave_the_root_are_refused(
+    files: FilesystemImageStorage, tmp_path: Path, key: str
+) -> None:
+    with pytest.raises(ValidationError):
+        await files.put(key, chunks(b"payload"), "image/png")
+    for call in (files.stat, files.exists, files.delete):
+        with pytest.raises(ValidationError):
+            await call(key)
+    with pytest.raises(ValidationError):
+        await read(files, key)
+    assert not (tmp_path / "outside").exists()
+
+
+async def test_a_key_inside_another_key_is_refused(files: FilesystemImageStorage) -> None:
+    await files.put("outputs/kite.jpg", chunks(b"jpeg"), "image/jpeg")
+    with pytest.raises(ValidationError):
+        await files.put("outputs/kite.jpg/thumb", chunks(b"x"), "image/jpeg")
+    with pytest.raises(ValidationError):
+        await files.put("outputs", chunks(b"x"), "image/jpeg")
+    assert await files.keys() == ["outputs/kite.jpg"]
+    assert not await files.exists("outputs")
+
+
+async def test_objects_survive_a_new_storage_on_the_same_root(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    put = await FilesystemImageStorage(tmp_path).put("o/kite.webp", chunks(data), "image/webp")
+    again = FilesystemImageStorage(tmp_path)
+    assert await again.stat("o/kite.webp") == put
+    assert put.etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert await read(again, "o/kite.webp") == data
+
+
+async def test_a_temporary_file_left_by_a_dead_write_is_no_object(
+    files: FilesystemImageStorage, tmp_path: Path
+) -> None:
+    await files.put("originals/i1/d1", chunks(b"whole"), "image/png")
+    leftover = tmp_path / "files" / "objects" / "originals" / "i1" / ".d2.k3j4.tmp"
+    leftover.write_bytes(b"half an upl")
+    assert await files.keys() == ["originals/i1/d1"]
+    assert await files.total_bytes() == len(b"whole")
+    assert not await files.exists("originals/i1/d2")
+    assert await files.sweep(older_than=3600) == 0  # it may still be in flight
+    assert await files.sweep(older_than=-1) == 1
+    assert not leftover.exists()
+    assert await read(files, "originals/i1/d1") == b"whole"
+
+
+async def test_a_write_that_dies_before_its_data_rename_leaves_the_old_object(
+    files: FilesystemImageStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = await files.put("outputs/kite.png", chunks(b"old picture"), "image/png")
+    rename = Path.replace
+
+    def die_on_data_rename(self: Path, target: Path) -> Path:
+        if target.name == "kite.png":
+            raise OSError(5, "simulated crash")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "replace", die_on_data_rename)
+    with pytest.raises(DependencyUnavailable):
+        await files.put("outputs/kite.png", chunks(b"new picture!"), "image/webp")
+    monkeypatch.undo()
+    assert await files.stat("outputs/kite.png") == old
+    folder = tmp_path / "files" / "objects" / "outputs"
+    assert sorted(p.name for p in folder.iterdir()) == [".kite.png.meta", "kite.png"]
+    assert await read(files, "outputs/kite.png") == b"old picture"
+    assert await files.keys() == ["outputs/kite.png"]
+
+
+async def test_data_whose_sidecar_is_lost_is_described_from_its_bytes(
+    files: FilesystemImageStorage, tmp_path: Path
+) -> None:
+    put = await files.put("outputs/kite.png", chunks(b"png bytes"), "image/x-custom")
+    (tmp_path / "files" / "objects" / "outputs" / ".kite.png.meta").unlink()
+    stat = await files.stat("outputs/kite.png")
+    assert (stat.size, stat.etag, stat.content_type) == (put.size, put.etag, "image/png")
+    assert await files.exists("outputs/kite.png")
+    await files.delete("outputs/kite.png")
+    assert not await files.exists("outputs/kite.png")
+
+
+async def test_a_sidecar_without_data_is_no_object(
+    files: FilesystemImageStorage, tmp_path: Path
+) -> None:
+    await files.put("outputs/kite.png", chunks(b"png bytes"), "image/png")
+    (tmp_path / "files" / "objects" / "outputs" / "kite.png").unlink()
+    assert not await files.exists("outputs/kite.png")
+    with pytest.raises(ObjectNotFound):
+        await files.stat("outputs/kite.png")
+    assert await files.sweep(older_than=-1) == 1
+
+
+async def test_deleting_the_last_object_prunes_its_folders(
+    files: FilesystemImageStorage, tmp_path: Path
+) -> None:
+    await files.put("originals/i1/d1", chunks(b"a"), "image/png")
+    await files.put("originals/i2/d1", chunks(b"b"), "image/png")
+    await files.delete("originals/i1/d1")
+    objects = tmp_path / "files" / "objects"
+    assert sorted(p.name for p in (objects / "originals").iterdir()) == ["i2"]
+    await files.delete("originals/i2/d1")
+    assert list(objects.iterdir()) == []
+
+
+async def test_a_reader_keeps_its_version_while_a_put_replaces_it(
+    files: FilesystemImageStorage,
+) -> None:
+    first = os.urandom(200_000)
+    await files.put("k/live", chunks(first), "image/png")
+    reader = files.get("k/live", chunk_size=10_000)
+    head = await anext(reader)
+    await files.put("k/live", chunks(b"replacement"), "image/png")
+    rest = b"".join([chunk async for chunk in reader])
+    assert head + rest == first
+    assert await read(files, "k/live") == b"replacement"
+
+
+async def test_concurrent_puts_of_one_key_leave_one_whole_described_object(
+    files: FilesystemImageStorage,
+) -> None:
+    versions = [os.urandom(50_000 + n) for n in range(12)]
+    await asyncio.gather(
+        *(files.put("k/race", chunks(v), f"image/v{n}") for n, v in enumerate(versions))
+    )
+    data = await read(files, "k/race")
+    assert data in versions
+    stat = await files.stat("k/race")
+    assert stat.etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert stat.content_type == f"image/v{versions.index(data)}"
+    assert await files.keys() == ["k/race"]
+
+
+async def test_ping_fails_when_the_root_cannot_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    with pytest.raises(DependencyUnavailable):
+        await FilesystemImageStorage(blocker / "root").ping()
