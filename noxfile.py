@@ -7,7 +7,7 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "types", "unit", "integration"]
+nox.options.sessions = ["lint", "types", "unit", "integration", "ui"]
 
 PYTHON = "3.11"
 
@@ -43,7 +43,23 @@ def integration(session: nox.Session) -> None:
         "pytest",
         "tests/integration",
         "-m",
-        "integration",
+        "integration and not browser",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def ui(session: nox.Session) -> None:
+    """The web console in Debian's Chromium (installed first if missing), with Playwright."""
+    session.run("bash", "scripts/ensure-chromium.sh", external=True)
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "tests/integration",
+        "-m",
+        "browser",
         "-p",
         "no:cacheprovider",
         *session.posargs,

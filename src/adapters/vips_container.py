@@ -6,6 +6,12 @@ copy the compressed image data untouched and leave out the metadata
 containers instead. Only an allow-list of structural segments survives:
 anything unknown goes, because unknown is where private data hides.
 
+The structural segments that survive are rebuilt, not copied, where they
+could carry a payload: a JFIF APP0 loses its thumbnail (and anything hidden
+after it), an Adobe APP14 keeps its 12 bytes, and a PNG keeps only the four
+critical chunks it knows. So a polyglot (a PHP or HTML payload parked in a
+segment a decoder skips) does not come out the other side.
+
 This cannot apply an EXIF orientation (the pixels stay as stored), so
 callers use it only for upright images. `strip` returns None when the bytes
 do not parse as the container they claim to be; callers then re-encode.
@@ -41,10 +47,13 @@ _PNG_KEEP: Final = frozenset(
         b"cLLi",
     }
 )
+_PNG_CRITICAL: Final = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
 _WEBP_KEEP: Final = frozenset({b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF"})
 _VP8X_ICC, _VP8X_EXIF, _VP8X_XMP = 0x20, 0x08, 0x04
 _JPEG_APP0, _JPEG_APP1, _JPEG_APP2, _JPEG_APP13, _JPEG_APP14 = 0xE0, 0xE1, 0xE2, 0xED, 0xEE
 _JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+#: JFIF APP0 up to its thumbnail size fields: identifier, version, units, densities.
+_JFIF_FIXED, _ADOBE_LENGTH = 12, 12
 #: GIF application extensions that change how the frames play.
 _GIF_PLAYBACK: Final = (b"NETSCAPE2.0", b"ANIMEXTS1.0")
 _GIF_ICC: Final = b"ICCRGBG1012"
@@ -108,8 +117,10 @@ def _strip_jpeg(data: bytes, keep: Keep) -> Stripped | None:
         if marker == _JPEG_SOS:
             end = _entropy_end(data, end)
             out += data[pos:end]
-        elif _keep_jpeg_segment(marker, segment[4:], keep):
-            out += segment
+        elif (kept := _kept_jpeg_segment(marker, segment, keep)) is not None:
+            out += kept
+            if kept != segment:
+                removed.append(f"{_jpeg_name(marker, segment[4:])} extra data")
         else:
             removed.append(_jpeg_name(marker, segment[4:]))
         pos = end
@@ -128,18 +139,33 @@ def _entropy_end(data: bytes, pos: int) -> int:
         return pos
 
 
-def _keep_jpeg_segment(marker: int, payload: bytes, keep: Keep) -> bool:
-    if marker in (_JPEG_APP0, _JPEG_APP14):
-        return True  # JFIF and Adobe: needed to read the colours right
+def _kept_jpeg_segment(marker: int, segment: bytes, keep: Keep) -> bytes | None:
+    """The bytes to write for this segment, or None to leave it out."""
+    payload = segment[4:]
+    if marker == _JPEG_APP0:
+        # JFIF says how to read the colours; its thumbnail and any tail are payload room.
+        if not payload.startswith(b"JFIF\x00") or len(payload) < _JFIF_FIXED:
+            return None
+        return _jpeg_segment(marker, payload[:_JFIF_FIXED] + b"\x00\x00")
+    if marker == _JPEG_APP14:
+        if not payload.startswith(b"Adobe") or len(payload) < _ADOBE_LENGTH:
+            return None
+        return _jpeg_segment(marker, payload[:_ADOBE_LENGTH])
     if marker == _JPEG_APP1:
         is_xmp = payload.startswith(b"http://ns.adobe.com/")
-        return keep.xmp if is_xmp else keep.exif and payload.startswith(b"Exif\x00")
-    if marker == _JPEG_APP2:
-        return keep.icc and payload.startswith(b"ICC_PROFILE\x00")
-    if marker == _JPEG_APP13:
-        return keep.iptc
-    # Other APPn and COM go; tables, frame headers and the rest of the structure stay.
-    return not (0xE3 <= marker <= 0xEF or marker == 0xFE)  # noqa: PLR2004 - APP3-15, COM
+        wanted = keep.xmp if is_xmp else keep.exif and payload.startswith(b"Exif\x00")
+    elif marker == _JPEG_APP2:
+        wanted = keep.icc and payload.startswith(b"ICC_PROFILE\x00")
+    elif marker == _JPEG_APP13:
+        wanted = keep.iptc
+    else:
+        # Other APPn and COM go; tables, frame headers and the rest of the structure stay.
+        wanted = not (0xE3 <= marker <= 0xEF or marker == 0xFE)  # noqa: PLR2004 - APP3-15, COM
+    return segment if wanted else None
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
 
 
 def _jpeg_name(marker: int, payload: bytes) -> str:
@@ -159,9 +185,10 @@ def _strip_png(data: bytes, keep: Keep) -> Stripped | None:
         end = pos + 12 + length
         if end > len(data):
             return None
-        critical = kind[:1].isupper()
+        if kind[:1].isupper() and kind not in _PNG_CRITICAL:
+            return None  # an unknown critical chunk: let a decoder judge the file
         wanted = (
-            critical
+            kind in _PNG_CRITICAL
             or kind in _PNG_KEEP
             or (kind == b"iCCP" and keep.icc)
             or (kind == b"eXIf" and keep.exif)

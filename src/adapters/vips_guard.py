@@ -14,11 +14,14 @@ Everything that stands between a hostile upload and a decoder lives here:
   truncated, but the canvas it declares is 4 gigapixels, a decompression
   bomb to refuse as too large.
 * `vips_errors` is the one place where ``pyvips.Error`` becomes an
-  `imagecore.errors` exception.
+  `imagecore.errors` exception, with a reason a user may read: libvips'
+  own lines, minus the server's file paths and the noise that follows a
+  failed load (probing seeks, a saver left without pixels).
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -231,6 +234,36 @@ def _clear_errors() -> None:
     pyvips.vips_lib.vips_error_clear()
 
 
+#: A file path as libvips prefixes its messages with it ("/srv/scratch/abc.in: ...").
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s:]*[\\/][^\s:]*")
+#: Lines that follow from an earlier one: the HEIF reader's probing seeks past
+#: the end of a short file, and a saver left without pixels when the load failed.
+_NOISE = re.compile(r"bad seek|unable to write to target")
+_LOADER = re.compile(r"unable to call (\w+?)load")
+_LOADER_NAMES = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WebP",
+    "gif": "GIF",
+    "tiff": "TIFF",
+    "heif": "HEIF",
+}
+
+
+def _reason(message: str, detail: str) -> str:
+    """Libvips' error log as a reason a user may read: no server paths, no seek noise."""
+    lines: list[str] = []
+    for raw in detail.splitlines():
+        line = _PATH.sub("the file", " ".join(raw.split()))
+        if line and not _NOISE.search(line) and line not in lines:
+            lines.append(line)
+    if lines:
+        return "; ".join(lines)[:300]
+    loader = _LOADER.search(message)
+    name = _LOADER_NAMES.get(loader.group(1), loader.group(1)) if loader else "image"
+    return f"the {name} decoder refused the file without saying why"
+
+
 _UNSUPPORTED = (
     "operation is blocked",
     "not a known file format",
@@ -274,9 +307,10 @@ def vips_errors() -> Iterator[None]:
 
 
 def _translate(exc: pyvips.Error) -> ImageCoreError:
+    message = str(getattr(exc, "message", "") or "")
     detail = " ".join(str(getattr(exc, "detail", "") or "").split())
-    text = f"{getattr(exc, 'message', '')} {detail}".lower()
-    reason = detail[:300] or "the decoder gave no reason"
+    text = f"{message} {detail}".lower()
+    reason = _reason(message, str(getattr(exc, "detail", "") or ""))
     if "has not been built in" in text or "no suitable decoder" in text:
         return UnsupportedMediaType(
             "this HEIF image is coded with a codec this server cannot decode (HEVC); "

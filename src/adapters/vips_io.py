@@ -3,7 +3,9 @@
 Reading: `open_source` sniffs, checks declared pixels and frames from the
 header (and, for GIF, from every frame descriptor) and returns a `Source`;
 only then may `decode` or `thumbnail` touch pixels, always through the
-loader of the sniffed format and with ``fail_on="truncated"``.
+loader of the sniffed format and with ``fail_on="truncated"`` (``"error"``
+for TIFF: libvips only warns when libtiff finds a strip cut short, and would
+hand back black pixels for a truncated file).
 
 Writing: `encode` calls one saver per output format with our settings
 (mozjpeg's trellis and friends, WebP smart subsampling, AVIF through
@@ -91,6 +93,7 @@ _LOADERS: Final = {
     "avif": "heifload",
     "heif": "heifload",
 }
+_FAIL_ON: Final = {"tiff": "error"}
 _EIGHT_BIT_ONLY: Final = frozenset({"jpeg", "webp", "gif", "avif"})
 _KEEP_ALL_BUT_GAINMAP: Final = (
     pyvips.enums.ForeignKeep.EXIF
@@ -173,7 +176,7 @@ def open_source(path: Path, max_pixels: int, max_frames: int) -> Source:
 
 def decode(source: Source, *, all_frames: bool = False, autorotate: bool = True) -> pyvips.Image:
     """Decode the pixels (first frame unless ``all_frames``), upright unless told not to."""
-    options: dict[str, Any] = {"fail_on": "truncated"}
+    options: dict[str, Any] = {"fail_on": _fail_on(source.format)}
     if all_frames and source.info.frames > 1 and source.format in ("gif", "webp"):
         options["n"] = -1
     image = _call(_LOADERS[source.format], str(source.path), **options)
@@ -187,7 +190,11 @@ def thumbnail(source: Source, width: int, height: int) -> pyvips.Image:
     """Resize to exactly ``width`` x ``height``, shrinking on load where the format allows."""
     stream = pyvips.Source.new_from_file(str(source.path))
     image = pyvips.Image.thumbnail_source(
-        stream, width, height=height, size="force", option_string="fail_on=truncated"
+        stream,
+        width,
+        height=height,
+        size="force",
+        option_string=f"fail_on={_fail_on(source.format)}",
     )
     _check_loader(image, source.format)
     return image
@@ -200,7 +207,7 @@ def decode_buffer(data: bytes, fmt: str, max_pixels: int, max_frames: int) -> py
     frames = _pages(header)
     if frames > max_frames or int(header.width) * int(header.height) * frames > max_pixels:
         raise ImageTooLarge("the embedded image exceeds the pixel or frame limit")
-    image = _call(loader, data, fail_on="truncated")
+    image = _call(loader, data, fail_on=_fail_on(fmt))
     if image.get_typeof("orientation") and int(image.get("orientation")) != 1:
         image = image.autorot()
     return image
@@ -325,6 +332,10 @@ def encode(  # noqa: PLR0913 - one knob per saver option we expose
 
 def _call(operation: str, *args: object, **kwargs: object) -> pyvips.Image:
     return pyvips.Operation.call(operation, *args, **kwargs)
+
+
+def _fail_on(fmt: str) -> str:
+    return _FAIL_ON.get(fmt, "truncated")
 
 
 def _pages(image: pyvips.Image) -> int:

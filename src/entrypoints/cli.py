@@ -1,18 +1,24 @@
 """The ``imagecore`` command.
 
-``products`` lists the tools; ``process`` runs one product on a local file with
-the same validation and processor as the service. Exit status: 0 done,
-1 the image could not be processed, 2 bad usage or parameters.
+``serve`` runs the API and a worker in one process; ``api`` and ``worker`` run
+the halves as separate processes (they need NATS to talk); ``cleanup`` runs
+one cleanup pass; ``token`` mints a development token; ``products`` lists
+the tools; ``process`` runs one product on a local file with the same
+validation and processor as the service. Exit status: 0 done, 1 the image
+could not be processed, 2 bad usage, parameters or configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from entrypoints.config import Settings
 from imagecore.errors import ImageCoreError, ValidationError
 from imagecore.ports import ProcessingRequest
 from imagecore.products import CATALOGUE, find_product
@@ -90,6 +96,89 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    import attrs  # noqa: PLC0415 - only the service commands need it
+
+    settings = Settings.from_env()
+    overrides = {
+        name: value
+        for name, value in (("host", args.host), ("port", args.port), ("data_dir", args.data_dir))
+        if value is not None
+    }
+    if "data_dir" in overrides:
+        overrides["data_dir"] = Path(overrides["data_dir"])
+    return attrs.evolve(settings, **overrides)
+
+
+def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
+    from aiohttp import web  # noqa: PLC0415 - the service loads only when run
+
+    from entrypoints.http import create_app  # noqa: PLC0415
+    from entrypoints.logs import configure_logging  # noqa: PLC0415
+
+    settings = _settings(args)
+    if not run_worker and settings.broker_kind == "memory":
+        raise ValidationError(
+            "imagecore api needs NATS_URI: without it nothing would process files"
+        )
+    configure_logging(settings.log_level)
+    sys.stderr.write(f"imagecore listening on http://{settings.host}:{settings.port}\n")
+    web.run_app(
+        create_app(settings, run_worker=run_worker),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from entrypoints.logs import configure_logging  # noqa: PLC0415
+    from entrypoints.service import run_worker  # noqa: PLC0415
+
+    settings = _settings(args)
+    if settings.broker_kind == "memory":
+        raise ValidationError("imagecore worker needs NATS_URI to receive jobs from the API")
+    configure_logging(settings.log_level)
+    return asyncio.run(run_worker(settings, signals=(signal.SIGINT, signal.SIGTERM)))
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from entrypoints.service import run_cleanup  # noqa: PLC0415
+
+    cleaned, failed = asyncio.run(run_cleanup(_settings(args)))
+    _print_json({"cleaned": cleaned, "failed": failed})
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from entrypoints.auth import load_or_create_secret, mint_token  # noqa: PLC0415
+
+    settings = _settings(args)
+    if settings.jwt_public_key:
+        raise ValidationError("tokens for a public key are minted by your identity provider")
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    token = mint_token(
+        secret,
+        args.user,
+        admin=args.admin,
+        ttl_seconds=args.ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    sys.stdout.write(token + "\n")
+    return 0
+
+
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (env HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 3000)")
+    parser.add_argument(
+        "--data-dir", help="folder for the embedded data (env DATA_DIR, default ./data)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagecore", description="Self-hosted, job-based image processing on libvips."
@@ -111,6 +200,21 @@ def _parser() -> argparse.ArgumentParser:
         help="a product parameter; repeat for several",
     )
     process.set_defaults(run=_process)
+    for name, text, run in (
+        ("serve", "run the API and a worker in one process", lambda a: _serve(a, run_worker=True)),
+        ("api", "run the API only (needs NATS_URI)", lambda a: _serve(a, run_worker=False)),
+        ("worker", "run a worker only (needs NATS_URI)", _worker),
+        ("cleanup", "delete stored files past retention, fail stale files", _cleanup),
+    ):
+        command = commands.add_parser(name, help=text)
+        _service_options(command)
+        command.set_defaults(run=run)
+    token = commands.add_parser("token", help="mint a token for a user (development secret)")
+    _service_options(token)
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument("--admin", action="store_true", help="allow the admin routes")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds of validity")
+    token.set_defaults(run=_token)
     return parser
 
 

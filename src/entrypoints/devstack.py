@@ -285,6 +285,7 @@ def _seaweedfs_spec(data_dir: Path, *, bucket: str) -> ServerSpec:
         f"-master.port.grpc={master + _GRPC_OFFSET}",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume + _GRPC_OFFSET}",
+        "-volume.max=64",  # the default 8 slots fill up after two buckets
         "-volume.preStopSeconds=0",  # else SIGTERM takes 10 s more, for peers we don't have
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer + _GRPC_OFFSET}",

@@ -22,7 +22,9 @@ The tree::
     ├── ProcessingError            the image cannot be processed (the file ends FAILED)
     │   └── CorruptImage           the bytes are truncated or malformed
     ├── ProcessingTimeout          processing took longer than its limit (transient)
-    └── DependencyUnavailable      a database, bucket or broker did not answer (HTTP 503)
+    ├── ProcessorCrashed           the process running the decoder died (transient, bounded)
+    ├── DependencyUnavailable      a database, bucket or broker did not answer (HTTP 503)
+    └── ServiceBusy                too much work is queued already (HTTP 503)
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "ObjectNotFound",
     "ProcessingError",
     "ProcessingTimeout",
+    "ProcessorCrashed",
+    "ServiceBusy",
     "TooManyFiles",
     "UnknownProduct",
     "UnsupportedMediaType",
@@ -79,6 +83,11 @@ class InvalidParameter(ValidationError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"parameter {name!r}: {message}")
         self.name = name
+        self.reason = message
+
+    def __reduce__(self) -> tuple[type[InvalidParameter], tuple[str, str]]:
+        # Errors cross a process pool by pickling; keep both arguments.
+        return (type(self), (self.name, self.reason))
 
 
 class NotFound(ImageCoreError):
@@ -153,7 +162,19 @@ class ProcessingTimeout(ImageCoreError):
     code = "processing_timeout"
 
 
+class ProcessorCrashed(ImageCoreError):
+    """The process running the decoder died, likely a crash in native code."""
+
+    code = "processor_crashed"
+
+
 class DependencyUnavailable(ImageCoreError):
     """A database, bucket or broker did not answer; retrying later may work."""
 
     code = "dependency_unavailable"
+
+
+class ServiceBusy(ImageCoreError):
+    """Too many files are waiting already; try again later."""
+
+    code = "service_busy"

@@ -214,9 +214,19 @@ class InstructionDetail:
         )
 
     def release(
-        self, now: datetime, code: str | None = None, message: str | None = None
+        self,
+        now: datetime,
+        code: str | None = None,
+        message: str | None = None,
+        *,
+        refund: bool = False,
     ) -> InstructionDetail:
-        """PROCESSING -> PENDING: retry later (transient failure or expired lease)."""
+        """PROCESSING -> PENDING: retry later (transient failure or expired lease).
+
+        ``refund`` gives the attempt back: the failure was not this file's
+        doing (a database or bucket was briefly away), so it should not
+        count toward the file's attempt budget.
+        """
         return self._move(
             Status.PENDING,
             now,
@@ -224,6 +234,7 @@ class InstructionDetail:
             lease_expires_at=None,
             error_code=code,
             error_message=message,
+            attempts=self.attempts - 1 if refund else self.attempts,
         )
 
     def mark_cleaned(self, now: datetime) -> InstructionDetail:

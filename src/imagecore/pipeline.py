@@ -65,7 +65,7 @@ _PERMANENT = (ProcessingError, UnsupportedMediaType, LimitExceeded, NotFound)
 class PipelineSettings:
     """Timings and budgets of the worker side."""
 
-    lease_seconds: float = 300.0
+    lease_seconds: float = 60.0
     max_attempts: int = 3
     republish_after_seconds: float = 60.0
     retention_seconds: float = 24 * 3600.0
@@ -226,13 +226,16 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
     now: datetime,
     settings: PipelineSettings,
 ) -> Outcome:
-    if claimed.attempts >= settings.max_attempts:
+    # A dependency that was briefly away is not the file's fault: retry it with
+    # backoff without spending its budget (cleanup fails it if it never recovers).
+    transient = isinstance(exc, DependencyUnavailable)
+    if claimed.attempts >= settings.max_attempts and not transient:
         message = f"gave up after {claimed.attempts} attempts: {exc.message}"
         failed = claimed.fail(exc.code, message, now)
         if await repo.update_detail(failed):
             await _notify(broker, failed)
         return Outcome.DONE
-    released = claimed.release(now, exc.code, exc.message)
+    released = claimed.release(now, exc.code, exc.message, refund=transient)
     if await repo.update_detail(released):
         await _notify(broker, released)
         return Outcome.RETRY
@@ -286,17 +289,20 @@ async def reap(
     *,
     now: datetime,
     settings: PipelineSettings,
+    assume_orphaned: bool = False,
 ) -> int:
     """Find work the broker lost or a dead worker left, and queue it again.
 
     PROCESSING files whose lease ran out go back to PENDING (or FAILED past
     the attempt budget); PENDING files not touched for a while are published
-    again. Returns how many files were re-queued or failed.
+    again. ``assume_orphaned`` (the only worker is starting) treats every
+    lease as expired and every PENDING file as due. Returns how many files
+    were re-queued or failed.
     """
     touched = 0
     expired = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
     for detail in expired:
-        if not detail.lease_expired(now):
+        if not (assume_orphaned or detail.lease_expired(now)):
             continue
         if detail.attempts >= settings.max_attempts:
             nxt = detail.fail("worker_lost", _lost_message(detail), now)
@@ -307,11 +313,9 @@ async def reap(
             await _notify(broker, nxt)
             if nxt.status is Status.PENDING:
                 await _publish(broker, nxt)
+    due = timedelta(seconds=0 if assume_orphaned else settings.republish_after_seconds)
     waiting = await repo.find_details(
-        DetailQuery(
-            statuses=frozenset({Status.PENDING}),
-            updated_before=now - timedelta(seconds=settings.republish_after_seconds),
-        )
+        DetailQuery(statuses=frozenset({Status.PENDING}), updated_before=now - due)
     )
     for detail in waiting:
         touched += 1

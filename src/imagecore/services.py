@@ -18,6 +18,7 @@ from imagecore.errors import (
     FileTooLarge,
     ImageCoreError,
     NotFound,
+    ServiceBusy,
     TooManyFiles,
     UnsupportedMediaType,
     ValidationError,
@@ -179,9 +180,10 @@ def job_for(detail: InstructionDetail) -> JobMessage:
 class _Sniffer:
     """Counts an upload as it streams, checks its format from the first bytes."""
 
-    def __init__(self, chunks: AsyncIterable[bytes], product: Product) -> None:
+    def __init__(self, chunks: AsyncIterable[bytes], product: Product, max_bytes: int) -> None:
         self._chunks = chunks
         self._product = product
+        self._max_bytes = max_bytes
         self.size = 0
         self.format: str | None = None
 
@@ -197,9 +199,10 @@ class _Sniffer:
 
     def _count(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        limit = self._product.limits.max_file_bytes
-        if self.size > limit:
-            raise FileTooLarge(f"the file is larger than {limit} bytes, the limit of this product")
+        if self.size > self._max_bytes:
+            raise FileTooLarge(
+                f"the file is larger than {self._max_bytes} bytes, the limit of this product"
+            )
 
     async def stream(self) -> AsyncIterator[bytes]:
         head = b""
@@ -229,16 +232,22 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
     filename: str,
     chunks: AsyncIterable[bytes],
     now: datetime,
+    max_bytes: int | None = None,
+    max_queued: int | None = None,
 ) -> InstructionDetail:
     """Stream one upload to storage, record it PENDING and ring the workers' doorbell.
 
-    The bytes are counted and sniffed as they stream; a file over the limit
-    or in a format we do not decode is refused and leaves nothing stored.
+    The bytes are counted and sniffed as they stream; a file over the
+    product's limit (or ``max_bytes``, a deployment's lower cap) or in a
+    format we do not decode is refused and leaves nothing stored. Past
+    ``max_queued`` waiting jobs the upload is refused with `ServiceBusy`.
     A failed publish loses nothing: the file is PENDING in the repository
     and the reaper queues it again.
     """
     instruction = await _owned_instruction(repo, user_id, instruction_id)
     product = find_product(instruction.product_key)
+    if max_queued and await broker.queue_depth() >= max_queued:
+        raise ServiceBusy(f"{max_queued} files are waiting already; try again in a minute")
     if await repo.count_details(instruction.id) >= product.limits.max_files_per_instruction:
         raise TooManyFiles(
             f"an instruction of {product.key} takes at most "
@@ -247,7 +256,8 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
     detail_id = new_id(now.timestamp())
     # Keys hold only ids we made (hex), never user input such as a user id or a file name.
     key = f"originals/{instruction.id}/{detail_id}"
-    sniffer = _Sniffer(chunks, product)
+    limit = product.limits.max_file_bytes
+    sniffer = _Sniffer(chunks, product, min(limit, max_bytes) if max_bytes else limit)
     stored = await storage.put(key, sniffer.stream(), "application/octet-stream")
     fmt = sniffer.format or "jpeg"
     detail = InstructionDetail(

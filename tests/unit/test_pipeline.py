@@ -12,7 +12,12 @@ import pytest
 
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
 from imagecore import pipeline, services
-from imagecore.errors import CorruptImage, DependencyUnavailable
+from imagecore.errors import (
+    CorruptImage,
+    DependencyUnavailable,
+    ProcessingTimeout,
+    ProcessorCrashed,
+)
 from imagecore.model import ImageInfo, InstructionDetail, Status
 from imagecore.ports import ProcessingRequest, ProcessingResult
 
@@ -169,20 +174,36 @@ async def test_a_corrupt_image_fails_at_once_with_its_reason(
     assert failed.error_message == "the JPEG data ends early"
 
 
-async def test_a_transient_failure_is_retried_then_given_up(
+async def test_a_dependency_outage_is_retried_without_spending_attempts(
     repo, storage, broker, processor, clock, tmp_path
 ) -> None:
     detail = await uploaded(repo, storage, broker)
     processor.errors.extend(DependencyUnavailable("storage is down") for _ in range(5))
+    outcomes = []
+    for _ in range(6):
+        outcomes.append(await run(repo, storage, broker, processor, clock, detail, tmp_path))
+        clock.advance(5)
+    assert outcomes == [pipeline.Outcome.RETRY] * 5 + [pipeline.Outcome.DONE]
+    done = await repo.get_detail(detail.id)
+    assert (done.status, done.attempts) == (Status.DONE, 1)
+
+
+async def test_a_crashing_or_slow_file_is_given_up_after_its_attempts(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    processor.errors.extend(
+        [ProcessorCrashed("crashed"), ProcessingTimeout("too slow"), ProcessorCrashed("crashed")]
+    )
     outcomes = []
     for _ in range(SETTINGS.max_attempts):
         outcomes.append(await run(repo, storage, broker, processor, clock, detail, tmp_path))
         clock.advance(5)
     assert outcomes == [pipeline.Outcome.RETRY, pipeline.Outcome.RETRY, pipeline.Outcome.DONE]
     failed = await repo.get_detail(detail.id)
-    assert failed.status is Status.FAILED
+    assert (failed.status, failed.error_code) == (Status.FAILED, "processor_crashed")
     assert failed.attempts == SETTINGS.max_attempts
-    assert "gave up after 3 attempts: storage is down" in (failed.error_message or "")
+    assert "gave up after 3 attempts: crashed" in (failed.error_message or "")
 
 
 async def test_a_worker_that_lost_its_lease_writes_nothing(

@@ -58,7 +58,11 @@ class FileLifecycle(RuleBasedStateMachine):
         before = self.file
         allowed = target in TRANSITIONS[before.status]
         try:
-            after = getattr(before, action)(*args)
+            if action == "release":
+                now, code, message, refund = args
+                after = before.release(now, code, message, refund=refund)  # type: ignore[arg-type]
+            else:
+                after = getattr(before, action)(*args)
         except InvalidTransition:
             assert not allowed
             return
@@ -85,9 +89,12 @@ class FileLifecycle(RuleBasedStateMachine):
     def fail(self, reason: str) -> None:
         self.attempt(Status.FAILED, "fail", reason, "why", self.tick())
 
-    @rule()
-    def release(self) -> None:
-        self.attempt(Status.PENDING, "release", self.tick())
+    @rule(refund=st.booleans())
+    def release(self, refund: bool) -> None:
+        was_processing = self.file.status is Status.PROCESSING
+        self.attempt(Status.PENDING, "release", self.tick(), None, None, refund)
+        if was_processing and refund:
+            self.claims -= 1
 
     @precondition(lambda self: self.file.status is Status.PROCESSING)
     @rule()
@@ -99,7 +106,7 @@ class FileLifecycle(RuleBasedStateMachine):
         assert self.file.lease_expires_at == now + timedelta(seconds=30)
 
     @invariant()
-    def attempts_count_claims(self) -> None:
+    def attempts_count_claims_less_refunds(self) -> None:
         assert self.file.attempts == self.claims
 
     @invariant()

@@ -564,3 +564,29 @@ def test_container_stripping_keeps_the_pixels_bit_for_bit(sample, fmt):
 def test_container_stripping_refuses_what_does_not_parse():
     assert strip(b"\xff\xd8\xff\xe1\x00", "jpeg", Keep()) is None
     assert strip(b"not a png", "png", Keep()) is None
+
+
+def test_container_stripping_rebuilds_the_segments_a_payload_could_hide_in():
+    jpeg = (CORPUS / "misc/rocket.jpg").read_bytes()
+    php = b"<?php system($_GET['c']); ?>"
+    jfif = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x02\x02" + bytes(12) + php  # 2x2 thumbnail, tail
+    adobe = b"Adobe\x00\x64\x00\x00\x00\x00\x01" + php
+    segments = b"".join(
+        bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+        for marker, payload in ((0xE0, jfif), (0xEE, adobe))
+    )
+    stripped = strip(jpeg[:2] + segments + jpeg[2:], "jpeg", Keep())
+    assert stripped is not None
+    assert php not in stripped.data
+    assert stripped.data.startswith(
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    )
+    assert {"APP0 JFIF extra data", "APP14 Adobe extra data"} <= set(stripped.removed)
+    assert pyvips.Image.new_from_buffer(stripped.data, "").avg() > 0
+
+
+def test_container_stripping_leaves_an_unknown_critical_png_chunk_to_the_decoder():
+    png = (CORPUS / "misc/logo.png").read_bytes()
+    iend = png.rindex(b"IEND") - 4
+    odd = (4).to_bytes(4, "big") + b"EVIL" + b"<?p?" + bytes(4)
+    assert strip(png[:iend] + odd + png[iend:], "png", Keep()) is None

@@ -1,0 +1,127 @@
+"""Runs the image processor in child processes, one file per child at a time.
+
+Each of the ``workers`` slots is its own single-process executor. A crash
+in native decoding code kills that slot's child only: its file's attempt
+ends with `ProcessorCrashed` (retried within the attempt budget), the slot
+gets a fresh child, and the files running in the other slots never notice.
+(One shared ``ProcessPoolExecutor`` would not do: when any of its children
+dies it fails every file in flight, so one hostile upload would cost other
+users' files an attempt each time it crashed.) A file that runs past its
+time limit has its child killed the same way, since a thread inside libvips
+cannot be stopped any other way. Children are recycled every
+``max_tasks_per_child`` files to bound memory, and on Linux they die with
+the process that started them: a server killed outright leaves no orphaned
+decoder holding its memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from imagecore.errors import ProcessingTimeout, ProcessorCrashed
+from imagecore.ports import ImageProcessor, ProcessingRequest, ProcessingResult
+
+__all__ = ["ProcessPoolRunner", "run_in_child"]
+
+_log = logging.getLogger(__name__)
+_processors: dict[str, ImageProcessor] = {}
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool child initializer: ask Linux for SIGKILL when the starting process goes."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def run_in_child(request: ProcessingRequest) -> ProcessingResult:
+    """The body of one task in a child: libvips is set up once per child."""
+    from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - children load libvips lazily
+
+    processor = _processors.get("vips")
+    if processor is None:
+        processor = _processors["vips"] = VipsImageProcessor()
+    return processor.process(request)
+
+
+class ProcessPoolRunner:
+    """An async callable ``(ProcessingRequest) -> ProcessingResult`` over isolated children."""
+
+    def __init__(
+        self, workers: int = 0, timeout_seconds: float = 120.0, max_tasks_per_child: int = 200
+    ) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._timeout = timeout_seconds
+        self._max_tasks = max_tasks_per_child
+        self._slots: list[ProcessPoolExecutor | None] = [None] * self.workers
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(self.workers):
+            self._free.put_nowait(slot)
+
+    def _executor(self, slot: int) -> ProcessPoolExecutor:
+        pool = self._slots[slot]
+        if pool is None:
+            pool = self._slots[slot] = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=self._max_tasks,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return pool
+
+    def _submit(self, slot: int, request: ProcessingRequest) -> Future[ProcessingResult]:
+        try:
+            return self._executor(slot).submit(run_in_child, request)
+        except BrokenProcessPool:
+            # The idle child died between files (the OOM killer, say): not this file's fault.
+            self._discard(slot)
+            return self._executor(slot).submit(run_in_child, request)
+
+    async def __call__(self, request: ProcessingRequest) -> ProcessingResult:
+        slot = await self._free.get()
+        try:
+            future = asyncio.wrap_future(self._submit(slot, request))
+            try:
+                return await asyncio.wait_for(future, self._timeout)
+            except TimeoutError:
+                self._discard(slot)
+                raise ProcessingTimeout(
+                    f"processing took longer than {self._timeout:g} s and was stopped"
+                ) from None
+            except BrokenProcessPool:
+                self._discard(slot)
+                raise ProcessorCrashed("the image processor crashed on this file") from None
+        finally:
+            self._free.put_nowait(slot)
+
+    def _discard(self, slot: int) -> None:
+        pool, self._slots[slot] = self._slots[slot], None
+        if pool is None:
+            return
+        # The executor has no public way to stop a running task: end its child.
+        # (Once the executor has seen its child die, it sets _processes to None.)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _log.warning("image processor child of slot %d replaced", slot)
+
+    def close(self) -> None:
+        """Stop the children."""
+        for slot, pool in enumerate(self._slots):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._slots[slot] = None

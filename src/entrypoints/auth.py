@@ -1,0 +1,166 @@
+"""Who is calling: a verified JWT, or the trusted gateway's ``X-User-ID``.
+
+Tokens are HS256 (``JWT_SECRET``) or RS256/ES256 (``JWT_PUBLIC_KEY``); the
+one accepted algorithm is fixed by the key's type, so ``alg: none`` and
+algorithm confusion (an HS token signed with the public key) never verify.
+``exp`` and ``sub`` are required, ``nbf`` is honoured, ``iss``/``aud`` are
+checked when configured, and a ``kid`` must be the configured ``JWT_KEY_ID``.
+
+With no key configured, a secret is generated once in the data folder, so
+``imagecore serve`` is safe with zero configuration and ``imagecore token``
+mints tokens for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import attrs
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from entrypoints.config import Settings
+
+__all__ = ["AuthError", "Authenticator", "Identity", "load_or_create_secret", "mint_token"]
+
+MAX_TOKEN_LENGTH = 8192
+_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+
+
+class AuthError(Exception):
+    """The request's credentials are missing or not acceptable (HTTP 401)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@attrs.frozen
+class Identity:
+    """The caller: a user id and whether it may use the admin routes."""
+
+    user_id: str
+    is_admin: bool = False
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The development secret in ``data_dir``, created (mode 0600) on first use."""
+    path = data_dir / _SECRET_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(secret)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return secret
+
+
+def mint_token(  # noqa: PLR0913 - keyword options of one token
+    secret: str,
+    user_id: str,
+    *,
+    admin: bool = False,
+    ttl_seconds: int = 24 * 3600,
+    issuer: str = "",
+    audience: str = "",
+) -> str:
+    """An HS256 token for ``user_id``, valid for ``ttl_seconds``."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    if admin:
+        claims["admin"] = True
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _public_key(pem: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    try:
+        key = load_pem_public_key(pem.replace("\\n", "\n").encode())
+    except ValueError:
+        raise ValueError("JWT_PUBLIC_KEY is not a PEM public key") from None
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("JWT_PUBLIC_KEY must be an RSA or EC (P-256) public key")  # noqa: TRY004
+    return key
+
+
+class Authenticator:
+    """Turns a request's headers into an `Identity` or raises `AuthError`."""
+
+    def __init__(self, settings: Settings, secret: str) -> None:
+        if settings.jwt_public_key:
+            public = _public_key(settings.jwt_public_key)
+            self._key: str | rsa.RSAPublicKey | ec.EllipticCurvePublicKey = public
+            is_ec = isinstance(public, ec.EllipticCurvePublicKey)
+            self._algorithms = ["ES256" if is_ec else "RS256"]
+        else:
+            self._key = settings.jwt_secret or secret
+            self._algorithms = ["HS256"]
+        self._kid = settings.jwt_key_id or None
+        self._issuer = settings.jwt_issuer or None
+        self._audience = settings.jwt_audience or None
+        self._leeway = settings.jwt_leeway_seconds
+        self._trust_gateway = settings.trust_gateway_headers
+        self._proxies = frozenset(settings.trusted_proxies)
+
+    def identify(
+        self, authorization: str | None, user_header: str | None, peer: str | None
+    ) -> Identity:
+        """Identify the caller from ``Authorization``, ``X-User-ID`` and the peer address."""
+        gateway_user = self._gateway_user(user_header, peer)
+        if authorization:
+            identity = self._from_token(authorization)
+            if gateway_user is not None and gateway_user != identity.user_id:
+                raise AuthError("the token and the X-User-ID header name different users")
+            return identity
+        if gateway_user is not None:
+            return Identity(gateway_user)
+        raise AuthError("sign in: send 'Authorization: Bearer <token>'")
+
+    def _gateway_user(self, header: str | None, peer: str | None) -> str | None:
+        if header is None or not self._trust_gateway or peer not in self._proxies:
+            return None
+        user = header.strip()
+        if not user or len(user) > 128 or not user.isprintable():  # noqa: PLR2004 - a sane bound
+            raise AuthError("the X-User-ID header is not a valid user id")
+        return user
+
+    def _from_token(self, authorization: str) -> Identity:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("use 'Authorization: Bearer <token>'")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError("the token is too long")
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("kid") != self._kid:
+                raise AuthError("the token's key id is not one we know")
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("the token is not valid yet") from None
+        except jwt.InvalidTokenError:
+            raise AuthError("the token is not valid") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject or len(subject) > 128:  # noqa: PLR2004
+            raise AuthError("the token names no valid user")
+        roles = claims.get("roles")
+        admin = claims.get("admin") is True or (isinstance(roles, list) and "admin" in roles)
+        return Identity(subject, is_admin=admin)

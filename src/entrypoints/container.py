@@ -1,0 +1,147 @@
+"""The one place that picks adapters: a dependency-injector container.
+
+Each port's adapter is selected from `Settings` (``MONGO_URI``, ``S3_ENDPOINT``
+and ``NATS_URI`` each switch one port); clients that hold connections are
+async resources, opened by `Runtime.open` and closed by `Runtime.close`.
+Nothing connects at import time. Tests override providers rather than patch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import attrs
+from dependency_injector import containers, providers
+
+from adapters.filesystem import FilesystemImageStorage
+from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
+from adapters.process_pool import ProcessPoolRunner
+from adapters.sqlite import SqliteInstructionRepository
+from entrypoints.auth import Authenticator, load_or_create_secret
+from entrypoints.config import Settings
+from entrypoints.worker import utc_now
+from imagecore.pipeline import RunProcessor
+from imagecore.ports import ImageStorage, InstructionRepository, MessageBroker
+from imagecore.products import CATALOGUE
+
+__all__ = ["Container", "Runtime"]
+
+
+async def _sqlite(settings: Settings) -> AsyncIterator[InstructionRepository]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    repo = await SqliteInstructionRepository.open(settings.data_dir / "imagecore.sqlite3")
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
+    from adapters.minio import MinioImageStorage  # noqa: PLC0415 - loaded only when selected
+
+    storage = await MinioImageStorage.open(
+        endpoint=settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        bucket=settings.s3_bucket,
+        region=settings.s3_region,
+        secure=settings.s3_use_ssl,
+    )
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+async def _memory_broker() -> AsyncIterator[MessageBroker]:
+    broker = MemoryMessageBroker()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+async def _runner(settings: Settings) -> AsyncIterator[ProcessPoolRunner]:
+    runner = ProcessPoolRunner(settings.concurrency, settings.processing_timeout_seconds)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+class Container(containers.DeclarativeContainer):
+    """Providers of every port, chosen from the settings."""
+
+    settings = providers.Dependency(instance_of=Settings)
+
+    repository = providers.Selector(
+        providers.Callable(lambda s: s.repository_kind, settings),
+        sqlite=providers.Resource(_sqlite, settings),
+        memory=providers.Singleton(MemoryInstructionRepository),
+    )
+    storage = providers.Selector(
+        providers.Callable(lambda s: s.storage_kind, settings),
+        filesystem=providers.Singleton(
+            FilesystemImageStorage, providers.Callable(lambda s: s.data_dir / "files", settings)
+        ),
+        s3=providers.Resource(_s3, settings),
+        memory=providers.Singleton(MemoryImageStorage),
+    )
+    broker = providers.Selector(
+        providers.Callable(lambda s: s.broker_kind, settings),
+        memory=providers.Resource(_memory_broker),
+    )
+    runner = providers.Resource(_runner, settings)
+    authenticator = providers.Singleton(
+        Authenticator,
+        settings,
+        providers.Callable(
+            lambda s: (
+                "" if (s.jwt_secret or s.jwt_public_key) else load_or_create_secret(s.data_dir)
+            ),
+            settings,
+        ),
+    )
+
+
+async def _resolve(provider: providers.Provider[Any]) -> Any:  # noqa: ANN401 - any adapter
+    value = provider()
+    return await value if inspect.isawaitable(value) else value
+
+
+@attrs.define
+class Runtime:
+    """The opened adapters of one process, handed to the HTTP app and the worker."""
+
+    settings: Settings
+    repository: InstructionRepository
+    storage: ImageStorage
+    broker: MessageBroker
+    runner: RunProcessor
+    authenticator: Authenticator
+    _container: Container
+
+    @classmethod
+    async def open(cls, settings: Settings, container: Container | None = None) -> Runtime:
+        """Open every adapter the settings select and store the product catalogue."""
+        container = container or Container(settings=settings)
+        repository = cast("InstructionRepository", await _resolve(container.repository))
+        runtime = cls(
+            settings=settings,
+            repository=repository,
+            storage=await _resolve(container.storage),
+            broker=await _resolve(container.broker),
+            runner=await _resolve(container.runner),
+            authenticator=await _resolve(container.authenticator),
+            container=container,
+        )
+        await repository.save_products(CATALOGUE, utc_now())
+        return runtime
+
+    async def close(self) -> None:
+        """Close every adapter that holds a connection."""
+        result = self._container.shutdown_resources()
+        if inspect.isawaitable(result):
+            await result

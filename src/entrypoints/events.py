@@ -1,0 +1,218 @@
+"""Live progress over Server-Sent Events.
+
+``GET /instructions/{id}/events`` streams one instruction's file events and
+``GET /events`` all of the caller's. Each event carries the JSON of the NATS
+notification; its id is the millisecond of the change, so a client that
+reconnects with ``Last-Event-ID`` first gets every file changed since then
+(read from the repository: nothing is missed even if another process did
+the work while it was away), then the live stream. A replay starts *at* that
+millisecond, not after it: two files can change in the same millisecond, so
+a client may see its last event again but never misses one. A comment line
+every ``HEARTBEAT`` seconds keeps proxies from closing an idle stream.
+
+Authentication is the usual ``Authorization`` header, so a browser reads
+these routes with ``fetch()`` and a stream reader (as the console does)
+rather than ``EventSource``, which cannot send headers; no token ever goes
+into a URL. When the server stops, open streams end at once (a client
+reconnects elsewhere with ``Last-Event-ID``) instead of holding the shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from entrypoints.context import RUNTIME, identify
+from imagecore import services
+from imagecore.model import InstructionDetail
+from imagecore.pipeline import notification_for
+from imagecore.ports import InstructionQuery, Notification
+
+__all__ = ["HEARTBEAT", "add_event_routes"]
+
+#: Seconds between heartbeats; read on every wait, so tests may lower it.
+HEARTBEAT = 15.0
+_SNAPSHOT_INSTRUCTIONS = 50
+#: Files whose last sent change a stream remembers, to drop stale live duplicates.
+_REMEMBERED = 10_000
+
+_CLOSING = web.AppKey("sse_closing", asyncio.Event)
+
+
+def _moment(at: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(at)
+    except ValueError:
+        return None
+
+
+def _event_id(at: str) -> str:
+    moment = _moment(at) or datetime.now(UTC)
+    return str(int(moment.timestamp() * 1000))
+
+
+def _frame(notification: Notification) -> bytes:
+    data: dict[str, Any] = notification.to_dict()
+    data["status"] = notification.status.value
+    body = json.dumps(data, separators=(",", ":"))
+    return f"id: {_event_id(notification.at)}\nevent: status\ndata: {body}\n\n".encode()
+
+
+def _since(request: web.Request) -> int:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id", "")
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() else -1
+
+
+def _snapshot(details: list[InstructionDetail], since: int) -> list[Notification]:
+    changed = [d for d in details if int(d.updated_at.timestamp() * 1000) >= since]
+    changed.sort(key=lambda d: (d.updated_at, d.id))
+    return [notification_for(d) for d in changed]
+
+
+class _Sent:
+    """The latest change sent per file, so a live event older than the snapshot is dropped.
+
+    A notification published between subscribing and reading the repository
+    arrives after the snapshot that already holds a newer state: without this
+    a client would see DONE, then PROCESSING.
+    """
+
+    def __init__(self) -> None:
+        self._latest: OrderedDict[str, datetime] = OrderedDict()
+
+    def is_stale(self, notification: Notification) -> bool:
+        moment = _moment(notification.at)
+        last = self._latest.get(notification.instruction_detail_id)
+        return moment is not None and last is not None and moment <= last
+
+    def record(self, notification: Notification) -> None:
+        moment = _moment(notification.at)
+        if moment is None:
+            return
+        self._latest[notification.instruction_detail_id] = moment
+        self._latest.move_to_end(notification.instruction_detail_id)
+        if len(self._latest) > _REMEMBERED:
+            self._latest.popitem(last=False)
+
+
+async def _ticks(
+    live: AsyncIterator[Notification], closing: asyncio.Event
+) -> AsyncGenerator[Notification | None, None]:
+    """Live notifications, and None after each ``HEARTBEAT`` of silence; ends at shutdown."""
+    stop = asyncio.ensure_future(closing.wait())
+    pending: asyncio.Future[Notification] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(anext(live))
+            waiting: set[asyncio.Future[Any]] = {pending, stop}
+            done, _ = await asyncio.wait(
+                waiting, timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+            )
+            if pending in done:
+                finished, pending = pending, None
+                try:
+                    notification = finished.result()
+                except StopAsyncIteration:
+                    return  # the broker ended the subscription
+                yield notification
+            elif stop in done:
+                return
+            else:
+                yield None
+    finally:
+        for task in (pending, stop):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await task
+
+
+def _wanted(notification: Notification, user_id: str, instruction_id: str | None) -> bool:
+    return notification.user_id == user_id and (
+        instruction_id is None or notification.instruction_id == instruction_id
+    )
+
+
+async def _stream(
+    request: web.Request,
+    user_id: str,
+    instruction_id: str | None,
+    backlog: list[Notification],
+    live: AsyncIterator[Notification],
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    sent = _Sent()
+    try:
+        await response.write(b"retry: 2000\n\n")
+        for notification in backlog:
+            await response.write(_frame(notification))
+            sent.record(notification)
+        async with contextlib.aclosing(_ticks(live, request.app[_CLOSING])) as ticks:
+            async for tick in ticks:
+                if tick is None:
+                    await response.write(b": heartbeat\n\n")
+                elif _wanted(tick, user_id, instruction_id) and not sent.is_stale(tick):
+                    await response.write(_frame(tick))
+                    sent.record(tick)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away; it reconnects with Last-Event-ID if it wants more
+    return response
+
+
+async def instruction_events(request: web.Request) -> web.StreamResponse:
+    """``GET /instructions/{id}/events``: the caller's instruction only."""
+    who = identify(request)
+    runtime = request.app[RUNTIME]
+    async with runtime.broker.notifications() as live:
+        # Subscribed first, then read: a change between the two shows up in
+        # the snapshot and live; the live copy is dropped as stale.
+        details = await services.list_details(
+            runtime.repository, user_id=who.user_id, instruction_id=request.match_info["id"]
+        )
+        backlog = _snapshot(details, _since(request))
+        return await _stream(request, who.user_id, request.match_info["id"], backlog, live)
+
+
+async def user_events(request: web.Request) -> web.StreamResponse:
+    """``GET /events``: every instruction of the caller (the replay covers the newest 50)."""
+    who = identify(request)
+    runtime = request.app[RUNTIME]
+    async with runtime.broker.notifications() as live:
+        backlog: list[Notification] = []
+        since = _since(request)
+        if since >= 0:
+            page = await runtime.repository.list_instructions(
+                InstructionQuery(user_id=who.user_id, size=_SNAPSHOT_INSTRUCTIONS)
+            )
+            for instruction in page.items:
+                backlog += _snapshot(await runtime.repository.list_details(instruction.id), since)
+            backlog.sort(key=lambda n: (int(_event_id(n.at)), n.instruction_detail_id))
+        return await _stream(request, who.user_id, None, backlog, live)
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[_CLOSING].set()
+
+
+def add_event_routes(app: web.Application) -> None:
+    """Register the SSE routes, and end their streams when the server shuts down."""
+    app[_CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_end_streams)
+    app.router.add_get("/instructions/{id}/events", instruction_events)
+    app.router.add_get("/events", user_events)

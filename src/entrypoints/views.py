@@ -1,0 +1,70 @@
+"""JSON views of domain values: the seed's field names, and the richer ones of our model.
+
+One detail carries its own output (the seed had separate input and output
+records): ``output_id`` is the detail's own id once its output exists, and
+``output`` describes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from imagecore.model import InstructionDetail
+from imagecore.products import Product
+
+__all__ = ["detail_view", "product_view"]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def detail_view(detail: InstructionDetail) -> dict[str, Any]:
+    """One file of an instruction, as ``GET .../details/{id}`` shows it."""
+    output = detail.output
+    return {
+        "id": detail.id,
+        "instruction_id": detail.instruction_id,
+        "product_key": detail.product_key,
+        "file_name": detail.original_name,
+        "original_name": detail.original_name,
+        "file_size": detail.size,
+        "size": detail.size,
+        "mime_type": detail.mime_type,
+        "width": detail.width,
+        "height": detail.height,
+        "status": detail.status.value,
+        "output_id": detail.id if output is not None else None,
+        "output": None
+        if output is None
+        else {
+            "name": output.name,
+            "size": output.size,
+            "mime_type": output.mime_type,
+            "width": output.width,
+            "height": output.height,
+        },
+        "error": None
+        if detail.error_code is None
+        else {"code": detail.error_code, "message": detail.error_message},
+        "error_message": detail.error_message,
+        "metadata": detail.metadata,
+        "attempts": detail.attempts,
+        "is_cleaned": detail.is_cleaned,
+        "created_at": _iso(detail.created_at),
+        "updated_at": _iso(detail.updated_at),
+        "started_at": _iso(detail.started_at),
+        "finished_at": _iso(detail.finished_at),
+    }
+
+
+def product_view(
+    product: Product, created: datetime, updated: datetime, max_file_bytes: int = 0
+) -> dict[str, Any]:
+    """A product as ``GET /products`` lists it, with a deployment's lower size cap applied."""
+    view = {**product.to_dict(), "created_at": _iso(created), "updated_at": _iso(updated)}
+    if max_file_bytes:
+        limits = view["limits"]
+        limits["max_file_bytes"] = min(limits["max_file_bytes"], max_file_bytes)
+    return view

@@ -1,0 +1,179 @@
+"""The worker: takes jobs from the broker and runs them through the pipeline.
+
+Work runs with bounded concurrency (one job per pool process); the reaper
+re-queues what a dead worker or a lost message left behind, and cleanup runs
+on its own schedule. On stop it takes no new job and lets the ones in hand
+finish within a grace period; what does not finish keeps its lease and is
+reclaimed by another worker when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from imagecore import pipeline
+from imagecore.errors import DependencyUnavailable, ImageCoreError, NotFound
+from imagecore.pipeline import Outcome, PipelineSettings, RunProcessor
+from imagecore.ports import Delivery, ImageStorage, InstructionRepository, MessageBroker
+
+__all__ = ["Observer", "Worker", "utc_now"]
+
+_log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, to the millisecond (what every repository keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+#: Told (product key, status, seconds) after each job.
+Observer = Callable[[str, str, float], None]
+
+
+class Worker:
+    """Consumes jobs, reaps lost work and cleans up, until stopped."""
+
+    def __init__(  # noqa: PLR0913 - the worker's ports and its knobs
+        self,
+        repo: InstructionRepository,
+        storage: ImageStorage,
+        broker: MessageBroker,
+        run: RunProcessor,
+        *,
+        settings: PipelineSettings,
+        concurrency: int,
+        reap_interval: float = 15.0,
+        cleanup_interval: float = 1800.0,
+        scratch: Path | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self._repo, self._storage, self._broker, self._run = repo, storage, broker, run
+        self._settings = settings
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._reap_interval = reap_interval
+        self._cleanup_interval = cleanup_interval
+        self._scratch = scratch or Path(tempfile.gettempdir())
+        self._observe = observe
+        self._in_hand: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.processed = 0
+
+    async def start(self, *, sole_worker: bool) -> None:
+        """Recover lost work, then start consuming, reaping and cleaning up.
+
+        ``sole_worker`` (the in-process broker) means no other worker can hold
+        a lease, so files left PROCESSING by a crash are taken back at once.
+        """
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        await self._guarded(self._recover(sole_worker=sole_worker), "recovery")
+        self._loops = [
+            asyncio.create_task(self._consume(), name="worker-consume"),
+            asyncio.create_task(self._every(self._reap_interval, self._reap), name="worker-reap"),
+            asyncio.create_task(
+                self._every(self._cleanup_interval, self._cleanup), name="worker-cleanup"
+            ),
+        ]
+
+    async def stop(self, grace_seconds: float = 30.0) -> None:
+        """Take no new job; wait up to ``grace_seconds`` for the jobs in hand."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._in_hand:
+            _done, pending = await asyncio.wait(self._in_hand, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _recover(self, *, sole_worker: bool) -> None:
+        count = await pipeline.reap(
+            self._repo,
+            self._broker,
+            now=utc_now(),
+            settings=self._settings,
+            assume_orphaned=sole_worker,
+        )
+        if count:
+            _log.info("recovered %d files left by an earlier run", count)
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                async for delivery in self._broker.jobs():
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._handle(delivery))
+                    self._in_hand.add(task)
+                    task.add_done_callback(self._in_hand.discard)
+            except DependencyUnavailable as exc:
+                _log.warning("broker unavailable, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        started = asyncio.get_running_loop().time()
+        detail_id = delivery.job.instruction_detail_id
+        try:
+            outcome = await pipeline.process_detail(
+                self._repo,
+                self._storage,
+                self._broker,
+                self._run,
+                detail_id=detail_id,
+                scratch=self._scratch,
+                clock=utc_now,
+                settings=self._settings,
+                heartbeat=delivery.in_progress,
+            )
+        except NotFound:
+            outcome = Outcome.DONE  # the file is gone (cleaned up): nothing to do
+        except ImageCoreError as exc:
+            _log.warning("job %s not processed, will retry: %s", detail_id, exc)
+            outcome = Outcome.RETRY
+        finally:
+            self._slots.release()
+        if outcome is Outcome.RETRY:
+            await delivery.nak(delay=min(30.0, 2.0 * delivery.delivery_count))
+        else:
+            await delivery.ack()
+            self.processed += 1
+        if self._observe is not None:
+            with contextlib.suppress(ImageCoreError):
+                detail = await self._repo.get_detail(detail_id)
+                elapsed = asyncio.get_running_loop().time() - started
+                self._observe(detail.product_key, detail.status.value, elapsed)
+
+    async def _reap(self) -> None:
+        await pipeline.reap(self._repo, self._broker, now=utc_now(), settings=self._settings)
+
+    async def _cleanup(self) -> None:
+        cleaned, failed = await pipeline.cleanup(
+            self._repo, self._storage, self._broker, now=utc_now(), settings=self._settings
+        )
+        if cleaned or failed:
+            _log.info("cleanup: %d files deleted, %d stale files failed", cleaned, failed)
+
+    async def run_cleanup(self) -> tuple[int, int]:
+        """One cleanup pass now (``imagecore cleanup``)."""
+        return await pipeline.cleanup(
+            self._repo, self._storage, self._broker, now=utc_now(), settings=self._settings
+        )
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self._guarded(action(), action.__name__)
+
+    @staticmethod
+    async def _guarded(work: Awaitable[None], what: str) -> None:
+        try:
+            await work
+        except ImageCoreError as exc:
+            _log.warning("%s failed, next round will try again: %s", what, exc)

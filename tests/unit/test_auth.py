@@ -1,0 +1,180 @@
+"""The token matrix: every way a token or a header can be wrong is a 401, and the rest pass."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from entrypoints.auth import Authenticator, AuthError, Identity, mint_token
+from entrypoints.config import Settings
+
+SECRET = "a-long-test-secret-for-hs256-0123456789"  # noqa: S105 - a test key
+RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC = ec.generate_private_key(ec.SECP256R1())
+
+
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "alice", "iat": now, "exp": now + 600, **extra}
+
+
+def hs(payload: dict[str, Any], key: str = SECRET, **headers: Any) -> str:
+    return jwt.encode(payload, key, algorithm="HS256", headers=headers or None)
+
+
+def _part(value: dict[str, Any] | bytes) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unsigned(payload: dict[str, Any]) -> str:
+    return f"{_part({'alg': 'none', 'typ': 'JWT'})}.{_part(payload)}."
+
+
+def hs_with_public_key(payload: dict[str, Any], public_pem: str) -> str:
+    """The classic confusion attack: HMAC-sign with the server's public key as the secret."""
+    head = f"{_part({'alg': 'HS256', 'typ': 'JWT'})}.{_part(payload)}"
+    mac = hmac.new(public_pem.encode(), head.encode(), hashlib.sha256).digest()
+    return f"{head}.{_part(mac)}"
+
+
+def auth(**settings: Any) -> Authenticator:
+    return Authenticator(attrs.evolve(Settings(), **settings), secret="")
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+HS = auth(jwt_secret=SECRET)
+
+REJECTED: dict[str, Callable[[], tuple[Authenticator, str]]] = {
+    "alg none": lambda: (HS, unsigned(claims())),
+    "bad signature": lambda: (HS, hs(claims(), key="another-secret-of-the-same-length-000")),
+    "no exp": lambda: (HS, hs({"sub": "alice"})),
+    "expired": lambda: (HS, hs(claims(exp=int(time.time()) - 3600))),
+    "not yet valid": lambda: (HS, hs(claims(nbf=int(time.time()) + 3600))),
+    "no sub": lambda: (HS, hs({"exp": int(time.time()) + 60})),
+    "empty sub": lambda: (HS, hs(claims(sub=""))),
+    "numeric sub": lambda: (HS, hs(claims(sub=42))),
+    "huge sub": lambda: (HS, hs(claims(sub="a" * 500))),
+    "malformed": lambda: (HS, "abc.def.ghi"),
+    "garbage": lambda: (HS, "%%%"),
+    "oversized": lambda: (HS, hs(claims(pad="x" * 10_000))),
+    "unknown kid": lambda: (HS, hs(claims(), kid="key-2")),
+    "wrong issuer": lambda: (
+        auth(jwt_secret=SECRET, jwt_issuer="https://id.example"),
+        hs(claims(iss="https://evil.example")),
+    ),
+    "missing issuer": lambda: (
+        auth(jwt_secret=SECRET, jwt_issuer="https://id.example"),
+        hs(claims()),
+    ),
+    "wrong audience": lambda: (
+        auth(jwt_secret=SECRET, jwt_audience="imagecore"),
+        hs(claims(aud="billing")),
+    ),
+    "HS token against an RSA key (algorithm confusion)": lambda: (
+        auth(jwt_public_key=pem(RSA)),
+        hs_with_public_key(claims(), pem(RSA)),
+    ),
+    "RS token against an HS secret": lambda: (HS, jwt.encode(claims(), RSA, algorithm="RS256")),
+    "RS token signed by another key": lambda: (
+        auth(jwt_public_key=pem(RSA)),
+        jwt.encode(
+            claims(),
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            algorithm="RS256",
+        ),
+    ),
+    "ES token against an RSA key": lambda: (
+        auth(jwt_public_key=pem(RSA)),
+        jwt.encode(claims(), EC, algorithm="ES256"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+def test_a_bad_token_is_rejected_with_a_clear_reason(case: str) -> None:
+    authenticator, token = REJECTED[case]()
+    with pytest.raises(AuthError) as raised:
+        authenticator.identify(bearer(token), None, "127.0.0.1")
+    message = raised.value.message
+    assert message.startswith(("the token", "use 'Authorization"))
+    assert SECRET not in message
+    assert "Traceback" not in message
+
+
+ACCEPTED: dict[str, Callable[[], tuple[Authenticator, str]]] = {
+    "HS256": lambda: (HS, hs(claims())),
+    "RS256": lambda: (auth(jwt_public_key=pem(RSA)), jwt.encode(claims(), RSA, algorithm="RS256")),
+    "ES256": lambda: (auth(jwt_public_key=pem(EC)), jwt.encode(claims(), EC, algorithm="ES256")),
+    "PEM with escaped newlines": lambda: (
+        auth(jwt_public_key=pem(RSA).replace("\n", "\\n")),
+        jwt.encode(claims(), RSA, algorithm="RS256"),
+    ),
+    "expired within the leeway": lambda: (HS, hs(claims(exp=int(time.time()) - 10))),
+    "issuer and audience as configured": lambda: (
+        auth(jwt_secret=SECRET, jwt_issuer="https://id.example", jwt_audience="imagecore"),
+        hs(claims(iss="https://id.example", aud="imagecore")),
+    ),
+    "the configured kid": lambda: (
+        auth(jwt_secret=SECRET, jwt_key_id="k1"),
+        hs(claims(), kid="k1"),
+    ),
+    "minted by imagecore token": lambda: (HS, mint_token(SECRET, "alice")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_a_good_token_names_its_user(case: str) -> None:
+    authenticator, token = ACCEPTED[case]()
+    assert authenticator.identify(bearer(token), None, "10.0.0.9") == Identity("alice")
+
+
+def test_the_admin_claim_or_role_opens_admin_routes() -> None:
+    assert HS.identify(bearer(mint_token(SECRET, "root", admin=True)), None, None).is_admin
+    assert HS.identify(bearer(hs(claims(roles=["admin"]))), None, None).is_admin
+    assert not HS.identify(bearer(hs(claims(admin="yes"))), None, None).is_admin
+
+
+def test_the_gateway_header_needs_trust_and_a_trusted_proxy() -> None:
+    gateway = auth(jwt_secret=SECRET, trust_gateway_headers=True, trusted_proxies=("10.0.0.1",))
+    assert gateway.identify(None, "bob", "10.0.0.1") == Identity("bob")
+    with pytest.raises(AuthError):
+        gateway.identify(None, "bob", "10.0.0.66")
+    with pytest.raises(AuthError):
+        HS.identify(None, "bob", "127.0.0.1")
+    with pytest.raises(AuthError, match="not a valid user id"):
+        gateway.identify(None, "bob\nadmin", "10.0.0.1")
+
+
+def test_a_token_and_a_different_gateway_user_are_rejected() -> None:
+    gateway = auth(jwt_secret=SECRET, trust_gateway_headers=True, trusted_proxies=("10.0.0.1",))
+    with pytest.raises(AuthError, match="different users"):
+        gateway.identify(bearer(hs(claims())), "mallory", "10.0.0.1")
+    assert gateway.identify(bearer(hs(claims())), "alice", "10.0.0.1") == Identity("alice")
+
+
+def test_a_public_key_that_is_not_pem_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="PEM"):
+        auth(jwt_public_key="not a key")

@@ -1,0 +1,274 @@
+"""Live progress over Server-Sent Events, on the in-memory app of http_support."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from http_support import Api, running_api
+
+from entrypoints import events
+from entrypoints.context import RUNTIME
+from imagecore.model import Status
+from imagecore.pipeline import notification_for
+
+
+@attrs.frozen
+class Event:
+    """One SSE frame: an event, or a comment (a heartbeat) when ``comment`` is set."""
+
+    id: str = ""
+    name: str = ""
+    data: dict[str, Any] = attrs.field(factory=dict)
+    comment: str = ""
+
+
+class Stream:
+    """Reads SSE frames off one open response."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def frame(self, seconds: float = 30) -> Event | None:
+        """The next event or comment, or None at the end of the stream."""
+        fields: dict[str, str] = {}
+        comment = ""
+        while True:
+            raw = await asyncio.wait_for(self.response.content.readline(), seconds)
+            if not raw:
+                return None
+            line = raw.decode().rstrip("\n")
+            if line:
+                if line.startswith(":"):
+                    comment = line[1:].strip()
+                else:
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+                continue
+            if "data" in fields:
+                return Event(
+                    fields.get("id", ""), fields.get("event", ""), json.loads(fields["data"])
+                )
+            if comment:
+                return Event(comment=comment)
+            fields, comment = {}, ""  # a frame without data (retry:) carries no event
+
+    async def events_until(self, done: Any, seconds: float = 60) -> list[Event]:
+        """Events (heartbeats skipped) until ``done(events)`` holds."""
+        seen: list[Event] = []
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not done(seen):
+            left = deadline - asyncio.get_running_loop().time()
+            assert left > 0, seen
+            frame = await self.frame(left)
+            assert frame is not None, f"the stream ended after {seen}"
+            if not frame.comment:
+                seen.append(frame)
+        return seen
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    api: Api, path: str, user: str = "alice", last_event_id: str | None = None
+) -> AsyncIterator[Stream]:
+    headers = {**api.token(user), "Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    async with api.session.get(api.base + path, headers=headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        yield Stream(response)
+
+
+def statuses_of(seen: list[Event], detail_id: str) -> list[str]:
+    return [e.data["status"] for e in seen if e.data["instruction_detail_id"] == detail_id]
+
+
+def final(detail_id: str) -> Any:
+    return lambda seen: any(s in {"DONE", "FAILED"} for s in statuses_of(seen, detail_id))
+
+
+def wire(notification: Any) -> dict[str, Any]:
+    """The JSON of a notification as the broker publishes it."""
+    return {**notification.to_dict(), "status": notification.status.value}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_api(tmp_path) as api:
+        yield api
+
+
+@pytest.fixture
+def kite(corpus: Path) -> bytes:
+    return (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
+
+
+async def test_an_upload_streams_processing_then_done_with_the_notification_json(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/resize", {"width": 320})
+    async with stream(api, f"/instructions/{instruction_id}/events") as events_:
+        _, body = await api.upload(instruction_id, [("kite.jpg", kite)])
+        detail_id = body["data"]["files"][0]["id"]
+        seen = await events_.events_until(final(detail_id))
+    assert statuses_of(seen, detail_id)[-2:] == ["PROCESSING", "DONE"]
+    done = seen[-1]
+    assert done.name == "status"
+    stored = await api.repo.get_detail(detail_id)
+    assert done.data == wire(notification_for(stored))
+    assert {"user_id", "instruction_id", "instruction_detail_id", "status"} <= set(done.data)
+    assert done.data["user_id"] == "alice"
+    assert done.data["instruction_id"] == instruction_id
+    assert stored.output is not None
+    assert done.data["output_size"] == stored.output.size
+    assert done.data["error_code"] is None
+    assert int(done.id) == int(stored.updated_at.timestamp() * 1000)
+
+
+async def test_a_failed_file_streams_its_reason(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    async with stream(api, f"/instructions/{instruction_id}/events") as events_:
+        _, body = await api.upload(instruction_id, [("half.jpg", kite[: len(kite) // 3])])
+        detail_id = body["data"]["files"][0]["id"]
+        seen = await events_.events_until(final(detail_id))
+    failed = seen[-1].data
+    assert failed["status"] == "FAILED"
+    assert failed["error_code"]
+    assert failed["error_message"]
+    assert failed["output_size"] is None
+
+
+async def test_a_new_stream_starts_with_where_every_file_stands(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("a.jpg", kite), ("b.jpg", kite)])
+    files = await api.wait_final(instruction_id)
+    async with stream(api, f"/instructions/{instruction_id}/events") as events_:
+        seen = await events_.events_until(lambda seen: len(seen) == 2)
+    assert {e.data["instruction_detail_id"] for e in seen} == {f["id"] for f in files}
+    assert [e.data["status"] for e in seen] == ["DONE", "DONE"]
+    assert [int(e.id) for e in seen] == sorted(int(e.id) for e in seen)
+
+
+async def test_reconnecting_with_last_event_id_replays_what_changed_since_and_nothing_older(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    path = f"/instructions/{instruction_id}/events"
+    await api.upload(instruction_id, [("first.jpg", kite)])
+    [first] = await api.wait_final(instruction_id)
+    await asyncio.sleep(0.01)  # the next change lands on a later millisecond
+    await api.upload(instruction_id, [("second.jpg", kite)])
+    second = (await api.wait_final(instruction_id))[1]
+    async with stream(api, path) as events_:
+        seen = await events_.events_until(lambda seen: len(seen) == 2)
+    last_id = seen[-1].id
+    assert seen[-1].data["instruction_detail_id"] == second["id"]
+
+    # While the client is away, a third file is processed.
+    await asyncio.sleep(0.01)
+    await api.upload(instruction_id, [("third.jpg", kite)])
+    third = (await api.wait_final(instruction_id))[2]
+
+    async with stream(api, path, last_event_id=last_id) as events_:
+        replay = await events_.events_until(final(third["id"]))
+    replayed = {e.data["instruction_detail_id"] for e in replay}
+    assert first["id"] not in replayed  # older than Last-Event-ID: not sent again
+    assert third["id"] in replayed
+    assert replayed <= {second["id"], third["id"]}  # the boundary millisecond may repeat
+    assert all(int(e.id) >= int(last_id) for e in replay)
+
+
+async def test_the_user_stream_replays_across_instructions_only_with_last_event_id(
+    api: Api, kite: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "HEARTBEAT", 0.05)
+    one = await api.instruction("images/thumbnail", {})
+    two = await api.instruction("images/thumbnail", {})
+    await api.upload(one, [("one.jpg", kite)])
+    await api.upload(two, [("two.jpg", kite)])
+    await api.wait_final(one)
+    await api.wait_final(two)
+    async with stream(api, "/events", last_event_id="0") as events_:
+        seen = await events_.events_until(lambda seen: len(seen) == 2)
+    assert {e.data["instruction_id"] for e in seen} == {one, two}
+    async with stream(api, "/events") as events_:
+        frames = [await events_.frame(5) for _ in range(3)]
+    assert all(f is not None and f.comment == "heartbeat" for f in frames), frames
+
+
+async def test_another_users_instruction_answers_404_and_never_leaks_on_their_stream(
+    api: Api, kite: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "HEARTBEAT", 0.05)
+    instruction_id = await api.instruction("images/thumbnail", {})
+    theirs = await api.call("GET", f"/instructions/{instruction_id}/events", user="mallory")
+    missing = await api.call("GET", f"/instructions/{'f' * 24}/events", user="mallory")
+    assert theirs[0] == missing[0] == 404
+    assert theirs[1]["message"] == missing[1]["message"]
+    async with (
+        stream(api, "/events", user="mallory") as mallory,
+        stream(api, "/events") as alice,
+    ):
+        _, body = await api.upload(instruction_id, [("kite.jpg", kite)])
+        detail_id = body["data"]["files"][0]["id"]
+        await alice.events_until(final(detail_id))
+        frames = [await mallory.frame(5) for _ in range(5)]
+    assert all(f is not None and f.comment == "heartbeat" for f in frames), frames
+
+
+async def test_heartbeats_keep_an_idle_stream_alive(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "HEARTBEAT", 0.05)
+    instruction_id = await api.instruction("images/thumbnail", {})
+    async with stream(api, f"/instructions/{instruction_id}/events") as events_:
+        frames = [await events_.frame(5) for _ in range(3)]
+    assert [f.comment if f else None for f in frames] == ["heartbeat"] * 3
+
+
+async def test_streams_need_credentials(api: Api) -> None:
+    status, body = await api.call("GET", "/events", user=None)
+    assert status == 401
+    assert body["errors"][0]["code"] == "unauthorized"
+
+
+async def test_open_streams_end_when_the_server_shuts_down(api: Api) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    async with stream(api, f"/instructions/{instruction_id}/events") as events_:
+        await api.app.shutdown()
+        assert await events_.frame(5) is None
+
+
+async def test_a_live_event_older_than_the_snapshot_is_not_sent_after_it(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("a.jpg", kite), ("b.jpg", kite)])
+    first, second = await api.wait_final(instruction_id)
+    broker = api.app[RUNTIME].broker
+    done = await api.repo.get_detail(first["id"])
+    async with stream(api, f"/instructions/{instruction_id}/events") as events_:
+        await events_.events_until(lambda seen: len(seen) == 2)
+        # Published before the snapshot was read, delivered after it: a stale state.
+        stale = attrs.evolve(
+            notification_for(done),
+            status=Status.PROCESSING,
+            at=(done.updated_at - timedelta(seconds=1)).isoformat(),
+        )
+        await broker.publish_notification(stale)
+        fresh = attrs.evolve(
+            notification_for(await api.repo.get_detail(second["id"])),
+            at=(done.updated_at + timedelta(seconds=1)).isoformat(),
+        )
+        await broker.publish_notification(fresh)
+        [after] = await events_.events_until(lambda seen: len(seen) == 1)
+    assert after.data["instruction_detail_id"] == second["id"]

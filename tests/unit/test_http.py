@@ -1,0 +1,237 @@
+"""The HTTP API over a real loopback socket, on in-memory ports and the real libvips processor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from http_support import Api, running_api
+from openapi_spec_validator import validate
+
+from entrypoints.config import Settings
+from entrypoints.http import create_app
+from entrypoints.openapi import openapi_document
+from imagecore.products import CATALOGUE
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_api(tmp_path) as api:
+        yield api
+
+
+@pytest.fixture
+def kite(corpus: Path) -> bytes:
+    return (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
+
+
+async def test_products_are_public_and_complete(api: Api) -> None:
+    status, body = await api.call("GET", "/products", user=None)
+    assert status == 200
+    products = body["data"]["products"]
+    assert {p["key"] for p in products} == {p.key for p in CATALOGUE}
+    assert all(p["created_at"] and p["limits"]["max_file_bytes"] > 0 for p in products)
+    assert body["errors"] is None
+
+
+async def test_health_names_each_dependency(api: Api) -> None:
+    status, body = await api.call("GET", "/health", user=None)
+    assert status == 200
+    assert set(body["data"]["dependencies"]) == {"repository", "storage", "broker"}
+    assert body["data"]["status"] == "ok"
+
+
+async def test_the_openapi_document_is_valid_and_lists_every_route(api: Api) -> None:
+    status, _ = await api.call("GET", "/swagger", user=None)
+    assert status == 200
+    async with api.session.get(api.base + "/swagger") as response:
+        document = await response.json()
+    validate(document)
+    assert document == openapi_document()
+    app = create_app(Settings(), run_worker=False)
+    routes = {
+        (r.method.lower(), r.resource.canonical)
+        for r in app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
+    documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert routes == documented
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
+        {"X-User-ID": "alice"},
+    ],
+)
+async def test_requests_without_valid_credentials_get_401(api: Api, headers: dict) -> None:
+    status, body = await api.call("GET", "/instructions", user=None, headers=headers)
+    assert status == 401
+    assert body["errors"][0]["code"] == "unauthorized"
+    assert body["message"]
+
+
+async def test_a_whole_job_from_upload_to_download(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/resize", {"width": 320, "format": "webp"})
+    status, body = await api.upload(instruction_id, [("kite.jpg", kite), ("kite2.jpg", kite)])
+    assert status == 201, body
+    assert [f["status"] for f in body["data"]["files"]] == ["PENDING", "PENDING"]
+    files = await api.wait_final(instruction_id)
+    assert [f["status"] for f in files] == ["DONE", "DONE"]
+    first = files[0]
+    assert (first["output"]["width"], first["output"]["height"]) == (320, 200)
+    assert (first["width"], first["height"]) == (2560, 1600)
+    path = f"/instructions/{instruction_id}/details/{first['id']}/file"
+    async with api.session.get(api.base + path, headers=api.token("alice")) as response:
+        assert response.status == 200
+        data = await response.read()
+        assert response.headers["Content-Type"] == "image/webp"
+        assert int(response.headers["Content-Length"]) == len(data) == first["output"]["size"]
+        assert 'filename="kite.webp"' in response.headers["Content-Disposition"]
+        etag = response.headers["ETag"]
+    assert data[8:12] == b"WEBP"
+    async with api.session.get(
+        api.base + path, headers={**api.token("alice"), "If-None-Match": etag}
+    ) as response:
+        assert response.status == 304
+    async with api.session.get(
+        api.base + path + "?variant=original", headers=api.token("alice")
+    ) as response:
+        assert await response.read() == kite
+    status, body = await api.call("GET", f"/instructions/{instruction_id}")
+    assert body["data"]["instruction"]["status"] == "DONE"
+    assert body["data"]["instruction"]["counts"]["DONE"] == 2
+
+
+async def test_bad_instructions_get_clear_errors(api: Api) -> None:
+    status, body = await api.call("POST", "/instructions", json={"product_key": "images/blur"})
+    assert status == 404
+    assert "images/resize" in body["message"]
+    status, body = await api.call(
+        "POST", "/instructions", json={"product_key": "images/resize", "params": {"width": 0}}
+    )
+    assert status == 400
+    assert "width" in body["message"]
+    status, body = await api.call("POST", "/instructions", data=b"{not json")
+    assert status == 400
+    status, body = await api.call("POST", "/instructions", json={})
+    assert status == 400
+    assert "product_id or product_key" in body["message"]
+
+
+async def test_an_svg_is_refused_with_415(api: Api) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'/>" + b" " * 64
+    status, body = await api.upload(instruction_id, [("cat.jpg", svg)])
+    assert status == 415
+    assert body["message"].startswith("cat.jpg:")
+    assert api.storage.stored_keys() == []
+
+
+async def test_a_file_over_the_limit_gets_413(tmp_path: Path, kite: bytes) -> None:
+    async with running_api(tmp_path, max_file_bytes=100_000) as api:
+        instruction_id = await api.instruction("images/thumbnail", {})
+        status, body = await api.upload(instruction_id, [("kite.jpg", kite)])
+        assert status == 413
+        assert "100000 bytes" in body["message"]
+        _, products = await api.call("GET", "/products", user=None)
+        limits = {p["limits"]["max_file_bytes"] for p in products["data"]["products"]}
+        assert limits == {100_000}
+
+
+async def test_an_upload_without_files_is_a_400(api: Api) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    status, body = await api.call(
+        "POST",
+        f"/instructions/{instruction_id}/details",
+        data=b"x",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 400
+    assert "multipart" in body["message"]
+
+
+async def test_another_users_objects_answer_like_missing_ones(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    _, body = await api.upload(instruction_id, [("kite.jpg", kite)])
+    detail_id = body["data"]["files"][0]["id"]
+    paths = [
+        f"/instructions/{instruction_id}",
+        f"/instructions/{instruction_id}/details",
+        f"/instructions/{instruction_id}/details/{detail_id}",
+        f"/instructions/{instruction_id}/details/{detail_id}/file?variant=original",
+    ]
+    for path in paths:
+        theirs = await api.call("GET", path, user="mallory")
+        missing = await api.call("GET", path.replace(instruction_id, "f" * 24), user="mallory")
+        assert theirs[0] == missing[0] == 404
+        assert theirs[1]["message"] == missing[1]["message"]
+    status, _ = await api.upload(instruction_id, [("kite.jpg", kite)], user="mallory")
+    assert status == 404
+    status, _ = await api.call("GET", "/instructions/not-an-id")
+    assert status == 404
+
+
+async def test_instructions_are_listed_newest_first_with_filters(api: Api, kite: bytes) -> None:
+    ids = [await api.instruction("images/thumbnail", {}) for _ in range(3)]
+    await api.upload(ids[0], [("kite.jpg", kite)])
+    await api.wait_final(ids[0])
+    status, body = await api.call("GET", "/instructions?size=2")
+    assert status == 200
+    assert [i["id"] for i in body["data"]["instructions"]] == [ids[2], ids[1]]
+    assert body["data"]["pagination"]["total"] == 3
+    _, done = await api.call("GET", "/instructions?status=DONE")
+    assert [i["id"] for i in done["data"]["instructions"]] == [ids[0]]
+    status, body = await api.call("GET", "/instructions?status=LOST")
+    assert status == 400
+    status, body = await api.call("GET", "/instructions?created_from=yesterday")
+    assert status == 400
+    _, others = await api.call("GET", "/instructions", user="bob")
+    assert others["data"]["instructions"] == []
+
+
+async def test_files_route_is_for_admins(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("kite.jpg", kite)])
+    status, _ = await api.call("GET", "/files")
+    assert status == 403
+    status, body = await api.call("GET", "/files", user=None, headers=api.token("root", admin=True))
+    assert status == 200
+    assert [f["instruction_id"] for f in body["data"]["files"]] == [instruction_id]
+
+
+async def test_metrics_count_requests_and_files(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("kite.jpg", kite)])
+    await api.wait_final(instruction_id)
+    async with api.session.get(api.base + "/metrics") as response:
+        text = await response.text()
+    assert (
+        'imagecore_http_requests_total{method="POST",route="/instructions",status="201"} 1.0'
+        in text
+    )
+    assert 'imagecore_files_total{product="images/thumbnail",status="DONE"} 1.0' in text
+    assert "imagecore_queue_depth 0.0" in text
+    assert f"imagecore_uploaded_bytes_total {float(len(kite))}" in text
+
+
+async def test_a_corrupt_image_ends_failed_with_a_reason(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("half.jpg", kite[: len(kite) // 3])])
+    [failed] = await api.wait_final(instruction_id)
+    assert failed["status"] == "FAILED"
+    assert failed["error"]["code"] in {"corrupt_image", "processing_error"}
+    assert failed["error_message"]
+
+
+async def test_every_error_carries_a_request_id(api: Api) -> None:
+    async with api.session.get(
+        api.base + "/instructions", headers={"X-Request-ID": "trace-me-42"}
+    ) as response:
+        body = await response.json()
+        assert response.headers["X-Request-ID"] == "trace-me-42"
+    assert body["errors"][0]["request_id"] == "trace-me-42"

@@ -1,0 +1,119 @@
+"""Rate limits, the bound on queued work, and ownership under random ids."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from http_support import running_api
+
+from entrypoints.ratelimit import RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_refills_at_its_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(user_per_minute=60, address_per_minute=6, clock=clock)
+    assert all(limiter.check("address", "10.0.0.1").allowed for _ in range(6))
+    refused = limiter.check("address", "10.0.0.1")
+    assert not refused.allowed
+    assert refused.reset_seconds == 10
+    assert limiter.check("address", "10.0.0.2").allowed
+    clock.now += 10
+    assert limiter.check("address", "10.0.0.1").allowed
+    assert not limiter.check("address", "10.0.0.1").allowed
+
+
+def test_signed_in_users_get_the_larger_bucket() -> None:
+    limiter = RateLimiter(user_per_minute=60, address_per_minute=6, clock=FakeClock())
+    assert sum(limiter.check("user", "alice").allowed for _ in range(100)) == 60
+
+
+def test_the_limiter_forgets_the_oldest_keys_past_its_bound() -> None:
+    limiter = RateLimiter(user_per_minute=60, address_per_minute=1, max_keys=100, clock=FakeClock())
+    for n in range(1000):
+        limiter.check("address", f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter._buckets) == 100
+
+
+async def test_past_the_limit_the_api_answers_429_with_retry_after(tmp_path: Path) -> None:
+    async with running_api(
+        tmp_path, rate_limit_user_per_minute=5, rate_limit_address_per_minute=3
+    ) as api:
+        statuses = [(await api.call("GET", "/instructions"))[0] for _ in range(7)]
+        assert statuses == [200] * 5 + [429] * 2
+        async with api.session.get(api.base + "/instructions", headers=api.token("alice")) as r:
+            assert r.status == 429
+            assert int(r.headers["Retry-After"]) >= 1
+            assert r.headers["RateLimit-Limit"] == "5"
+            assert r.headers["RateLimit-Remaining"] == "0"
+            assert (await r.json())["errors"][0]["code"] == "rate_limited"
+        assert (await api.call("GET", "/instructions", user="bob"))[0] == 200
+        anonymous = [(await api.call("GET", "/products", user=None))[0] for _ in range(4)]
+        assert anonymous == [200] * 3 + [429]
+        assert (await api.call("GET", "/health", user=None))[0] == 200
+
+
+async def test_uploads_are_refused_while_too_much_work_waits(tmp_path: Path, corpus: Path) -> None:
+    photo = (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
+    async with running_api(tmp_path, max_queued_files=1) as api:
+        worker = api.worker
+        await worker.stop()  # nothing drains the queue now
+        instruction_id = await api.instruction("images/thumbnail", {})
+        first, _ = await api.upload(instruction_id, [("a.jpg", photo)])
+        assert first == 201
+        status, body = await api.upload(instruction_id, [("b.jpg", photo)])
+        assert status == 503
+        assert body["errors"][0]["code"] == "service_busy"
+
+
+async def test_thousands_of_foreign_and_random_ids_find_nothing(
+    tmp_path: Path, corpus: Path
+) -> None:
+    photo = (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
+    rng = random.Random(20261124)
+    async with running_api(tmp_path, rate_limit_user_per_minute=0) as api:
+        owned: list[tuple[str, str]] = []
+        for user in ("alice", "bob"):
+            instruction_id = await api.instruction("images/thumbnail", {}, user=user)
+            _, body = await api.upload(instruction_id, [("kite.jpg", photo)], user=user)
+            owned.append((instruction_id, body["data"]["files"][0]["id"]))
+        candidates = [*owned[0], *owned[1]]
+
+        def an_id() -> str:
+            kind = rng.randrange(4)
+            if kind == 0:
+                return rng.choice(candidates)
+            if kind == 1:
+                return "".join(rng.choice("0123456789abcdef") for _ in range(24))
+            if kind == 2:
+                return rng.choice(
+                    ["..%2fetc", "%00", "0" * 25, "ZZZZZZZZZZZZZZZZZZZZZZZZ", "' OR 1=1"]
+                )
+            return rng.choice(candidates).upper()
+
+        attempts = successes = 0
+        for _ in range(2000):
+            instruction_id, detail_id = an_id(), an_id()
+            path = rng.choice(
+                [
+                    f"/instructions/{instruction_id}",
+                    f"/instructions/{instruction_id}/details",
+                    f"/instructions/{instruction_id}/details/{detail_id}",
+                    f"/instructions/{instruction_id}/details/{detail_id}/file?variant=original",
+                ]
+            )
+            status, _ = await api.call("GET", path, user="mallory")
+            attempts += 1
+            successes += status < 400
+            assert status in {404, 400}, path
+        assert (attempts, successes) == (2000, 0)
+        _, listing = await api.call("GET", "/instructions?size=100", user="mallory")
+        assert listing["data"]["instructions"] == []

@@ -1,0 +1,145 @@
+"""ProcessPoolRunner: a crash or a timeout ends one file's attempt, never its neighbours'.
+
+The crash is real: `crash_hook.run_or_crash` stands in for the pool's task
+body (in the children too, which unpickle it by name) and kills its child
+with SIGSEGV on a file carrying the marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import crash_hook
+from adapters import process_pool
+from adapters.process_pool import ProcessPoolRunner
+from hostile import valid
+from imagecore.errors import ProcessingTimeout, ProcessorCrashed
+from imagecore.ports import ProcessingRequest
+from imagecore.products import find_product
+
+MARKER = "unit-test-decoder-killer"
+
+
+def request(source: Path, key: str = "images/thumbnail", **params: object) -> ProcessingRequest:
+    product = find_product(key)
+    destination = source.with_suffix(f".{key.rsplit('/', 1)[1]}.out")
+    return ProcessingRequest(key, product.validate(params), source, destination, 100_000_000, 100)
+
+
+def child_pids(runner: ProcessPoolRunner) -> list[set[int]]:
+    return [
+        {p.pid for p in (getattr(pool, "_processes", None) or {}).values()} if pool else set()
+        for pool in runner._slots
+    ]
+
+
+@pytest.fixture
+async def runner(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
+    monkeypatch.setenv(crash_hook.MARKER_ENV, MARKER)
+    monkeypatch.setattr(process_pool, "run_in_child", crash_hook.run_or_crash)
+    runner = ProcessPoolRunner(workers=2, timeout_seconds=60)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def killer(tmp_path: Path) -> Path:
+    path = tmp_path / "killer.jpg"
+    path.write_bytes(valid("jpeg") + MARKER.encode())
+    return path
+
+
+@pytest.fixture
+def photo(corpus: Path) -> Path:
+    return corpus / "photos" / "kite-2560x1600.jpg"
+
+
+async def test_a_crash_fails_its_own_file_and_spares_the_one_beside_it(
+    runner: ProcessPoolRunner, killer: Path, photo: Path, tmp_path: Path
+) -> None:
+    innocent = tmp_path / "innocent.jpg"
+    innocent.write_bytes(photo.read_bytes())
+    # A second or two of work in one child while the other child dies.
+    beside = asyncio.create_task(runner(request(innocent, "images/convert", format="webp")))
+    with pytest.raises(ProcessorCrashed, match="crashed"):
+        await runner(request(killer))
+    result = await beside
+    assert (result.format, result.width) == ("webp", 2560)
+    # The slot that lost its child takes the next file with a fresh one.
+    for _ in range(2):
+        assert (await runner(request(innocent))).width == 256
+
+
+async def test_a_timeout_replaces_only_the_child_that_ran_too_long(
+    runner: ProcessPoolRunner, photo: Path, tmp_path: Path
+) -> None:
+    quick = tmp_path / "quick.jpg"
+    quick.write_bytes(valid("jpeg"))
+    await asyncio.gather(runner(request(quick)), runner(request(quick)))  # both children up
+    before = child_pids(runner)
+    runner._timeout = 0.3
+    slow = tmp_path / "slow.jpg"
+    slow.write_bytes(photo.read_bytes())
+    with pytest.raises(ProcessingTimeout, match=r"0\.3 s"):
+        await runner(request(slow, "images/convert", format="webp"))
+    after = child_pids(runner)
+    assert sum(a == b for a, b in zip(before, after, strict=True)) == 1, (before, after)
+    runner._timeout = 60
+    assert (await runner(request(quick))).width == 48
+
+
+ORPHAN_SCRIPT = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from adapters.process_pool import ProcessPoolRunner
+from imagecore.ports import ProcessingRequest
+from imagecore.products import find_product
+
+async def main():
+    runner = ProcessPoolRunner(workers=1)
+    source = Path(sys.argv[1])
+    params = find_product("images/thumbnail").validate({})
+    out = source.with_suffix(".out")
+    await runner(ProcessingRequest("images/thumbnail", params, source, out, 10**8, 1))
+    [child] = runner._slots[0]._processes.values()
+    print(child.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":  # the spawned child imports this file too
+    asyncio.run(main())
+"""
+
+
+def test_children_die_with_a_server_killed_outright(tmp_path: Path) -> None:
+    source = tmp_path / "small.jpg"
+    source.write_bytes(valid("jpeg"))
+    script = tmp_path / "server.py"
+    script.write_text(ORPHAN_SCRIPT)
+    output = tmp_path / "server.out"
+    with output.open("w") as sink:  # a file, not a pipe: an orphan would hold a pipe open
+        done = subprocess.run(  # noqa: S603 - our interpreter, our script
+            [sys.executable, str(script), str(source)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+    assert done.returncode == -signal.SIGKILL, output.read_text()
+    child = int(output.read_text().split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphaned = Path(f"/proc/{child}").exists()
+    if orphaned:
+        os.kill(child, signal.SIGKILL)
+    assert not orphaned, "the pool child outlived its server"
