@@ -66,12 +66,11 @@ _log = logging.getLogger(__name__)
 
 _Collection = AsyncCollection[Document]
 
-#: Server selection and connecting give up after this, so a stopped database
-#: fails a call (and ``GET /health``) within two seconds: pymongo may wait up to
-#: half a second more for its monitor, and 1500 ms was seen to take 2.04 s.
+#: Server selection and connecting give up after this, so a stopped database fails
+#: a call (and ``GET /health``) within 2 s: pymongo may wait 0.5 s more for its monitor.
 _SELECTION_TIMEOUT_MS = 1000
-#: A version lock older than this is abandoned: its writer died or lost the
-#: server mid-write, and whatever it sent has long been applied or dropped.
+#: A version lock older than this (by the hosts' clocks) is abandoned: its writer
+#: died or lost the server mid-write; what it sent was long since applied or dropped.
 _LOCK_EXPIRY = timedelta(seconds=30)
 #: Rounds of recompute-and-compare before a status refresh leaves the last
 #: word to the writers racing it (each of them runs its own rounds).
@@ -79,7 +78,6 @@ _STATUS_ROUNDS = 8
 #: Server error codes that mean "not now" rather than "never": shutting down,
 #: stepping down, unreachable, out of time.
 _TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
-_TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError")
 _MESSAGE_LIMIT = 200
 
 #: Free-form fields, stored as JSON text (see the module docstring).
@@ -98,7 +96,7 @@ def _translated() -> Iterator[None]:
     except ConnectionFailure as exc:  # with AutoReconnect, NetworkTimeout, server selection
         raise DependencyUnavailable(f"mongo did not answer: {_brief(exc)}") from exc
     except OperationFailure as exc:
-        if exc.code in _TRANSIENT_CODES or any(map(exc.has_error_label, _TRANSIENT_LABELS)):
+        if exc.code in _TRANSIENT_CODES or exc.has_error_label("RetryableWriteError"):
             raise DependencyUnavailable(f"mongo cannot serve now: {_brief(exc)}") from exc
         raise ImageCoreError(f"mongo refused the operation: {_brief(exc)}") from exc
     except InvalidOperation as exc:  # the client was closed
@@ -357,11 +355,10 @@ class MongoInstructionRepository:
 
         Without transactions a writer may store a status computed before a
         racing file write. Every writer that changes the status reads the files
-        again afterwards, and stops only when the stored status is what they
-        say; so once the writes stop, the last one to change it has checked it
-        against the files' final statuses. If this fails after the file write,
-        the file stays written and the status stays stale until the next write
-        of one of the instruction's files; that is logged, not raised.
+        again afterwards and stops only when the stored status is what they
+        say: once writes stop, the last to change it checked the final files.
+        A failure here leaves the file written and the status stale until the
+        instruction's next file write; it is logged, not raised.
         """
         try:
             with _translated():

@@ -68,8 +68,9 @@ def mint_token(  # noqa: PLR0913 - keyword options of one token
     ttl_seconds: int = 24 * 3600,
     issuer: str = "",
     audience: str = "",
+    key_id: str = "",
 ) -> str:
-    """An HS256 token for ``user_id``, valid for ``ttl_seconds``."""
+    """An HS256 token for ``user_id``, valid for ``ttl_seconds`` (with ``kid`` if given)."""
     now = int(time.time())
     claims: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
     if admin:
@@ -78,7 +79,8 @@ def mint_token(  # noqa: PLR0913 - keyword options of one token
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
-    return jwt.encode(claims, secret, algorithm="HS256")
+    headers = {"kid": key_id} if key_id else None
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
 
 
 def _public_key(pem: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:

@@ -166,6 +166,7 @@ def _token(args: argparse.Namespace) -> int:
         ttl_seconds=args.ttl,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        key_id=settings.jwt_key_id,
     )
     sys.stdout.write(token + "\n")
     return 0

@@ -145,6 +145,7 @@ async def dev_token(request: web.Request) -> web.Response:
         ttl_seconds=DEV_TOKEN_SECONDS,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        key_id=settings.jwt_key_id,
     )
     data = {
         "token": token,

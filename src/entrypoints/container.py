@@ -9,6 +9,7 @@ Nothing connects at import time. Tests override providers rather than patch.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -38,6 +39,16 @@ async def _sqlite(settings: Settings) -> AsyncIterator[InstructionRepository]:
         await repo.close()
 
 
+async def _mongo(settings: Settings) -> AsyncIterator[InstructionRepository]:
+    from adapters.mongo import MongoInstructionRepository  # noqa: PLC0415 - loaded only when selected
+
+    repo = await MongoInstructionRepository.open(settings.mongo_uri, settings.mongo_db)
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
 async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
     from adapters.minio import MinioImageStorage  # noqa: PLC0415 - loaded only when selected
 
@@ -53,6 +64,26 @@ async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
         yield storage
     finally:
         await storage.close()
+
+
+async def _nats(settings: Settings) -> AsyncIterator[MessageBroker]:
+    from adapters.nats import NatsMessageBroker  # noqa: PLC0415 - loaded only when selected
+
+    # One stream per jobs subject, so deployments sharing a server stay apart.
+    suffix = re.sub(r"[^A-Za-z0-9]+", "_", settings.nats_subject_image_requests).upper()
+    broker = await NatsMessageBroker.open(
+        settings.nats_uri,
+        jobs_subject=settings.nats_subject_image_requests,
+        stream=f"IMAGECORE_{suffix}",
+        durable=f"imagecore-workers-{suffix.lower()}",
+        notifications_subject=settings.nats_subject_notifications_sse,
+        ack_wait_seconds=settings.pipeline.lease_seconds,
+        max_deliver=settings.pipeline.max_attempts * 3,
+    )
+    try:
+        yield broker
+    finally:
+        await broker.close()
 
 
 async def _memory_broker() -> AsyncIterator[MessageBroker]:
@@ -79,6 +110,7 @@ class Container(containers.DeclarativeContainer):
     repository = providers.Selector(
         providers.Callable(lambda s: s.repository_kind, settings),
         sqlite=providers.Resource(_sqlite, settings),
+        mongo=providers.Resource(_mongo, settings),
         memory=providers.Singleton(MemoryInstructionRepository),
     )
     storage = providers.Selector(
@@ -92,6 +124,7 @@ class Container(containers.DeclarativeContainer):
     broker = providers.Selector(
         providers.Callable(lambda s: s.broker_kind, settings),
         memory=providers.Resource(_memory_broker),
+        nats=providers.Resource(_nats, settings),
     )
     runner = providers.Resource(_runner, settings)
     authenticator = providers.Singleton(

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
@@ -360,9 +361,14 @@ def _s3_identities(access_key: str, secret_key: str) -> dict[str, object]:
 
 
 def _probe_http(url: str) -> None:
-    with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - http on loopback
-        if response.status != 200:  # noqa: PLR2004 - HTTP OK
-            raise DevstackError(f"{url} answered {response.status}")
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - http on loopback
+            if response.status != 200:  # noqa: PLR2004 - HTTP OK
+                raise DevstackError(f"{url} answered {response.status}")
+    except urllib.error.HTTPError as exc:
+        # The error holds the open response: close it, or its socket leaks a warning later.
+        exc.close()
+        raise DevstackError(f"{url} answered {exc.code}") from None
 
 
 def _probe_s3(endpoint: str, secret_key: str, bucket: str) -> None:

@@ -107,9 +107,17 @@ class Worker:
 
     async def _consume(self) -> None:
         while True:
+            jobs = self._broker.jobs()
             try:
-                async for delivery in self._broker.jobs():
+                while True:
+                    # A free slot first, then the next job: a worker never holds a
+                    # job it cannot start (it would sit past the broker's ack deadline).
                     await self._slots.acquire()
+                    try:
+                        delivery = await anext(jobs)
+                    except BaseException:
+                        self._slots.release()
+                        raise
                     task = asyncio.create_task(self._handle(delivery))
                     self._in_hand.add(task)
                     task.add_done_callback(self._in_hand.discard)

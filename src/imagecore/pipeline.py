@@ -188,28 +188,42 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
     lease = _Lease(repo, claimed, clock, settings, heartbeat)
     keeper = asyncio.create_task(lease.keep())
     try:
-        done = await _run(repo, storage, run, claimed, scratch)
-    except _PERMANENT as exc:
-        finished = lease.current.fail(exc.code, exc.message, clock())
-    except ImageCoreError as exc:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
-        return await _retry_or_fail(
-            repo, broker=broker, claimed=lease.current, exc=exc, now=clock(), settings=settings
-        )
-    else:
-        output, result = done
-        finished = lease.current.complete(
-            output, result.metadata, clock(), width=result.input.width, height=result.input.height
-        )
+        finished = await _attempt(repo, storage, run, lease=lease, scratch=scratch, clock=clock)
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+    if isinstance(finished, ImageCoreError):
+        return await _retry_or_fail(
+            repo, broker=broker, claimed=lease.current, exc=finished, now=clock(), settings=settings
+        )
     if await repo.update_detail(finished):
         await _notify(broker, finished)
     return Outcome.DONE
+
+
+async def _attempt(  # noqa: PLR0913 - the pieces of one attempt
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    run: RunProcessor,
+    *,
+    lease: _Lease,
+    scratch: Path,
+    clock: Clock,
+) -> InstructionDetail | ImageCoreError:
+    """The file as it should be written next, or the error to retry it for."""
+    try:
+        output, result = await _run(repo, storage, run, lease.current, scratch)
+    except _PERMANENT as exc:
+        return lease.current.fail(exc.code, exc.message, clock())
+    except ImageCoreError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a bug must not strand the file: it costs an attempt
+        _log.exception("unexpected error while processing %s", lease.current.id)
+        return ImageCoreError(f"an unexpected error stopped the processing ({type(exc).__name__})")
+    return lease.current.complete(
+        output, result.metadata, clock(), width=result.input.width, height=result.input.height
+    )
 
 
 def _attempts_message(detail: InstructionDetail) -> str:
@@ -268,6 +282,7 @@ async def _run(
         mime = MIME_TYPES.get(result.format, result.mime_type)
         key = f"outputs/{claimed.instruction_id}/{claimed.id}.{result.extension}"
         await _upload(storage, destination, key, mime)
+        _log.info("output written: %s", key)
     finally:
         source.unlink(missing_ok=True)
         destination.unlink(missing_ok=True)

@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_MAX_NAME, _MAX_EXTENSION = 200, 10
 
 
 @attrs.frozen
@@ -285,10 +286,15 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
 
 
 def _safe_name(filename: str, extension: str) -> str:
-    # Keep the last path component only, drop control characters, bound the length.
+    # Keep the last path component only, drop control characters, bound the length
+    # (keeping the extension a long name had).
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(c for c in base if c.isprintable() and c not in '"<>|*?:').strip(" .")
-    return base[:200] or f"upload.{extension}"
+    if len(base) > _MAX_NAME:
+        stem, dot, ext = base.rpartition(".")
+        suffix = f".{ext}" if dot and stem and len(ext) <= _MAX_EXTENSION else ""
+        base = base[: _MAX_NAME - len(suffix)] + suffix
+    return base or f"upload.{extension}"
 
 
 @attrs.frozen

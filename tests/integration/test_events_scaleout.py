@@ -14,26 +14,12 @@ import pytest
 from service_support import Served, start, token
 
 from entrypoints import devstack
-from entrypoints.container import Container
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))[:2]
 
 
-def _nats_is_wired() -> bool:
-    selector = Container.broker
-    return "nats" in getattr(selector, "providers", {})
-
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not _nats_is_wired(),
-        reason="the container does not offer the NATS broker yet (adapters/nats.py is not "
-        "wired in entrypoints/container.py), so `imagecore api` and `imagecore worker` "
-        "cannot talk; this test runs by itself once it is",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

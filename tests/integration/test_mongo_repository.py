@@ -26,7 +26,7 @@ from contracts.repository import InstructionRepositoryContract
 from entrypoints import devstack
 from imagecore.errors import DependencyUnavailable
 from imagecore.model import InstructionDetail, OutputFile, Status, aggregate_status
-from imagecore.ports import DetailQuery, InstructionQuery
+from imagecore.ports import InstructionQuery
 from imagecore.products import CATALOGUE
 
 pytestmark = pytest.mark.integration
@@ -193,17 +193,6 @@ async def test_an_abandoned_version_lock_expires_and_a_fresh_one_makes_writers_l
     assert await mongo_repo.update_detail(claim)
     assert await mongo_repo.get_detail(file.id) == claim
     assert await mongo_repo._locks.count_documents({}) == 0
-
-
-async def test_find_details_reads_only_what_matches(mongo_repo: MongoInstructionRepository) -> None:
-    job = instruction()
-    await mongo_repo.add_instruction(job)
-    files = [detail(job, n) for n in range(4)]
-    for file in files:
-        await mongo_repo.add_detail(file)
-    assert await mongo_repo.find_details(DetailQuery(limit=0)) == []
-    found = await mongo_repo.find_details(DetailQuery(statuses=frozenset(Status), limit=3))
-    assert found == files[:3]
 
 
 # --------------------------------------------------------------------------- a stopped server

@@ -37,4 +37,4 @@ def test_mongo_agrees_with_memory(ferretdb_server: devstack.ServerHandle) -> Non
     # Each example opens a fresh database and every call crosses the wire, with an
     # invariant listing everything after each step: fewer examples than the
     # in-process backends get keep this within a minute.
-    run_state_machine_as_test(OnTheSessionServer, settings=settings(AGREEMENT, max_examples=25))
+    run_state_machine_as_test(OnTheSessionServer, settings=settings(AGREEMENT, max_examples=20))

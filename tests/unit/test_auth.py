@@ -178,3 +178,11 @@ def test_a_token_and_a_different_gateway_user_are_rejected() -> None:
 def test_a_public_key_that_is_not_pem_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="PEM"):
         auth(jwt_public_key="not a key")
+
+
+def test_imagecore_tokens_carry_the_configured_key_id() -> None:
+    with_kid = auth(jwt_secret=SECRET, jwt_key_id="k1")
+    token = mint_token(SECRET, "alice", key_id="k1")
+    assert with_kid.identify(bearer(token), None, None) == Identity("alice")
+    with pytest.raises(AuthError):
+        with_kid.identify(bearer(mint_token(SECRET, "alice")), None, None)

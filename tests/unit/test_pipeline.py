@@ -284,3 +284,23 @@ async def test_cleanup_fails_files_stuck_for_too_long(repo, storage, broker, clo
     failed = await repo.get_detail(stuck.id)
     assert (failed.status, failed.error_code) == (Status.FAILED, "stale")
     assert await storage.exists(failed.original_key)
+
+
+async def test_an_unexpected_error_costs_an_attempt_and_strands_nothing(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    processor.errors.append(KeyError("a bug"))
+    outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
+    retried = await repo.get_detail(detail.id)
+    assert outcome is pipeline.Outcome.RETRY
+    assert (retried.status, retried.attempts, retried.error_code) == (
+        Status.PENDING,
+        1,
+        "internal_error",
+    )
+    assert (
+        await run(repo, storage, broker, processor, clock, detail, tmp_path)
+        is pipeline.Outcome.DONE
+    )
+    assert (await repo.get_detail(detail.id)).status is Status.DONE

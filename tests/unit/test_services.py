@@ -206,3 +206,9 @@ async def test_instructions_list_with_their_status(repo, storage, broker) -> Non
     page = await services.list_instructions(repo, InstructionQuery(user_id="alice"))
     assert {v.instruction.id: v.counts["total"] for v in page.items} == {empty: 0, with_file: 1}
     assert page.total == 2
+
+
+async def test_a_long_file_name_keeps_its_extension(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo)
+    detail = await upload(repo, storage, broker, instruction_id, name="a" * 1000 + ".jpeg")
+    assert detail.original_name == "a" * 195 + ".jpeg"
