@@ -1,0 +1,3 @@
+module imagecore/bench/goencoder
+
+go 1.22
