@@ -150,6 +150,7 @@ def detail_to_document(detail: InstructionDetail) -> Document:
         "started_at": _optional_time_to(detail.started_at),
         "finished_at": _optional_time_to(detail.finished_at),
         "is_cleaned": detail.is_cleaned,
+        "outbox": detail.outbox,
         "version": detail.version,
     }
 
@@ -180,6 +181,7 @@ def detail_from_document(document: Mapping[str, Any]) -> InstructionDetail:
         started_at=_optional_time_from(document.get("started_at")),
         finished_at=_optional_time_from(document.get("finished_at")),
         is_cleaned=bool(document.get("is_cleaned", False)),
+        outbox=bool(document.get("outbox", False)),
         version=document.get("version", 1),
     )
 

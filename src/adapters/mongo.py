@@ -390,6 +390,12 @@ class MongoInstructionRepository:
             conditions["created_at"] = {"$lt": time_to_document(query.created_before)}
         if query.is_cleaned is not None:
             conditions["is_cleaned"] = query.is_cleaned
+        if query.outbox is True:
+            conditions["outbox"] = True
+        elif query.outbox is False:
+            conditions["outbox"] = {
+                "$ne": True
+            }  # documents written before the field count as False
         with _translated():
             cursor = self._details.find(conditions)
             cursor = cursor.sort([("updated_at", ASCENDING), ("_id", ASCENDING)])

@@ -236,6 +236,10 @@ class SqliteInstructionRepository:
         if query.is_cleaned is not None:
             where.append("is_cleaned = ?")
             args.append(int(query.is_cleaned))
+        if query.outbox is not None:
+            # Read from the document: asked only together with a status, which the index narrows.
+            where.append("coalesce(json_extract(document, '$.outbox'), 0) = ?")
+            args.append(int(query.outbox))
         condition = " AND ".join(where) or "1"
         sql = f"SELECT document FROM details WHERE {condition} ORDER BY updated_at, id LIMIT ?"  # noqa: S608 - only fixed fragments are interpolated; values are bound
         rows = await self._run(_fetch, sql, (*args, max(query.limit, 0)))

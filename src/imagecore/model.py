@@ -123,7 +123,9 @@ class InstructionDetail:
     """One uploaded file of an instruction and what became of it.
 
     ``lease_id`` and ``lease_expires_at`` are set while a worker holds the file
-    (PROCESSING); ``version`` increases with every write.
+    (PROCESSING); ``version`` increases with every write. ``outbox`` is the
+    outbox record: true from the moment a job for the file must be published
+    until the broker has acknowledged it, so a failed publish is found again.
     """
 
     id: str
@@ -149,6 +151,7 @@ class InstructionDetail:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     is_cleaned: bool = False
+    outbox: bool = False
     version: int = 1
 
     def _move(self, target: Status, now: datetime, **changes: Any) -> InstructionDetail:  # noqa: ANN401
@@ -166,7 +169,14 @@ class InstructionDetail:
             lease_expires_at=lease_until,
             attempts=self.attempts + 1,
             started_at=now,
+            outbox=False,
         )
+
+    def published(self, now: datetime) -> InstructionDetail:
+        """The broker acknowledged a job for this PENDING file: clear the outbox record."""
+        if self.status is not Status.PENDING:
+            raise InvalidTransition(f"only a PENDING file is queued, this one is {self.status}")
+        return attrs.evolve(self, outbox=False, updated_at=now, version=self.version + 1)
 
     def renew(self, now: datetime, lease_until: datetime) -> InstructionDetail:
         """Extend the lease of a PROCESSING file."""
@@ -220,12 +230,15 @@ class InstructionDetail:
         message: str | None = None,
         *,
         refund: bool = False,
+        requeue: bool = False,
     ) -> InstructionDetail:
         """PROCESSING -> PENDING: retry later (transient failure or expired lease).
 
         ``refund`` gives the attempt back: the failure was not this file's
         doing (a database or bucket was briefly away), so it should not
-        count toward the file's attempt budget.
+        count toward the file's attempt budget. ``requeue`` records that a
+        new job must be published (the outbox); a worker that naks its own
+        message leaves it false, since the broker delivers that one again.
         """
         return self._move(
             Status.PENDING,
@@ -235,6 +248,7 @@ class InstructionDetail:
             error_code=code,
             error_message=message,
             attempts=self.attempts - 1 if refund else self.attempts,
+            outbox=requeue,
         )
 
     def mark_cleaned(self, now: datetime) -> InstructionDetail:

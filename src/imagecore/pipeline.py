@@ -40,7 +40,7 @@ from imagecore.ports import (
     ProcessingResult,
 )
 from imagecore.products import find_product
-from imagecore.services import job_for
+from imagecore.services import publish_recorded
 
 __all__ = [
     "Outcome",
@@ -67,7 +67,8 @@ class PipelineSettings:
 
     lease_seconds: float = 60.0
     max_attempts: int = 3
-    republish_after_seconds: float = 60.0
+    republish_after_seconds: float = 600.0
+    outbox_grace_seconds: float = 5.0
     retention_seconds: float = 24 * 3600.0
     stale_after_seconds: float = 6 * 3600.0
 
@@ -306,47 +307,51 @@ async def reap(
     settings: PipelineSettings,
     assume_orphaned: bool = False,
 ) -> int:
-    """Find work the broker lost or a dead worker left, and queue it again.
+    """Find work a dead worker left or the broker never got, and queue it again.
 
     PROCESSING files whose lease ran out go back to PENDING (or FAILED past
-    the attempt budget); PENDING files not touched for a while are published
-    again. ``assume_orphaned`` (the only worker is starting) treats every
-    lease as expired and every PENDING file as due. Returns how many files
-    were re-queued or failed.
+    the attempt budget) with their outbox record set; files whose outbox
+    record is set are published and the record cleared; PENDING files not
+    touched for ``republish_after_seconds`` are published again in case the
+    broker lost their job. ``assume_orphaned`` (the only worker is starting)
+    treats every lease as expired and every PENDING file as due. Returns
+    how many files were re-queued or failed.
     """
     touched = 0
-    expired = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
-    for detail in expired:
+    running = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
+    for detail in running:
         if not (assume_orphaned or detail.lease_expired(now)):
             continue
         if detail.attempts >= settings.max_attempts:
             nxt = detail.fail("worker_lost", _lost_message(detail), now)
         else:
-            nxt = detail.release(now, "worker_lost", "the worker stopped before finishing")
+            nxt = detail.release(
+                now, "worker_lost", "the worker stopped before finishing", requeue=True
+            )
         if await repo.update_detail(nxt):
             touched += 1
             await _notify(broker, nxt)
             if nxt.status is Status.PENDING:
-                await _publish(broker, nxt)
+                await publish_recorded(repo, broker, nxt, now)
+    pending = frozenset({Status.PENDING})
+    grace = timedelta(seconds=0 if assume_orphaned else settings.outbox_grace_seconds)
     due = timedelta(seconds=0 if assume_orphaned else settings.republish_after_seconds)
-    waiting = await repo.find_details(
-        DetailQuery(statuses=frozenset({Status.PENDING}), updated_before=now - due)
+    unpublished = await repo.find_details(
+        DetailQuery(statuses=pending, outbox=True, updated_before=now - grace)
     )
-    for detail in waiting:
+    lost = await repo.find_details(
+        DetailQuery(statuses=pending, outbox=False, updated_before=now - due)
+    )
+    for detail in [*unpublished, *lost]:
         touched += 1
-        await _publish(broker, detail)
+        # Publishing clears (or, for a lost job, refreshes) the record's time, so a
+        # waiting file is published again at most once per interval.
+        await publish_recorded(repo, broker, detail, now)
     return touched
 
 
 def _lost_message(detail: InstructionDetail) -> str:
     return f"the worker stopped before finishing, {detail.attempts} times"
-
-
-async def _publish(broker: MessageBroker, detail: InstructionDetail) -> None:
-    try:
-        await broker.publish_job(job_for(detail))
-    except DependencyUnavailable as exc:
-        _log.warning("job for %s not published, next round will try: %s", detail.id, exc)
 
 
 async def cleanup(
@@ -379,7 +384,7 @@ async def cleanup(
     stuck = await repo.find_details(
         DetailQuery(
             statuses=frozenset({Status.PENDING, Status.PROCESSING}),
-            updated_before=now - timedelta(seconds=settings.stale_after_seconds),
+            created_before=now - timedelta(seconds=settings.stale_after_seconds),
         )
     )
     for detail in stuck:

@@ -116,6 +116,7 @@ class DetailQuery:
     updated_before: datetime | None = None
     created_before: datetime | None = None
     is_cleaned: bool | None = None
+    outbox: bool | None = None
     limit: int = 500
 
 

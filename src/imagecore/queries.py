@@ -29,4 +29,5 @@ def detail_matches(detail: InstructionDetail, query: DetailQuery) -> bool:
         and (query.updated_before is None or detail.updated_at < query.updated_before)
         and (query.created_before is None or detail.created_at < query.created_before)
         and (query.is_cleaned is None or detail.is_cleaned == query.is_cleaned)
+        and (query.outbox is None or detail.outbox == query.outbox)
     )

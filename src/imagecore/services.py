@@ -53,6 +53,7 @@ __all__ = [
     "list_details",
     "list_instructions",
     "open_download",
+    "publish_recorded",
     "upload_file",
 ]
 
@@ -272,16 +273,35 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
         mime_type=MIME_TYPES[fmt],
         created_at=now,
         updated_at=now,
+        outbox=True,
     )
     try:
         await repo.add_detail(detail)
     except BaseException:
         await storage.delete(key)
         raise
+    return await publish_recorded(repo, broker, detail, now)
+
+
+async def publish_recorded(
+    repo: InstructionRepository, broker: MessageBroker, detail: InstructionDetail, now: datetime
+) -> InstructionDetail:
+    """Publish the job of a file whose outbox record is set, then clear the record.
+
+    A failed publish leaves the record for the reaper; a failed clear only
+    means one more publish later, which the claim makes harmless.
+    """
     try:
         await broker.publish_job(job_for(detail))
     except ImageCoreError as exc:
         _log.warning("job for %s not published, the reaper will queue it: %s", detail.id, exc)
+        return detail
+    cleared = detail.published(now)
+    try:
+        if await repo.update_detail(cleared):
+            return cleared
+    except ImageCoreError as exc:
+        _log.warning("outbox record of %s not cleared: %s", detail.id, exc)
     return detail
 
 

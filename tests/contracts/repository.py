@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import attrs
 import pytest
 
 from imagecore.errors import ConflictError, NotFound
@@ -179,6 +180,20 @@ class InstructionRepositoryContract:
         assert ids(cleaned) == [old_done.id]
         limited = await repo.find_details(DetailQuery(limit=2))
         assert len(limited) == 2
+
+    async def test_find_details_filters_by_outbox_record(self, repo: InstructionRepository) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        recorded, sent = attrs.evolve(detail(job, 0), outbox=True), detail(job, 1)
+        await repo.add_detail(recorded)
+        await repo.add_detail(sent)
+        waiting = frozenset({Status.PENDING})
+        unsent = await repo.find_details(DetailQuery(statuses=waiting, outbox=True))
+        assert [d.id for d in unsent] == [recorded.id]
+        assert await repo.update_detail(recorded.published(at(5)))
+        assert await repo.find_details(DetailQuery(statuses=waiting, outbox=True)) == []
+        cleared = await repo.find_details(DetailQuery(statuses=waiting, outbox=False))
+        assert {d.id for d in cleared} == {recorded.id, sent.id}
 
     async def test_ping_answers(self, repo: InstructionRepository) -> None:
         await repo.ping()

@@ -304,3 +304,35 @@ async def test_an_unexpected_error_costs_an_attempt_and_strands_nothing(
         is pipeline.Outcome.DONE
     )
     assert (await repo.get_detail(detail.id)).status is Status.DONE
+
+
+class DownBroker(MemoryMessageBroker):
+    """A broker whose publishes fail, as during an outage."""
+
+    async def publish_job(self, job) -> None:  # noqa: ARG002 - it fails whatever the job
+        raise DependencyUnavailable("the broker is down")
+
+
+async def test_a_failed_publish_stays_in_the_outbox_until_the_reaper_sends_it(
+    repo, storage, clock
+) -> None:
+    down = DownBroker()
+    detail = await uploaded(repo, storage, down)
+    recorded = await repo.get_detail(detail.id)
+    assert recorded.outbox
+    assert await pipeline.reap(repo, down, now=clock(), settings=SETTINGS) == 0
+    clock.advance(SETTINGS.outbox_grace_seconds + 1)
+    assert await pipeline.reap(repo, down, now=clock(), settings=SETTINGS) == 1
+    assert (await repo.get_detail(detail.id)).outbox  # still down: the record stays
+    up = MemoryMessageBroker()
+    assert await pipeline.reap(repo, up, now=clock(), settings=SETTINGS) == 1
+    delivery = await asyncio.wait_for(anext(up.jobs()), 1)
+    assert delivery.job.instruction_detail_id == detail.id
+    assert not (await repo.get_detail(detail.id)).outbox
+    assert await pipeline.reap(repo, up, now=clock(), settings=SETTINGS) == 0
+
+
+async def test_a_published_upload_clears_its_outbox_record(repo, storage, broker) -> None:
+    detail = await uploaded(repo, storage, broker)
+    assert not detail.outbox
+    assert not (await repo.get_detail(detail.id)).outbox
