@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-SUBJECT = "image.requests"
+SUBJECT = "smoke.image.requests"  # apart from the service streams other tests create
 
 
 async def test_ferretdb_inserts_finds_and_updates_only_when_the_filter_matches(ferretdb_server):
