@@ -79,6 +79,7 @@ def instruction_to_document(instruction: Instruction) -> Document:
         "params": copy.deepcopy(instruction.params),
         "created_at": time_to_document(instruction.created_at),
         "updated_at": time_to_document(instruction.updated_at),
+        "notify_url": instruction.notify_url,
     }
 
 
@@ -92,6 +93,7 @@ def instruction_from_document(document: Mapping[str, Any]) -> Instruction:
         params=dict(document["params"]),
         created_at=time_from_document(document["created_at"]),
         updated_at=time_from_document(document["updated_at"]),
+        notify_url=document.get("notify_url"),
     )
 
 

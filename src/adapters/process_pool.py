@@ -105,6 +105,11 @@ class ProcessPoolRunner:
             except BrokenProcessPool:
                 self._discard(slot)
                 raise ProcessorCrashed("the image processor crashed on this file") from None
+            except asyncio.CancelledError:
+                # Nobody wants this result (the worker is stopping): end the child now,
+                # or shutting the pool down would wait for the file to finish.
+                self._discard(slot)
+                raise
         finally:
             self._free.put_nowait(slot)
 

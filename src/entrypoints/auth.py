@@ -13,6 +13,7 @@ mints tokens for it.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from pathlib import Path
@@ -46,16 +47,20 @@ class Identity:
     is_admin: bool = False
 
 
-def load_or_create_secret(data_dir: Path) -> str:
-    """The development secret in ``data_dir``, created (mode 0600) on first use."""
-    path = data_dir / _SECRET_FILE
+def load_or_create_secret(data_dir: Path, name: str = _SECRET_FILE) -> str:
+    """The secret kept in ``data_dir/name``, created (mode 0600) on first use."""
+    path = data_dir / name
     if path.is_file():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(secret)
-    tmp.chmod(0o600)
+    tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secret)
+    if path.exists():  # another process made it first: theirs wins
+        tmp.unlink()
+        return path.read_text().strip()
     tmp.replace(path)
     return secret
 

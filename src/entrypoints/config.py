@@ -88,6 +88,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     # The console's development sign-in (POST /auth/dev-token), loopback clients only.
     dev_login: bool = False
+    webhook_secret: str = ""
+    webhook_allow_private: bool = False
     max_file_bytes: int = 0
     max_queued_files: int = 10_000
     rate_limit_user_per_minute: int = 600
@@ -97,6 +99,7 @@ class Settings:
     processing_timeout_seconds: float = 120.0
     cleanup_interval_seconds: float = 1800.0
     reap_interval_seconds: float = 15.0
+    shutdown_grace_seconds: float = 30.0
     pipeline: PipelineSettings = attrs.field(factory=PipelineSettings)
 
     @property
@@ -154,6 +157,8 @@ class Settings:
             trust_gateway_headers=env.flag("TRUST_GATEWAY_HEADERS"),
             trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()),
             dev_login=env.flag("DEV_LOGIN"),
+            webhook_secret=env.text("WEBHOOK_SECRET"),
+            webhook_allow_private=env.flag("WEBHOOK_ALLOW_PRIVATE"),
             max_file_bytes=env.whole("MAX_FILE_BYTES", default.max_file_bytes),
             max_queued_files=env.whole("MAX_QUEUED_FILES", default.max_queued_files),
             rate_limit_user_per_minute=env.whole(
@@ -171,6 +176,9 @@ class Settings:
             ),
             reap_interval_seconds=env.number(
                 "REAP_INTERVAL_SECONDS", default.reap_interval_seconds
+            ),
+            shutdown_grace_seconds=env.number(
+                "SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds
             ),
             pipeline=PipelineSettings(
                 lease_seconds=env.number("LEASE_SECONDS", default.pipeline.lease_seconds),

@@ -22,6 +22,7 @@ from adapters.process_pool import ProcessPoolRunner
 from adapters.sqlite import SqliteInstructionRepository
 from entrypoints.auth import Authenticator, load_or_create_secret
 from entrypoints.config import Settings
+from entrypoints.webhooks import WebhookSender
 from entrypoints.worker import utc_now
 from imagecore.pipeline import RunProcessor
 from imagecore.ports import ImageStorage, InstructionRepository, MessageBroker
@@ -86,6 +87,15 @@ async def _nats(settings: Settings) -> AsyncIterator[MessageBroker]:
         await broker.close()
 
 
+async def _webhooks(settings: Settings) -> AsyncIterator[WebhookSender]:
+    secret = settings.webhook_secret or load_or_create_secret(settings.data_dir, "webhook-secret")
+    sender = WebhookSender(secret, allow_private=settings.webhook_allow_private)
+    try:
+        yield sender
+    finally:
+        await sender.close()
+
+
 async def _memory_broker() -> AsyncIterator[MessageBroker]:
     broker = MemoryMessageBroker()
     try:
@@ -127,6 +137,7 @@ class Container(containers.DeclarativeContainer):
         nats=providers.Resource(_nats, settings),
     )
     runner = providers.Resource(_runner, settings)
+    webhooks = providers.Resource(_webhooks, settings)
     authenticator = providers.Singleton(
         Authenticator,
         settings,
@@ -154,6 +165,7 @@ class Runtime:
     broker: MessageBroker
     runner: RunProcessor
     authenticator: Authenticator
+    webhooks: WebhookSender
     _container: Container
 
     @classmethod
@@ -168,6 +180,7 @@ class Runtime:
             broker=await _resolve(container.broker),
             runner=await _resolve(container.runner),
             authenticator=await _resolve(container.authenticator),
+            webhooks=await _resolve(container.webhooks),
             container=container,
         )
         await repository.save_products(CATALOGUE, utc_now())

@@ -86,12 +86,16 @@ async def create_instruction(request: web.Request) -> web.Response:
     params = body.get("params")
     if params is not None and not isinstance(params, dict):
         raise ValidationError("params must be an object of name: value pairs")
+    notify_url = body.get("notify_url")
+    if notify_url is not None and not isinstance(notify_url, str):
+        raise ValidationError("notify_url must be a string (an http:// or https:// URL)")
     view = await services.create_instruction(
         request.app[RUNTIME].repository,
         user_id=who.user_id,
         product_ref=product_ref,
         params=params,
         now=utc_now(),
+        notify_url=notify_url,
     )
     return ok({"instruction": view.to_dict()}, "instruction created", status=201)
 
@@ -376,7 +380,7 @@ def create_app(
             yield
         finally:
             if worker is not None:
-                await worker.stop()
+                await worker.stop(settings.shutdown_grace_seconds)
             await runtime.close()
 
     app.cleanup_ctx.append(lifetime)

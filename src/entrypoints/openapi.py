@@ -71,6 +71,7 @@ _INSTRUCTION = {
         "product_id": _ID,
         "product_key": {"type": "string"},
         "params": {"type": "object"},
+        "notify_url": {"type": ["string", "null"]},
         "status": _STATUS,
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "created_at": _TIME,
@@ -138,6 +139,10 @@ _CREATE = {
         "product_id": {"type": "string", "description": "A product id from GET /products"},
         "product_key": {"type": "string", "example": "images/resize"},
         "params": {"type": "object", "example": {"width": 512, "format": OUTPUT_FORMATS[2]}},
+        "notify_url": {
+            "type": "string",
+            "description": "Receives one signed POST each time the instruction finishes",
+        },
     },
 }
 _SSE = {

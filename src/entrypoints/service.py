@@ -26,6 +26,7 @@ def worker_for(runtime: Runtime, observe: Observer | None = None) -> Worker:
         cleanup_interval=settings.cleanup_interval_seconds,
         scratch=settings.data_dir / "scratch",
         observe=observe,
+        on_finished=runtime.webhooks.send,
     )
 
 
@@ -41,7 +42,7 @@ async def run_worker(settings: Settings, signals: tuple[signal.Signals, ...] = (
         await worker.start(sole_worker=settings.broker_kind == "memory")
         await stop.wait()
     finally:
-        await worker.stop()
+        await worker.stop(settings.shutdown_grace_seconds)
         await runtime.close()
     return 0
 

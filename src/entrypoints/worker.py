@@ -3,8 +3,9 @@
 Work runs with bounded concurrency (one job per pool process); the reaper
 re-queues what a dead worker or a lost message left behind, and cleanup runs
 on its own schedule. On stop it takes no new job and lets the ones in hand
-finish within a grace period; what does not finish keeps its lease and is
-reclaimed by another worker when the lease runs out.
+finish within a grace period; what does not finish then is handed back at
+once (PENDING again, its job returned to the broker), not left to wait for
+its lease to run out.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imagecore import pipeline
+from imagecore import pipeline, services
 from imagecore.errors import DependencyUnavailable, ImageCoreError, NotFound
+from imagecore.model import Instruction, InstructionDetail
 from imagecore.pipeline import Outcome, PipelineSettings, RunProcessor
 from imagecore.ports import Delivery, ImageStorage, InstructionRepository, MessageBroker
 
-__all__ = ["Observer", "Worker", "utc_now"]
+__all__ = ["Observer", "OnFinished", "Worker", "utc_now"]
 
 _log = logging.getLogger(__name__)
 
@@ -33,8 +35,10 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-#: Told (product key, status, seconds) after each job.
+#: Told (product key, status, seconds) after each file this worker finishes.
 Observer = Callable[[str, str, float], None]
+#: Told (instruction, its files) when a file this worker finished was the last one.
+OnFinished = Callable[[Instruction, list[InstructionDetail]], None]
 
 
 class Worker:
@@ -53,6 +57,7 @@ class Worker:
         cleanup_interval: float = 1800.0,
         scratch: Path | None = None,
         observe: Observer | None = None,
+        on_finished: OnFinished | None = None,
     ) -> None:
         self._repo, self._storage, self._broker, self._run = repo, storage, broker, run
         self._settings = settings
@@ -61,6 +66,7 @@ class Worker:
         self._cleanup_interval = cleanup_interval
         self._scratch = scratch or Path(tempfile.gettempdir())
         self._observe = observe
+        self._on_finished = on_finished
         self._in_hand: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.processed = 0
@@ -82,7 +88,11 @@ class Worker:
         ]
 
     async def stop(self, grace_seconds: float = 30.0) -> None:
-        """Take no new job; wait up to ``grace_seconds`` for the jobs in hand."""
+        """Take no new job; wait up to ``grace_seconds`` for the jobs in hand.
+
+        A job still running then is cancelled: its file is released (PENDING,
+        the attempt refunded) and its message given back to the broker.
+        """
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -145,6 +155,10 @@ class Worker:
         except ImageCoreError as exc:
             _log.warning("job %s not processed, will retry: %s", detail_id, exc)
             outcome = Outcome.RETRY
+        except asyncio.CancelledError:
+            # Stopped past the grace period: the file was handed back, and so is its job.
+            await delivery.nak()
+            raise
         finally:
             self._slots.release()
         if outcome is Outcome.RETRY:
@@ -152,11 +166,19 @@ class Worker:
         else:
             await delivery.ack()
             self.processed += 1
-        if self._observe is not None:
-            with contextlib.suppress(ImageCoreError):
-                detail = await self._repo.get_detail(detail_id)
-                elapsed = asyncio.get_running_loop().time() - started
+        if outcome is Outcome.FINISHED:
+            await self._finished(detail_id, asyncio.get_running_loop().time() - started)
+
+    async def _finished(self, detail_id: str, elapsed: float) -> None:
+        """Metrics for a file this worker finished, and the webhook if its instruction is done."""
+        with contextlib.suppress(ImageCoreError):
+            detail = await self._repo.get_detail(detail_id)
+            if self._observe is not None:
                 self._observe(detail.product_key, detail.status.value, elapsed)
+            if self._on_finished is not None:
+                done = await services.finished_instruction(self._repo, detail.instruction_id)
+                if done is not None:
+                    self._on_finished(*done)
 
     async def _reap(self) -> None:
         await pipeline.reap(self._repo, self._broker, now=utc_now(), settings=self._settings)

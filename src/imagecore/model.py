@@ -107,7 +107,11 @@ class OutputFile:
 
 @attrs.frozen
 class Instruction:
-    """A job: one product with its validated parameters, owned by one user."""
+    """A job: one product with its validated parameters, owned by one user.
+
+    ``notify_url`` receives one signed POST each time the instruction
+    finishes (all its files DONE or FAILED).
+    """
 
     id: str
     user_id: str
@@ -116,6 +120,7 @@ class Instruction:
     params: dict[str, Any] = attrs.field(hash=False)
     created_at: datetime
     updated_at: datetime
+    notify_url: str | None = None
 
 
 @attrs.frozen

@@ -76,7 +76,8 @@ class PipelineSettings:
 class Outcome(enum.Enum):
     """What the worker should tell the broker about a job."""
 
-    DONE = "done"  # ack: the file reached a final state, or someone else owns it
+    DONE = "done"  # ack: nothing (more) to do here, or someone else owns the file
+    FINISHED = "finished"  # ack: this call wrote the file's final state (DONE or FAILED)
     RETRY = "retry"  # nak with backoff: a transient failure, the file is PENDING again
 
 
@@ -171,36 +172,80 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
     ``heartbeat`` is called while the work goes on (the broker's in-progress
     signal), at each renewal of the lease.
     """
-    detail = await repo.get_detail(detail_id)
-    if detail.status is not Status.PENDING:
-        # Final, or another worker holds it: its lease decides, not this message.
-        return Outcome.DONE
-    now = clock()
-    if detail.attempts >= settings.max_attempts:
-        failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
-        if await repo.update_detail(failed):
-            await _notify(broker, failed)
-        return Outcome.DONE
-    lease_until = now + timedelta(seconds=settings.lease_seconds)
-    claimed = detail.claim(uuid.uuid4().hex, now, lease_until)
-    if not await repo.update_detail(claimed):
-        return Outcome.DONE  # another worker won the claim
-    await _notify(broker, claimed)
+    claimed = await _claim(repo, broker, detail_id, clock(), settings)
+    if isinstance(claimed, Outcome):
+        return claimed
     lease = _Lease(repo, claimed, clock, settings, heartbeat)
     keeper = asyncio.create_task(lease.keep())
     try:
         finished = await _attempt(repo, storage, run, lease=lease, scratch=scratch, clock=clock)
+    except asyncio.CancelledError:
+        await _stop_keeping(keeper)
+        await _hand_back(repo, broker, lease, clock())
+        raise
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        await _stop_keeping(keeper)
     if isinstance(finished, ImageCoreError):
         return await _retry_or_fail(
             repo, broker=broker, claimed=lease.current, exc=finished, now=clock(), settings=settings
         )
     if await repo.update_detail(finished):
         await _notify(broker, finished)
+        return Outcome.FINISHED
     return Outcome.DONE
+
+
+async def _claim(
+    repo: InstructionRepository,
+    broker: MessageBroker,
+    detail_id: str,
+    now: datetime,
+    settings: PipelineSettings,
+) -> InstructionDetail | Outcome:
+    """Take the file under a fresh lease, or say why there is nothing to do."""
+    detail = await repo.get_detail(detail_id)
+    if detail.status is not Status.PENDING:
+        # Final, or another worker holds it: its lease decides, not this message.
+        return Outcome.DONE
+    if detail.attempts >= settings.max_attempts:
+        failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
+        if await repo.update_detail(failed):
+            await _notify(broker, failed)
+            return Outcome.FINISHED
+        return Outcome.DONE
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
+    claimed = detail.claim(uuid.uuid4().hex, now, lease_until)
+    if not await repo.update_detail(claimed):
+        return Outcome.DONE  # another worker won the claim
+    await _notify(broker, claimed)
+    return claimed
+
+
+async def _stop_keeping(keeper: asyncio.Task[None]) -> None:
+    keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
+
+
+async def _hand_back(
+    repo: InstructionRepository, broker: MessageBroker, lease: _Lease, now: datetime
+) -> None:
+    """The worker is stopping and this attempt will not finish: release the file now.
+
+    Another worker can take it at once instead of after the lease runs out; the
+    attempt is refunded (a stopping worker is not the file's fault). The caller
+    gives its job back to the broker (a nak), so no new job is recorded.
+    """
+    if lease.lost:
+        return
+    released = lease.current.release(
+        now, "worker_stopped", "the worker stopped before finishing; it is retried", refund=True
+    )
+    try:
+        if await repo.update_detail(released):
+            await _notify(broker, released)
+    except ImageCoreError as exc:
+        _log.warning("%s not handed back, its lease will run out: %s", released.id, exc)
 
 
 async def _attempt(  # noqa: PLR0913 - the pieces of one attempt
@@ -249,6 +294,7 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
         failed = claimed.fail(exc.code, message, now)
         if await repo.update_detail(failed):
             await _notify(broker, failed)
+            return Outcome.FINISHED
         return Outcome.DONE
     released = claimed.release(now, exc.code, exc.message, refund=transient)
     if await repo.update_detail(released):

@@ -25,6 +25,7 @@ from imagecore.errors import (
 )
 from imagecore.formats import EXTENSIONS, MIME_TYPES, SNIFF_BYTES, sniff
 from imagecore.model import (
+    TERMINAL,
     Instruction,
     InstructionDetail,
     Status,
@@ -46,9 +47,12 @@ from imagecore.products import Product, find_product
 __all__ = [
     "Download",
     "InstructionView",
+    "check_notify_url",
     "create_instruction",
+    "finished_instruction",
     "get_detail",
     "get_instruction",
+    "instruction_view",
     "job_for",
     "list_details",
     "list_instructions",
@@ -59,6 +63,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _MAX_NAME, _MAX_EXTENSION = 200, 10
+_MAX_URL = 2048
 
 
 @attrs.frozen
@@ -78,6 +83,7 @@ class InstructionView:
             "product_id": i.product_id,
             "product_key": i.product_key,
             "params": i.params,
+            "notify_url": i.notify_url,
             "status": self.status.value,
             "counts": self.counts,
             "created_at": i.created_at.isoformat(),
@@ -85,24 +91,28 @@ class InstructionView:
         }
 
 
-def _view(instruction: Instruction, details: list[InstructionDetail]) -> InstructionView:
+def instruction_view(instruction: Instruction, details: list[InstructionDetail]) -> InstructionView:
+    """An instruction with the status and counts derived from ``details``."""
     statuses = [d.status for d in details]
     counts = {s.value: statuses.count(s) for s in Status}
     counts["total"] = len(statuses)
     return InstructionView(instruction, aggregate_status(statuses), counts)
 
 
-async def create_instruction(
+async def create_instruction(  # noqa: PLR0913 - a use case takes its port and its facts
     repo: InstructionRepository,
     *,
     user_id: str,
     product_ref: str,
     params: Mapping[str, object] | None,
     now: datetime,
+    notify_url: str | None = None,
 ) -> InstructionView:
     """Create an instruction for a product named by id or key, with checked parameters."""
     product = find_product(product_ref)
     checked = product.validate(params)
+    if notify_url is not None:
+        check_notify_url(notify_url)
     instruction = Instruction(
         id=new_id(now.timestamp()),
         user_id=user_id,
@@ -111,9 +121,36 @@ async def create_instruction(
         params=checked,
         created_at=now,
         updated_at=now,
+        notify_url=notify_url,
     )
     await repo.add_instruction(instruction)
-    return _view(instruction, [])
+    return instruction_view(instruction, [])
+
+
+async def finished_instruction(
+    repo: InstructionRepository, instruction_id: str
+) -> tuple[Instruction, list[InstructionDetail]] | None:
+    """The instruction and its files if every file is final (DONE or FAILED), else None."""
+    details = await repo.list_details(instruction_id)
+    if not details or any(d.status not in TERMINAL for d in details):
+        return None
+    return await repo.get_instruction(instruction_id), details
+
+
+def check_notify_url(url: str) -> None:
+    """Refuse a webhook address that is not a plain http(s) URL we could call."""
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if (
+        scheme.lower() not in {"http", "https"}
+        or not sep
+        or not host
+        or "@" in host
+        or len(url) > _MAX_URL
+        or not url.isprintable()
+        or any(c.isspace() for c in url)
+    ):
+        raise ValidationError("notify_url must be an http:// or https:// URL without credentials")
 
 
 async def _owned_instruction(
@@ -135,13 +172,13 @@ async def get_instruction(
 ) -> InstructionView:
     """The caller's instruction with its derived status; `NotFound` otherwise."""
     instruction = await _owned_instruction(repo, user_id, instruction_id)
-    return _view(instruction, await repo.list_details(instruction.id))
+    return instruction_view(instruction, await repo.list_details(instruction.id))
 
 
 async def list_instructions(repo: InstructionRepository, query: InstructionQuery) -> Page:
     """One page of the caller's instructions (items are `InstructionView`)."""
     page = await repo.list_instructions(query)
-    views = [_view(i, await repo.list_details(i.id)) for i in page.items]
+    views = [instruction_view(i, await repo.list_details(i.id)) for i in page.items]
     return attrs.evolve(page, items=views)
 
 

@@ -123,7 +123,7 @@ async def test_a_file_is_processed_stored_and_announced(
     async with broker.notifications() as events:
         outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
         seen = await collect(events, 2)
-    assert outcome is pipeline.Outcome.DONE
+    assert outcome is pipeline.Outcome.FINISHED
     done = await repo.get_detail(detail.id)
     assert done.status is Status.DONE
     assert done.output is not None
@@ -153,7 +153,7 @@ async def test_two_workers_on_one_file_process_it_once(
     outcomes = await asyncio.gather(
         *(run(repo, storage, broker, processor, clock, detail, tmp_path) for _ in range(4))
     )
-    assert outcomes == [pipeline.Outcome.DONE] * 4
+    assert sorted(o.value for o in outcomes) == ["done", "done", "done", "finished"]
     assert processor.calls == 1
     assert (await repo.get_detail(detail.id)).status is Status.DONE
 
@@ -165,7 +165,7 @@ async def test_a_corrupt_image_fails_at_once_with_its_reason(
     processor.errors.append(CorruptImage("the JPEG data ends early"))
     outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
     failed = await repo.get_detail(detail.id)
-    assert outcome is pipeline.Outcome.DONE
+    assert outcome is pipeline.Outcome.FINISHED
     assert (failed.status, failed.error_code, failed.attempts) == (
         Status.FAILED,
         "corrupt_image",
@@ -183,7 +183,7 @@ async def test_a_dependency_outage_is_retried_without_spending_attempts(
     for _ in range(6):
         outcomes.append(await run(repo, storage, broker, processor, clock, detail, tmp_path))
         clock.advance(5)
-    assert outcomes == [pipeline.Outcome.RETRY] * 5 + [pipeline.Outcome.DONE]
+    assert outcomes == [pipeline.Outcome.RETRY] * 5 + [pipeline.Outcome.FINISHED]
     done = await repo.get_detail(detail.id)
     assert (done.status, done.attempts) == (Status.DONE, 1)
 
@@ -199,7 +199,7 @@ async def test_a_crashing_or_slow_file_is_given_up_after_its_attempts(
     for _ in range(SETTINGS.max_attempts):
         outcomes.append(await run(repo, storage, broker, processor, clock, detail, tmp_path))
         clock.advance(5)
-    assert outcomes == [pipeline.Outcome.RETRY, pipeline.Outcome.RETRY, pipeline.Outcome.DONE]
+    assert outcomes == [pipeline.Outcome.RETRY, pipeline.Outcome.RETRY, pipeline.Outcome.FINISHED]
     failed = await repo.get_detail(detail.id)
     assert (failed.status, failed.error_code) == (Status.FAILED, "processor_crashed")
     assert failed.attempts == SETTINGS.max_attempts
@@ -301,7 +301,7 @@ async def test_an_unexpected_error_costs_an_attempt_and_strands_nothing(
     )
     assert (
         await run(repo, storage, broker, processor, clock, detail, tmp_path)
-        is pipeline.Outcome.DONE
+        is pipeline.Outcome.FINISHED
     )
     assert (await repo.get_detail(detail.id)).status is Status.DONE
 

@@ -1,0 +1,215 @@
+"""``python -m bench``: every stage, side by side in one run, then BENCHMARKS.md and plots.
+
+Stages (``--stages`` picks some): ``throughput`` (the pyvips floor against the
+worker, 1 and 2 processes, every workload), ``production`` (the worker, end
+to end and ingest on the production servers), ``e2e`` (embedded stack end
+to end, with the floor and thumbor in the same rounds), ``ingest``,
+``memory`` (peak per workload and drift), ``compression`` (W5 against Go).
+Measured runs of different subjects are interleaved round by round, so slow
+spells of a shared machine fall on all of them; ratios are of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import environment
+from bench.workloads import CORPUS, WORKLOADS, Workload, floor_matches_service
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent
+STAGES = ("throughput", "e2e", "ingest", "production", "memory", "compression")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small samples, to try things out")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
+    parser.add_argument(
+        "--drift-images",
+        type=int,
+        help="images for the memory drift run (default 600, quick 100; 3000 for the full run)",
+    )
+    parser.add_argument(
+        "--photos", type=int, help="photos in the compression study (default all 8, quick 2)"
+    )
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where BENCHMARKS.md goes (default: the repository's; quick: bench/results/quick/)",
+    )
+    return parser
+
+
+def _count(workload: Workload, *, quick: bool) -> int:
+    return workload.quick_count if quick else workload.count
+
+
+def _sources(workload: Workload, count: int) -> list[Path]:
+    images = workload.images(CORPUS)
+    return (images * (count // len(images) + 1))[:count]
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in runs) if runs else 0.0
+
+
+async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    from bench.floor import Floor  # noqa: PLC0415 - each stage loads what it needs
+    from bench.probes import Watch  # noqa: PLC0415
+    from bench.worker_stage import ServiceWorker  # noqa: PLC0415
+    from entrypoints.config import Settings  # noqa: PLC0415
+
+    floors = {n: Floor(n, scratch / f"floor{n}") for n in (1, 2)}
+    services = {
+        n: await ServiceWorker.open(Settings(data_dir=scratch / f"embedded{n}"), n) for n in (1, 2)
+    }
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {w.key: {} for w in WORKLOADS}
+    try:
+        for workload in WORKLOADS:
+            images = workload.images(CORPUS)
+            for n in (1, 2):
+                floors[n].warm(workload.key, images)
+                await services[n].run(workload, images[: 2 * n], scratch / "warm")
+        for round_ in range(args.rounds):
+            for workload in WORKLOADS:
+                sources = _sources(workload, _count(workload, quick=args.quick))
+                _log(f"throughput round {round_ + 1}/{args.rounds} {workload.key}")
+                for n in (1, 2):
+                    with Watch(os.getpid()) as watch:
+                        result = floors[n].run(workload.key, sources)
+                    result["cpu_seconds"] = watch.cpu_seconds()
+                    runs[workload.key].setdefault(f"floor{n}", []).append(result)
+                    watches: list[Watch] = []
+                    result = await services[n].run(
+                        workload, sources, scratch / "steps", watches=watches
+                    )
+                    result["cpu_seconds"] = sum(w.cpu_seconds() for w in watches)
+                    runs[workload.key].setdefault(f"worker{n}", []).append(result)
+    finally:
+        for floor in floors.values():
+            floor.close()
+        for service in services.values():
+            await service.close()
+    return {"runs": runs, "summary": _throughput_summary(runs)}
+
+
+def _throughput_summary(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for key, subjects in runs.items():
+        row: dict[str, Any] = {}
+        for subject, results in subjects.items():
+            row[subject] = {
+                "images_per_second": _median(results, "images_per_second"),
+                "images_per_cpu_second": statistics.median(
+                    r["images"] / r["cpu_seconds"] for r in results if r["cpu_seconds"]
+                ),
+            }
+        for n in (1, 2):
+            worker, floor = row[f"worker{n}"], row[f"floor{n}"]
+            row[f"ratio{n}_wall"] = worker["images_per_second"] / floor["images_per_second"]
+            row[f"ratio{n}_cpu"] = worker["images_per_cpu_second"] / floor["images_per_cpu_second"]
+        row["scaling_worker"] = (
+            row["worker2"]["images_per_second"] / row["worker1"]["images_per_second"]
+        )
+        row["scaling_floor"] = row["floor2"]["images_per_second"] / row["floor1"]["images_per_second"]
+        summary[key] = row
+    return summary
+
+
+def _load() -> dict[str, Any]:
+    return {"at": time.strftime("%H:%M:%S"), "load": environment.load_average()}
+
+
+async def _run_stages(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    from bench import stages  # noqa: PLC0415
+
+    chosen = set(args.stages.split(","))
+    results: dict[str, Any] = {"loads": [_load()]}
+    if "throughput" in chosen:
+        _log("checking that the floor writes the service's bytes")
+        results["floor_identical"] = {
+            w.key: floor_matches_service(w.key, w.images(CORPUS)[0], scratch)
+            for w in WORKLOADS
+            if w.key != "W5"
+        } | {"W5": True}
+        results["throughput"] = await _stage_throughput(args, scratch / "throughput")
+        results["loads"].append(_load())
+    if "e2e" in chosen:
+        results["e2e"] = await stages.e2e(args, scratch / "e2e", _log)
+        results["loads"].append(_load())
+    if "ingest" in chosen:
+        results["ingest"] = await stages.ingest_embedded(args, scratch / "ingest", _log)
+        results["loads"].append(_load())
+    if "production" in chosen:
+        results["production"] = await stages.production(args, scratch / "production", _log)
+        results["loads"].append(_load())
+    if "memory" in chosen:
+        results["memory"] = await stages.memory(args, scratch / "memory", _log)
+        results["loads"].append(_load())
+    if "compression" in chosen:
+        results["compression"] = stages.compression(args, scratch / "compression", _log)
+        results["loads"].append(_load())
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; write the JSON, BENCHMARKS.md and the plots; print the ratios."""
+    args = _parser().parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.drift_images = args.drift_images or (100 if args.quick else 600)
+    args.photos = args.photos or (2 if args.quick else 8)
+    if not (CORPUS / "photos").is_dir():
+        sys.stderr.write(f"bench: the shared corpus is not at {CORPUS} (run from the repository)\n")
+        return 2
+    results_dir = ROOT / "results"
+    out_dir = results_dir / "quick" if args.quick and args.out is None else None
+    report_path = args.out or (out_dir / "BENCHMARKS.md" if out_dir else Path("BENCHMARKS.md"))
+    plots_dir = out_dir / "plots" if out_dir else ROOT / "plots"
+    started = time.time()
+    document: dict[str, Any] = {
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "settings": {
+            "quick": args.quick,
+            "rounds": args.rounds,
+            "drift_images": args.drift_images,
+            "photos": args.photos,
+            "stages": args.stages,
+        },
+        "environment": environment.describe(),
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="imagecore-bench-"))
+    try:
+        document |= asyncio.run(_run_stages(args, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    document["seconds"] = time.time() - started
+    document["environment"]["load_average_end"] = environment.load_average()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    raw = results_dir / f"results-{stamp}{'-quick' if args.quick else ''}.json"
+    raw.write_text(json.dumps(document, indent=1, default=str))
+    from bench.report import headline, write_report  # noqa: PLC0415 - matplotlib loads last
+
+    write_report(document, report_path, plots_dir)
+    sys.stdout.write(headline(document))
+    _log(f"wrote {raw}, {report_path} and {plots_dir}/ in {document['seconds']:.0f} s")
+    return 0

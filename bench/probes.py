@@ -1,0 +1,111 @@
+"""CPU time and memory of a process tree, sampled from a thread while a run goes on.
+
+On a shared machine the wall clock also counts other people's work; the CPU
+seconds our processes spent do not, so every run reports both. A sample every
+``interval`` seconds reads each process of the tree (the root and every
+descendant alive at that moment): its CPU time, its resident set and, from
+``/proc/PID/status``, its high-water mark ``VmHWM``, which catches peaks
+between samples. A process that ends between two samples loses at most one
+interval of CPU time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import psutil
+
+__all__ = ["Sample", "Watch", "peak_rss"]
+
+MIB = 1024 * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """``VmHWM`` of ``pid`` in bytes (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+@attrs.frozen
+class Sample:
+    """One look at the tree."""
+
+    at: float
+    cpu: dict[int, float]
+    rss: dict[int, int]
+    hwm: dict[int, int]
+
+
+@attrs.define
+class Watch:
+    """Samples ``root`` and its descendants until stopped; ``include`` filters the pids."""
+
+    root: int
+    interval: float = 0.1
+    include: Callable[[int], bool] = lambda _pid: True
+    descendants: bool = True
+    samples: list[Sample] = attrs.field(factory=list)
+    _stop: threading.Event = attrs.field(factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Watch:
+        self.samples.append(self._sample())
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.samples.append(self._sample())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append(self._sample())
+
+    def _sample(self) -> Sample:
+        cpu: dict[int, float] = {}
+        rss: dict[int, int] = {}
+        hwm: dict[int, int] = {}
+        try:
+            root = psutil.Process(self.root)
+            processes = [root, *(root.children(recursive=True) if self.descendants else [])]
+        except psutil.Error:
+            processes = []
+        for process in processes:
+            if not self.include(process.pid):
+                continue
+            try:
+                times = process.cpu_times()
+                cpu[process.pid] = times.user + times.system
+                rss[process.pid] = process.memory_info().rss
+            except psutil.Error:
+                continue
+            hwm[process.pid] = peak_rss(process.pid)
+        return Sample(time.monotonic(), cpu, rss, hwm)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the tree spent between the first and the last sample."""
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for sample in self.samples:
+            for pid, value in sample.cpu.items():
+                first.setdefault(pid, value if sample is self.samples[0] else 0.0)
+                last[pid] = value
+        return sum(last[pid] - first[pid] for pid in last)
+
+    def peak(self, pids: Callable[[int], bool] = lambda _pid: True) -> int:
+        """The highest ``VmHWM`` seen among the chosen pids, in bytes."""
+        return max(
+            (v for s in self.samples for pid, v in s.hwm.items() if pids(pid)), default=0
+        )

@@ -1,0 +1,407 @@
+"""BENCHMARKS.md from one run's results, and the ratios printed at the end of a run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.goals import goals
+from bench.plots import plot_all
+from bench.probes import MIB
+from bench.workloads import WORKLOADS
+
+__all__ = ["headline", "write_report"]
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[object]], align: str = "") -> list[str]:
+    marks = [("---:" if a == "r" else "---") for a in (align or "l" * len(header))]
+    return [_row(*header), _row(*marks), *(_row(*r) for r in rows), ""]
+
+
+def _size(value: float) -> str:
+    if value >= MIB:
+        return f"{value / MIB:.0f} MiB"
+    return f"{value / 1024:.0f} KiB"
+
+
+def headline(document: dict[str, Any]) -> str:
+    """The goals, one line each, for the terminal."""
+    lines = ["", "imagecore benchmarks: " + document["started"]]
+    lines += [f"  [{g.verdict:>7}] {g.name}: {g.measured} (goal {g.target})" for g in goals(document)]
+    loads = ", ".join(f"{x['load'][0]:.1f}" for x in document.get("loads", []))
+    lines += [f"  1-minute load average along the run: {loads} (2 cores)", ""]
+    return "\n".join(lines)
+
+
+def _environment(document: dict[str, Any]) -> list[str]:
+    env = document["environment"]
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+    loads = "; ".join(
+        f"{x['at']}: {x['load'][0]:.1f} / {x['load'][1]:.1f} / {x['load'][2]:.1f}"
+        for x in document.get("loads", [])
+    )
+    settings = document["settings"]
+    return [
+        "## Environment",
+        "",
+        *_table(
+            ["", ""],
+            [
+                ["CPU", f"{env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB"],
+                ["kernel", env["kernel"]],
+                ["Python", env["python"]],
+                ["libvips", env["libvips"]],
+                ["packages", packages],
+                ["Go (old encoder)", document.get("compression", {}).get("go", "not run")],
+                ["imagecore commit", env["git"]],
+                ["load average (1/5/15 min) along the run", loads],
+                [
+                    "sample sizes",
+                    f"rounds {settings['rounds']}, drift images {settings['drift_images']}, "
+                    f"compression photos {settings['photos']}, quick {settings['quick']}",
+                ],
+            ],
+        ),
+    ]
+
+
+def _workloads(document: dict[str, Any]) -> list[str]:
+    identical = document.get("floor_identical", {})
+    rows = [
+        [
+            w.key,
+            w.title,
+            f"`{w.folder}/`",
+            f"`{w.describe()}`",
+            {True: "yes", False: "NO"}.get(identical.get(w.key), "-"),
+        ]
+        for w in WORKLOADS
+    ]
+    return [
+        "## Workloads",
+        "",
+        "The floor runs the same libvips operations with the same saver options as the "
+        "processor, in a plain pyvips loop (`bench/workloads.py`). The last column checks it: "
+        "floor and service must write byte-identical files for the first image.",
+        "",
+        *_table(["", "workload", "images", "as our products", "floor = service bytes"], rows),
+    ]
+
+
+def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    summary = document.get("throughput", {}).get("summary")
+    if not summary:
+        return []
+    rows = []
+    for key, row in summary.items():
+        rows.append(
+            [
+                key,
+                *(
+                    f"{row[s]['images_per_second']:.1f} ({row[s]['images_per_cpu_second']:.1f})"
+                    for s in ("floor1", "worker1", "floor2", "worker2")
+                ),
+                f"{row['ratio1_wall']:.2f} / {row['ratio1_cpu']:.2f}",
+                f"{row['ratio2_wall']:.2f} / {row['ratio2_cpu']:.2f}",
+                f"{row['scaling_worker']:.2f} ({row['scaling_floor']:.2f})",
+            ]
+        )
+    out = [
+        "## 1. Worker only against the pyvips floor (embedded stack)",
+        "",
+        "Jobs are queued first (with the API's own use case), then the service's worker drains "
+        "them: time from the first claim to the last DONE, read from the repository. "
+        "Cells: images per second, wall clock (images per CPU-second of the processes doing the "
+        "work: for the worker, its own process *and* its pool children). Ratios: worker / floor, "
+        "wall clock / per CPU-second. Medians of the rounds, floor and worker alternating.",
+        "",
+        *_table(
+            [
+                "",
+                "floor, 1 process",
+                "worker, 1",
+                "floor, 2",
+                "worker, 2",
+                "ratio, 1 process",
+                "ratio, 2",
+                "2 vs 1: worker (floor)",
+            ],
+            rows,
+            "lrrrrrrr",
+        ),
+    ]
+    if "throughput" in plots:
+        out += [f"![throughput](bench/plots/{plots['throughput']})", ""]
+    return out
+
+
+def _e2e(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    e2e = document.get("e2e", {})
+    summary = e2e.get("summary")
+    if not summary:
+        return []
+    rows = []
+    for key, row in summary.items():
+        floor, ours, peer = row["floor2"], row["imagecore"], row["thumbor"]
+        rows.append(
+            [
+                key,
+                f"{floor['images_per_second']:.1f}",
+                f"{ours['images_per_second']:.1f} ({ours['images_per_cpu_second']:.1f})",
+                f"{peer['images_per_second']:.1f} ({peer['images_per_cpu_second']:.1f})",
+                f"{ours['images_per_second'] / floor['images_per_second']:.2f}",
+                f"{ours['images_per_second'] / peer['images_per_second']:.2f}",
+                " / ".join(f"{ours[q] * 1000:.0f}" for q in ("p50", "p95", "p99")),
+                " / ".join(f"{peer[q] * 1000:.0f}" for q in ("p50", "p95", "p99")),
+                f"{ours['mean_output_bytes'] / 1024:.1f} / {peer['mean_output_bytes'] / 1024:.1f}",
+            ]
+        )
+    out = [
+        "## 2. End to end on the embedded stack, and thumbor",
+        "",
+        f"`imagecore serve` (2 worker processes) and thumbor (`--processes 2`, Pillow engine, "
+        f"file loader, no storage or result storage) on loopback, each driven with "
+        f"{e2e['concurrency']} images in flight. imagecore: upload, wait for DONE on the event "
+        "stream, download; thumbor: one GET. Images per second wall clock (per CPU-second of "
+        "the server's processes), latency in ms, mean output KiB.",
+        "",
+        *_table(
+            [
+                "",
+                "floor, 2 processes",
+                "imagecore",
+                "thumbor",
+                "imagecore / floor",
+                "imagecore / thumbor",
+                "imagecore p50/p95/p99",
+                "thumbor p50/p95/p99",
+                "output KiB: ours / thumbor",
+            ],
+            rows,
+            "lrrrrrrrr",
+        ),
+    ]
+    if "e2e" in plots:
+        out += [f"![end to end](bench/plots/{plots['e2e']})", ""]
+    return out
+
+
+def _production(document: dict[str, Any]) -> list[str]:
+    production = document.get("production")
+    if not production:
+        return []
+    stack = production["stack"]
+    out = [
+        "## 3. Production stack",
+        "",
+        f"Repository {stack['repository']}, storage {stack['storage']}, broker "
+        f"{stack['broker']} (only the adapters the container can select are used: "
+        f"{', '.join(k for k, v in production['wired'].items() if v) or 'none'}).",
+        "",
+    ]
+    if "skipped" in production:
+        return [*out, f"Not run: {production['skipped']}.", ""]
+    worker = production["worker"]["summary"]
+    e2e = production["e2e"]["summary"]
+    out += [
+        f"- Worker only, W1, 2 processes: {worker['production']['images_per_second']:.1f} "
+        f"images/s against {worker['embedded']['images_per_second']:.1f} on the embedded stack "
+        f"in the same rounds ({worker['ratio_wall']:.2f}x).",
+        f"- End to end, W1 ({production['processes']}): {e2e['images_per_second']:.1f} images/s, "
+        f"p50/p95/p99 {e2e['p50'] * 1000:.0f} / {e2e['p95'] * 1000:.0f} / "
+        f"{e2e['p99'] * 1000:.0f} ms.",
+        "- Ingest: in section 4.",
+        "",
+    ]
+    return out
+
+
+def _ingest(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    rows = document.get("ingest", {}).get("rows")
+    if not rows:
+        return []
+    production = {
+        r["bytes"]: r for r in document.get("production", {}).get("ingest", {}).get("rows", [])
+    }
+    table = []
+    for r in rows:
+        p = production.get(r["bytes"])
+        table.append(
+            [
+                _size(r["bytes"]),
+                r["uploads"],
+                f"{r['mb_per_second']:.1f}",
+                f"{r['mb_per_cpu_second']:.0f}",
+                f"{r['uploads_per_second']:.0f}",
+                f"{r['peak_rss'] / MIB:.1f}",
+                f"{p['mb_per_second']:.1f} / {p['peak_rss'] / MIB:.1f}" if p else "-",
+            ]
+        )
+    out = [
+        "## 4. API ingest",
+        "",
+        "One multipart upload at a time into `images/metadata` instructions (a tiny JPEG padded "
+        "with zeros, so only the bytes' path through the API counts). MB = 10^6 bytes. Per "
+        "CPU-second counts only the API process (its CPU time has a 10 ms grain, so the small "
+        "bodies' figure is rough). Peak RSS of the API process, sampled every 10 ms.",
+        "",
+        *_table(
+            [
+                "body",
+                "uploads",
+                "MB/s",
+                "MB per CPU-s",
+                "uploads/s",
+                "peak RSS, MiB",
+                "production: MB/s / RSS MiB",
+            ],
+            table,
+            "rrrrrrr",
+        ),
+    ]
+    if "ingest" in plots:
+        out += [f"![ingest](bench/plots/{plots['ingest']})", ""]
+    return out
+
+
+def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    memory = document.get("memory")
+    if not memory:
+        return []
+    drift = memory["drift"]
+    rows = [
+        [k, v["images"], f"{v['child_peak_rss'] / MIB:.0f}"] for k, v in memory["peaks"].items()
+    ]
+    out = [
+        "## 5. Worker memory",
+        "",
+        "Peak: a fresh two-child pool (the service's `ProcessPoolRunner`) per workload; the "
+        "highest `VmHWM` of its children.",
+        "",
+        *_table(["", "images", "pool child peak RSS, MiB"], rows, "lrr"),
+        f"Drift: {drift['images']} W1 images end to end through `imagecore serve` "
+        f"({drift['images_per_second']:.1f} images/s). RSS in the second tenth of the run "
+        f"against the last tenth: the serve process {drift['parent_rss_start'] / MIB:.0f} -> "
+        f"{drift['parent_rss_end'] / MIB:.0f} MiB ({drift['parent_drift']:+.1%}), the largest "
+        f"pool child {drift['child_rss_start'] / MIB:.0f} -> {drift['child_rss_end'] / MIB:.0f} "
+        f"MiB ({drift['child_drift']:+.1%}). Children are replaced every 200 files by design.",
+        "",
+    ]
+    if "memory" in plots:
+        out += [f"![memory](bench/plots/{plots['memory']})", ""]
+    return out
+
+
+def _compression(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    study = document.get("compression")
+    if not study:
+        return []
+    rows = []
+    for p in study["photos"]:
+        go = p["go"]
+        cells = [p["photo"], f"{go['bytes'] / 1024:.0f}", f"{go['ssimulacra2']:.1f} / {go['ssim']:.4f}"]
+        for variant in ("default", "jpeg", "jpeg_s2", "webp", "avif"):
+            v = p[variant]
+            cells.append(
+                f"{v['bytes'] / go['bytes']:.2f}x q{v.get('quality')} "
+                f"({v['ssimulacra2']:.1f} / {v['ssim']:.4f})"
+            )
+        rows.append(cells)
+    summary = study["summary"]
+    rows.append(
+        [
+            "**geometric mean** (max)",
+            "",
+            "",
+            *(
+                f"**{summary[v]['geomean_ratio']:.2f}x** ({summary[v]['max_ratio']:.2f}x)"
+                for v in ("default", "jpeg", "jpeg_s2", "webp", "avif")
+            ),
+        ]
+    )
+    rows.append(
+        [
+            "every photo >= Go on SSIMULACRA2 / on both",
+            "",
+            "",
+            *(
+                f"{'yes' if summary[v]['all_s2_at_least'] else 'no'} / "
+                f"{'yes' if summary[v]['all_at_least_as_good'] else 'no'}"
+                for v in ("default", "jpeg", "jpeg_s2", "webp", "avif")
+            ),
+        ]
+    )
+    rows.append(
+        [
+            "mean seconds per photo",
+            "",
+            "",
+            *(f"{summary[v]['mean_seconds']:.1f}" for v in ("default", "jpeg", "jpeg_s2", "webp", "avif")),
+        ]
+    )
+    out = [
+        "## 6. Compression (W5) against the old service's encoder",
+        "",
+        f"The old encoder: Go's `image/jpeg` at quality {study['go_quality']} after "
+        "`image.Decode` (`bench/goencoder`). Scores against the original photo: SSIMULACRA2 "
+        "(the `ssimulacra2` package, 100 = identical) / SSIM (the processor's measure, "
+        "`adapters/vips_ssim.py`). Each cell: bytes relative to Go, the quality used, "
+        "(SSIMULACRA2 / SSIM). Columns: `images/compress` with its defaults; "
+        "`images/compress target_ssim=<Go's SSIM>` (raised until SSIMULACRA2 also reaches "
+        "Go's); `images/compress quality=<lowest reaching Go's SSIMULACRA2>`; `images/convert` "
+        "to WebP and to AVIF at the lowest quality reaching Go on both scores.",
+        "",
+        *_table(
+            [
+                "photo",
+                "Go KiB",
+                "Go scores",
+                "compress, defaults",
+                "compress, SSIM target from Go",
+                "compress, quality matched on SSIMULACRA2",
+                "WebP",
+                "AVIF",
+            ],
+            rows,
+            "lrrrrrrr",
+        ),
+    ]
+    if "compression" in plots:
+        out += [f"![compression](bench/plots/{plots['compression']})", ""]
+    return out
+
+
+def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
+    """Write BENCHMARKS.md and its plots."""
+    plots = plot_all(document, plots_dir)
+    relative = os.path.relpath(plots_dir, path.parent)
+    goal_rows = [[g.name, g.target, g.measured, f"**{g.verdict}**"] for g in goals(document)]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{document['command'].strip()}` (`make bench`) on {document['started']}, "
+        f"in {document['seconds'] / 60:.0f} minutes; every number below comes from that one "
+        "run, and every comparison is between subjects measured in the same rounds, "
+        "alternating. Raw results: `bench/results/*.json` (not committed). The machine is "
+        "shared: read ratios, not absolute times, and see the load averages below.",
+        "",
+        "## Goals",
+        "",
+        *_table(["goal", "target", "measured", "verdict"], goal_rows),
+        *_environment(document),
+        *_workloads(document),
+        *_throughput(document, plots),
+        *_e2e(document, plots),
+        *_production(document),
+        *_ingest(document, plots),
+        *_memory(document, plots),
+        *_compression(document, plots),
+    ]
+    text = "\n".join(lines).rstrip() + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace("](bench/plots/", f"]({relative}/"))

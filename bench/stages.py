@@ -1,0 +1,242 @@
+"""The stages that run servers: end to end with the peer, ingest, production, memory, W5."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.client import ApiClient, end_to_end, requests_loop
+from bench.floor import Floor
+from bench.ingest import ingest
+from bench.memory import drift, peak_per_workload
+from bench.peer import THUMBOR_PATHS, thumbor
+from bench.probes import Watch
+from bench.stacks import Served, production_env, start, wired
+from bench.worker_stage import ServiceWorker
+from bench.workloads import CORPUS, WORKLOADS, Workload
+from entrypoints.config import Settings
+
+__all__ = ["compression", "e2e", "ingest_embedded", "memory", "production"]
+
+Log = Callable[[str], None]
+CONCURRENCY = 4  # images in flight: two per worker process
+PEER_WORKLOADS = ("W1", "W2", "W6")
+
+
+def _workload(key: str) -> Workload:
+    return next(w for w in WORKLOADS if w.key == key)
+
+
+def _sources(workload: Workload, count: int) -> list[Path]:
+    images = workload.images(CORPUS)
+    return (images * (count // len(images) + 1))[:count]
+
+
+def _count(workload: Workload, *, quick: bool) -> int:
+    return workload.quick_count if quick else workload.count
+
+
+def _per_cpu(result: dict[str, Any], watch: Watch) -> dict[str, Any]:
+    cpu = watch.cpu_seconds()
+    return {**result, "cpu_seconds": cpu, "images_per_cpu_second": result["images"] / cpu}
+
+
+def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for subject, results in runs.items():
+        out[subject] = {
+            "images_per_second": statistics.median(r["images_per_second"] for r in results),
+            "images_per_cpu_second": statistics.median(
+                r.get("images_per_cpu_second", 0) for r in results
+            ),
+            "p50": statistics.median(r["latency"]["p50"] for r in results if "latency" in r)
+            if any("latency" in r for r in results)
+            else None,
+            "p95": statistics.median(r["latency"]["p95"] for r in results if "latency" in r)
+            if any("latency" in r for r in results)
+            else None,
+            "p99": statistics.median(r["latency"]["p99"] for r in results if "latency" in r)
+            if any("latency" in r for r in results)
+            else None,
+            "mean_output_bytes": statistics.median(r.get("mean_output_bytes", 0) for r in results),
+        }
+    return out
+
+
+async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
+    """Embedded stack end to end against the 2-process floor and thumbor, round by round."""
+    serve = start("serve", scratch / "serve", {"WORKER_CONCURRENCY": "2"})
+    floor = Floor(2, scratch / "floor")
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in PEER_WORKLOADS}
+    try:
+        with thumbor(CORPUS, scratch / "thumbor", 2) as (peer, peer_pid):
+            async with ApiClient(serve.base, serve.token("bench")) as client:
+                for key in PEER_WORKLOADS:
+                    workload = _workload(key)
+                    images = workload.images(CORPUS)
+                    floor.warm(key, images)
+                    await end_to_end(client, workload.steps[0], images[:4], CONCURRENCY)
+                    await requests_loop(peer, _peer_paths(key, images[:4]), CONCURRENCY)
+                for round_ in range(args.rounds):
+                    for key in PEER_WORKLOADS:
+                        log(f"end to end round {round_ + 1}/{args.rounds} {key}")
+                        workload = _workload(key)
+                        sources = _sources(workload, _count(workload, quick=args.quick))
+                        pids = floor.pids
+                        with Watch(os.getpid(), include=lambda pid, p=pids: pid in p) as watch:
+                            result = floor.run(key, sources)
+                        runs[key].setdefault("floor2", []).append(_per_cpu(result, watch))
+                        with Watch(serve.pid) as watch:
+                            result = await end_to_end(
+                                client, workload.steps[0], sources, CONCURRENCY
+                            )
+                        runs[key].setdefault("imagecore", []).append(_per_cpu(result, watch))
+                        with Watch(peer_pid) as watch:
+                            result = await requests_loop(
+                                peer, _peer_paths(key, sources), CONCURRENCY
+                            )
+                        runs[key].setdefault("thumbor", []).append(_per_cpu(result, watch))
+    finally:
+        floor.close()
+        serve.stop()
+    return {
+        "concurrency": CONCURRENCY,
+        "runs": runs,
+        "summary": {key: _summary(subjects) for key, subjects in runs.items()},
+    }
+
+
+def _peer_paths(key: str, sources: list[Path]) -> list[str]:
+    return [THUMBOR_PATHS[key].format(name=s.relative_to(CORPUS).as_posix()) for s in sources]
+
+
+async def ingest_embedded(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
+    """Ingest on ``imagecore serve`` (SQLite and the filesystem)."""
+    log("ingest, embedded stack")
+    serve = start("serve", scratch / "serve", {"WORKER_CONCURRENCY": "1"})
+    try:
+        return {"rows": await ingest(serve, scratch / "bodies", quick=args.quick)}
+    finally:
+        serve.stop()
+
+
+def _stack_label(flags: dict[str, bool]) -> dict[str, str]:
+    return {
+        "repository": "MongoDB (FerretDB)" if flags["mongo"] else "SQLite",
+        "storage": "S3 (SeaweedFS)" if flags["s3"] else "filesystem",
+        "broker": "NATS JetStream" if flags["nats"] else "in-process",
+    }
+
+
+async def production(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
+    """Worker only, end to end and ingest on the production servers the container offers."""
+    flags = wired()
+    result: dict[str, Any] = {"wired": flags, "stack": _stack_label(flags)}
+    if not any(flags.values()):
+        result["skipped"] = "the container offers no production adapter yet"
+        return result
+    log(f"production servers: {result['stack']}")
+    with production_env(scratch / "servers") as (env, _names):
+        result["worker"] = await _production_worker(args, scratch, env, log)
+        with _production_service(scratch / "service", env, nats=flags["nats"]) as served:
+            result["processes"] = "imagecore api + imagecore worker" if flags["nats"] else (
+                "imagecore serve (no NATS broker in the container: API and worker in one process)"
+            )
+            w1 = _workload("W1")
+            async with ApiClient(served.base, served.token("bench")) as client:
+                await end_to_end(client, w1.steps[0], w1.images(CORPUS)[:4], CONCURRENCY)
+                runs = []
+                for round_ in range(args.rounds):
+                    log(f"production end to end round {round_ + 1}/{args.rounds}")
+                    sources = _sources(w1, _count(w1, quick=args.quick))
+                    runs.append(await end_to_end(client, w1.steps[0], sources, CONCURRENCY))
+            result["e2e"] = {"runs": runs, "summary": _summary({"imagecore": runs})["imagecore"]}
+            log("production ingest")
+            result["ingest"] = {"rows": await ingest(served, scratch / "bodies", quick=args.quick)}
+    return result
+
+
+@contextlib.contextmanager
+def _production_service(folder: Path, env: dict[str, str], *, nats: bool) -> Any:  # noqa: ANN401 - a generator
+    env = {**env, "WORKER_CONCURRENCY": "2"}
+    if not nats:
+        served = start("serve", folder, env)
+        try:
+            yield served
+        finally:
+            served.stop()
+        return
+    api = start("api", folder, env)
+    worker = start("worker", folder, env)
+    try:
+        yield api
+    finally:
+        worker.stop()
+        api.stop()
+
+
+async def _production_worker(
+    args: argparse.Namespace, scratch: Path, env: dict[str, str], log: Log
+) -> dict[str, Any]:
+    w1 = _workload("W1")
+    stacks = {
+        "embedded": await ServiceWorker.open(Settings(data_dir=scratch / "embedded"), 2),
+        "production": await ServiceWorker.open(
+            Settings.from_env({**env, "DATA_DIR": str(scratch / "data")}), 2
+        ),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in stacks}
+    try:
+        for stack in stacks.values():
+            await stack.run(w1, w1.images(CORPUS)[:4], scratch / "warm")
+        for round_ in range(args.rounds):
+            log(f"production worker round {round_ + 1}/{args.rounds}")
+            sources = _sources(w1, _count(w1, quick=args.quick))
+            for name, stack in stacks.items():
+                watches: list[Watch] = []
+                result = await stack.run(w1, sources, scratch / "steps", watches=watches)
+                cpu = sum(w.cpu_seconds() for w in watches)
+                runs[name].append({**result, "images_per_cpu_second": result["images"] / cpu})
+    finally:
+        for stack in stacks.values():
+            await stack.close()
+    summary = _summary(runs)
+    summary["ratio_wall"] = (
+        summary["production"]["images_per_second"] / summary["embedded"]["images_per_second"]
+    )
+    return {"runs": runs, "summary": summary}
+
+
+async def memory(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
+    """Peak child RSS per workload, then drift over ``--drift-images`` W1 images."""
+    peaks = {}
+    for workload in WORKLOADS:
+        log(f"memory peak {workload.key}")
+        count = 2 if workload.key == "W5" else (4 if args.quick else 16)
+        peaks[workload.key] = await peak_per_workload(
+            workload, _sources(workload, count), scratch / workload.key
+        )
+    log(f"memory drift over {args.drift_images} images")
+    serve: Served = start("serve", scratch / "drift", {"WORKER_CONCURRENCY": "2"})
+    try:
+        w1 = _workload("W1")
+        drifted = await drift(serve, w1, _sources(w1, args.drift_images))
+    finally:
+        serve.stop()
+    return {"peaks": peaks, "drift": drifted}
+
+
+def compression(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
+    """W5 against the old Go encoder."""
+    from bench.compression import build_go_encoder, compression_study  # noqa: PLC0415
+
+    binary = scratch / "goencoder"
+    go_version = build_go_encoder(Path(__file__).resolve().parent / "goencoder", binary)
+    photos = sorted((CORPUS / "photos").glob("*.jpg"))[: args.photos]
+    log(f"compression study on {len(photos)} photos ({go_version})")
+    return {"go": go_version, **compression_study(photos, binary, scratch)}

@@ -1,0 +1,231 @@
+"""The six workloads, as our products and parameters, and as the plain pyvips floor.
+
+Each workload is one or more product steps (a step's output is the next
+step's input) run on a set of corpus images. The floor is the same libvips
+work written as the shortest pyvips loop: the same loader (shrink-on-load),
+resize, crop or rotation and the same saver options as `adapters.vips_io`
+(`floor_matches_service` checks the two write the same bytes), without the
+service's sniffing, header limits, metadata report, process pool, storage,
+repository or broker. libvips' operation cache is off in both, as in the
+service, so repeating an image never reuses an earlier result.
+
+Mapping (the issue's words -> ours):
+
+* W1 fit into 512x512, JPEG q80, progressive, metadata stripped:
+  ``images/resize width=512 height=512 fit=inside format=jpeg quality=80``
+  (progressive: the processor's JPEG saver always sets ``interlace``;
+  stripped: only an ICC profile survives, and these photos carry none).
+* W2, W3: the same with ``format=webp`` / ``format=avif``; AVIF at the
+  processor's default effort (4).
+* W4 crop + rotate 90 + resize: no product does all three, so two chained
+  jobs: ``images/resize width=512 height=512 fit=cover`` (shrink, then crop
+  the centre to the box) at JPEG q95, then ``images/rotate angle=90``
+  at q80. An explicit crop rectangle would need a third job (``images/crop``).
+* W5 compress, same dimensions: ``images/compress`` with its defaults
+  (``target_ssim`` 0.98). Here the work *is* our quality search, so the
+  floor runs the same processor in-process: the ratio measures the
+  service's overhead around it.
+* W6 a 5120x2880 source to 500 px: ``images/resize width=500 format=jpeg
+  quality=80`` on the two large photos.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+__all__ = ["WORKLOADS", "Step", "Workload", "floor_matches_service", "floor_run"]
+
+CORPUS: Final = Path("..") / "shared" / "corpus"
+MOZJPEG: Final = {
+    "optimize_coding": True,
+    "trellis_quant": True,
+    "overshoot_deringing": True,
+    "optimize_scans": True,
+    "quant_table": 3,
+    "interlace": True,
+}
+
+
+@attrs.frozen
+class Step:
+    """One job: a product and its parameters."""
+
+    product: str
+    params: dict[str, Any]
+
+
+@attrs.frozen
+class Workload:
+    """A named workload: its steps, its images and how many to run."""
+
+    key: str
+    title: str
+    folder: str
+    steps: tuple[Step, ...]
+    count: int  # images per measured run
+    quick_count: int
+
+    def images(self, root: Path) -> list[Path]:
+        """The corpus images this workload runs on."""
+        return sorted((root / self.folder).glob("*.jpg"))
+
+    def describe(self) -> str:
+        """The steps as ``product k=v ...`` joined by arrows."""
+        return " -> ".join(
+            f"{s.product} " + " ".join(f"{k}={v}" for k, v in s.params.items()) for s in self.steps
+        ).strip()
+
+
+def _fit(fmt: str) -> Step:
+    return Step(
+        "images/resize",
+        {"width": 512, "height": 512, "fit": "inside", "format": fmt, "quality": 80},
+    )
+
+
+WORKLOADS: Final = (
+    Workload("W1", "fit 512x512, JPEG q80", "photos", (_fit("jpeg"),), 96, 16),
+    Workload("W2", "fit 512x512, WebP q80", "photos", (_fit("webp"),), 64, 16),
+    Workload("W3", "fit 512x512, AVIF q80", "photos", (_fit("avif"),), 32, 8),
+    Workload(
+        "W4",
+        "crop + rotate 90 + resize",
+        "photos",
+        (
+            Step(
+                "images/resize",
+                {"width": 512, "height": 512, "fit": "cover", "format": "jpeg", "quality": 95},
+            ),
+            Step("images/rotate", {"angle": 90, "format": "jpeg", "quality": 80}),
+        ),
+        64,
+        16,
+    ),
+    Workload("W5", "compress (same size)", "photos", (Step("images/compress", {}),), 8, 2),
+    Workload(
+        "W6",
+        "5120x2880 to 500 px, JPEG q80",
+        "large",
+        (Step("images/resize", {"width": 500, "format": "jpeg", "quality": 80}),),
+        48,
+        8,
+    ),
+)
+
+
+# -- the floor: plain pyvips, run in a child process -------------------------------------
+
+
+def _save(image: Any, fmt: str, quality: int) -> bytes:  # noqa: ANN401 - a pyvips.Image
+    import pyvips  # noqa: PLC0415 - loaded in the floor's children only
+
+    icc = pyvips.enums.ForeignKeep.ICC
+    if fmt == "jpeg":
+        return bytes(image.jpegsave_buffer(Q=quality, subsample_mode="auto", keep=icc, **MOZJPEG))
+    if fmt == "webp":
+        return bytes(image.webpsave_buffer(Q=quality, effort=4, smart_subsample=True, keep=icc))
+    return bytes(
+        image.heifsave_buffer(
+            compression="av1", Q=quality, effort=4, bitdepth=8, subsample_mode="auto", keep=icc
+        )
+    )
+
+
+def _size(source: Path) -> tuple[int, int]:
+    import pyvips  # noqa: PLC0415 - loaded in the floor's children only
+
+    header = pyvips.Image.new_from_file(str(source), access="sequential")
+    return int(header.width), int(header.height)
+
+
+def _floor_one(key: str, source: Path, destination: Path) -> int:
+    import pyvips  # noqa: PLC0415 - loaded in the floor's children only
+
+    if key in ("W1", "W2", "W3"):
+        fmt = {"W1": "jpeg", "W2": "webp", "W3": "avif"}[key]
+        image = pyvips.Image.thumbnail(str(source), 512, height=512, size="down")
+        data = _save(image, fmt, 80)
+    elif key == "W6":
+        # The service plans integer sizes itself (500 x round(h * 500 / w)) and forces them.
+        width, height = _size(source)
+        image = pyvips.Image.thumbnail(
+            str(source), 500, height=round(height * 500 / width), size="force"
+        )
+        data = _save(image, "jpeg", 80)
+    elif key == "W4":
+        # Cover: scale so both sides reach the box (rounding up), then cut the centre.
+        width, height = _size(source)
+        scale = max(512 / width, 512 / height)
+        cover_w, cover_h = math.ceil(width * scale - 1e-9), math.ceil(height * scale - 1e-9)
+        image = pyvips.Image.thumbnail(str(source), cover_w, height=cover_h, size="force")
+        image = image.crop(round((cover_w - 512) / 2), round((cover_h - 512) / 2), 512, 512)
+        middle = destination.with_suffix(".step1.jpg")
+        middle.write_bytes(_save(image, "jpeg", 95))
+        data = _save(pyvips.Image.new_from_file(str(middle)).rot("d90"), "jpeg", 80)
+    else:  # W5: the work is the processor's own search
+        from adapters.vips import VipsImageProcessor  # noqa: PLC0415
+        from imagecore.ports import ProcessingRequest  # noqa: PLC0415
+        from imagecore.products import find_product  # noqa: PLC0415
+
+        product = find_product("images/compress")
+        request = ProcessingRequest(
+            product.key,
+            product.validate({}),
+            source,
+            destination,
+            product.limits.max_pixels,
+            product.limits.max_frames,
+        )
+        return VipsImageProcessor().process(request).size
+    destination.write_bytes(data)
+    return len(data)
+
+
+def floor_setup() -> None:
+    """Pool initializer: libvips' operation cache off, as the service has it."""
+    import pyvips  # noqa: PLC0415
+
+    pyvips.cache_set_max(0)
+
+
+def floor_run(key: str, sources: list[Path], scratch: Path) -> tuple[float, int]:
+    """Run workload ``key`` over ``sources`` in this process; (seconds, output bytes)."""
+    import time  # noqa: PLC0415
+
+    started = time.perf_counter()
+    total = 0
+    for index, source in enumerate(sources):
+        total += _floor_one(key, source, scratch / f"floor-{index % 4}.out")
+    return time.perf_counter() - started, total
+
+
+def floor_matches_service(key: str, source: Path, scratch: Path) -> bool:
+    """Whether the floor writes exactly the bytes the processor writes for ``source``."""
+    from adapters.vips import VipsImageProcessor  # noqa: PLC0415
+    from imagecore.ports import ProcessingRequest  # noqa: PLC0415
+    from imagecore.products import find_product  # noqa: PLC0415
+
+    workload = next(w for w in WORKLOADS if w.key == key)
+    floor_setup()
+    floor_out = scratch / f"match-{key}.floor"
+    _floor_one(key, source, floor_out)
+    current = source
+    for index, step in enumerate(workload.steps):
+        product = find_product(step.product)
+        out = scratch / f"match-{key}.{index}"
+        VipsImageProcessor().process(
+            ProcessingRequest(
+                product.key,
+                product.validate(step.params),
+                current,
+                out,
+                product.limits.max_pixels,
+                product.limits.max_frames,
+            )
+        )
+        current = out
+    return current.read_bytes() == floor_out.read_bytes()
