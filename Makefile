@@ -22,9 +22,13 @@ serve: $(VENV)/.installed
 test: $(BIN)/nox
 	$(BIN)/nox
 
-## Run the benchmarks and write BENCHMARKS.md.
-bench: $(VENV)/.installed
-	$(BIN)/python -m bench
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/nox
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,bench]'
+	touch $@
+
+## Run the benchmarks and write BENCHMARKS.md and bench/plots/ (BENCH_ARGS=--quick to try it out).
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .nox

@@ -20,6 +20,8 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "--photos", type=int, help="photos in the compression study (default all 8, quick 2)"
     )
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -68,7 +71,7 @@ def _log(message: str) -> None:
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in runs) if runs else 0.0
+    return statistics.median(r.get(key, 0.0) for r in runs) if runs else 0.0
 
 
 async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -97,12 +100,20 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                         result = floors[n].run(workload.key, sources)
                     result["cpu_seconds"] = watch.cpu_seconds()
                     runs[workload.key].setdefault(f"floor{n}", []).append(result)
-                    watches: list[Watch] = []
-                    result = await services[n].run(
-                        workload, sources, scratch / "steps", watches=watches
-                    )
-                    result["cpu_seconds"] = sum(w.cpu_seconds() for w in watches)
-                    runs[workload.key].setdefault(f"worker{n}", []).append(result)
+                    # W1 also runs with one job in hand beyond the pool slots (a proposal).
+                    for prefetch in (0, 1) if workload.key == "W1" else (0,):
+                        services[n].prefetch = prefetch
+                        watches: list[Watch] = []
+                        result = await services[n].run(
+                            workload, sources, scratch / "steps", watches=watches
+                        )
+                        result["cpu_seconds"] = sum(w.cpu_seconds() for w in watches)
+                        result["root_cpu_ms_per_image"] = (
+                            sum(w.root_cpu_seconds() for w in watches) * 1000 / len(sources)
+                        )
+                        subject = f"worker{n}" + ("_prefetch" if prefetch else "")
+                        runs[workload.key].setdefault(subject, []).append(result)
+                    services[n].prefetch = 0
     finally:
         for floor in floors.values():
             floor.close()
@@ -121,21 +132,52 @@ def _throughput_summary(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dic
                 "images_per_cpu_second": statistics.median(
                     r["images"] / r["cpu_seconds"] for r in results if r["cpu_seconds"]
                 ),
+                "cpu_ms_per_image": statistics.median(
+                    r["cpu_seconds"] * 1000 / r["images"] for r in results
+                ),
+                "root_cpu_ms_per_image": _median(results, "root_cpu_ms_per_image"),
             }
         for n in (1, 2):
             worker, floor = row[f"worker{n}"], row[f"floor{n}"]
             row[f"ratio{n}_wall"] = worker["images_per_second"] / floor["images_per_second"]
             row[f"ratio{n}_cpu"] = worker["images_per_cpu_second"] / floor["images_per_cpu_second"]
+        for n in (1, 2):
+            proposal = row.get(f"worker{n}_prefetch")
+            if proposal:
+                floor = row[f"floor{n}"]
+                row[f"ratio{n}_prefetch_wall"] = (
+                    proposal["images_per_second"] / floor["images_per_second"]
+                )
+                row[f"ratio{n}_prefetch_cpu"] = (
+                    proposal["images_per_cpu_second"] / floor["images_per_cpu_second"]
+                )
         row["scaling_worker"] = (
             row["worker2"]["images_per_second"] / row["worker1"]["images_per_second"]
         )
-        row["scaling_floor"] = row["floor2"]["images_per_second"] / row["floor1"]["images_per_second"]
+        row["scaling_floor"] = (
+            row["floor2"]["images_per_second"] / row["floor1"]["images_per_second"]
+        )
         summary[key] = row
     return summary
 
 
 def _load() -> dict[str, Any]:
     return {"at": time.strftime("%H:%M:%S"), "load": environment.load_average()}
+
+
+async def _guarded(name: str, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A stage's results, or what went wrong: one broken stage does not lose the others."""
+    try:
+        return await run
+    except Exception as exc:  # noqa: BLE001 - reported in BENCHMARKS.md instead
+        _log(f"stage {name} failed: {exc!r}")
+        return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+
+
+async def _compression(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    from bench import stages  # noqa: PLC0415
+
+    return await asyncio.to_thread(stages.compression, args, scratch, _log)
 
 
 async def _run_stages(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -150,23 +192,18 @@ async def _run_stages(args: argparse.Namespace, scratch: Path) -> dict[str, Any]
             for w in WORKLOADS
             if w.key != "W5"
         } | {"W5": True}
-        results["throughput"] = await _stage_throughput(args, scratch / "throughput")
-        results["loads"].append(_load())
-    if "e2e" in chosen:
-        results["e2e"] = await stages.e2e(args, scratch / "e2e", _log)
-        results["loads"].append(_load())
-    if "ingest" in chosen:
-        results["ingest"] = await stages.ingest_embedded(args, scratch / "ingest", _log)
-        results["loads"].append(_load())
-    if "production" in chosen:
-        results["production"] = await stages.production(args, scratch / "production", _log)
-        results["loads"].append(_load())
-    if "memory" in chosen:
-        results["memory"] = await stages.memory(args, scratch / "memory", _log)
-        results["loads"].append(_load())
-    if "compression" in chosen:
-        results["compression"] = stages.compression(args, scratch / "compression", _log)
-        results["loads"].append(_load())
+    runs = {
+        "throughput": lambda: _stage_throughput(args, scratch / "throughput"),
+        "e2e": lambda: stages.e2e(args, scratch / "e2e", _log),
+        "ingest": lambda: stages.ingest_embedded(args, scratch / "ingest", _log),
+        "production": lambda: stages.production(args, scratch / "production", _log),
+        "memory": lambda: stages.memory(args, scratch / "memory", _log),
+        "compression": lambda: _compression(args, scratch / "compression"),
+    }
+    for name in STAGES:
+        if name in chosen:
+            results[name] = await _guarded(name, runs[name]())
+            results["loads"].append(_load())
     return results
 
 
@@ -200,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         document |= asyncio.run(_run_stages(args, scratch))
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if args.keep:
+            _log(f"scratch kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     document["seconds"] = time.time() - started
     document["environment"]["load_average_end"] = environment.load_average()
     results_dir.mkdir(parents=True, exist_ok=True)

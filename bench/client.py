@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -54,7 +54,7 @@ class ApiClient:
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._listener: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> ApiClient:
+    async def __aenter__(self) -> Self:
         ready = asyncio.get_running_loop().create_future()
         self._listener = asyncio.create_task(self._listen(ready))
         await ready
@@ -98,16 +98,18 @@ class ApiClient:
             async with self._session.post(
                 f"/instructions/{instruction_id}/details", data=form
             ) as response:
-                if response.status != 201:  # noqa: PLR2004 - Created
-                    raise RuntimeError(f"upload answered {response.status}: {await response.text()}")
+                if response.status != 201:
+                    raise RuntimeError(
+                        f"upload answered {response.status}: {await response.text()}"
+                    )
                 return str((await response.json())["data"]["files"][0]["id"])
 
-    async def finished(self, detail_id: str, timeout: float = 300) -> str:
+    async def finished(self, detail_id: str, seconds: float = 120) -> str:
         """Wait for the file's DONE or FAILED event; the status."""
         if detail_id in self._final:
             return self._final.pop(detail_id)
         waiter = self._waiting.setdefault(detail_id, asyncio.get_running_loop().create_future())
-        status = await asyncio.wait_for(waiter, timeout)
+        status = await asyncio.wait_for(waiter, seconds)
         self._final.pop(detail_id, None)
         return status
 
@@ -135,7 +137,7 @@ async def _instruction_ids(client: ApiClient, step: Step, count: int) -> AsyncIt
             yield instruction_id
 
 
-async def end_to_end(  # noqa: PLR0913 - the run's facts
+async def end_to_end(
     client: ApiClient,
     step: Step,
     sources: Sequence[Path],
@@ -197,7 +199,7 @@ async def requests_loop(base: str, paths: Sequence[str], concurrency: int) -> di
                 started = time.perf_counter()
                 async with session.get(path) as response:
                     body = await response.read()
-                if response.status != 200:  # noqa: PLR2004 - OK
+                if response.status != 200:
                     failed += 1
                     continue
                 latencies.append(time.perf_counter() - started)

@@ -104,13 +104,13 @@ def _matched_jpeg(reference: Any, photo: Path, folder: Path, bar: dict[str, Any]
         target = min(target, 0.999)
         run = _process("images/compress", {"target_ssim": target}, photo, out)
         result = {**_scored(reference, out, run), "target_ssim": target, "tries": tries}
-        if _meets(result, bar) or target >= 0.999:  # noqa: PLR2004 - the parameter's maximum
+        if _meets(result, bar) or target >= 0.999:
             break
         target = round(target + _SSIM_STEP, 4)
     return result
 
 
-def _matched(  # noqa: PLR0913 - the facts of one search
+def _matched(
     reference: Any,  # noqa: ANN401 - bench.scoring.Reference
     photo: Path,
     folder: Path,
@@ -135,7 +135,7 @@ def _matched(  # noqa: PLR0913 - the facts of one search
     result: dict[str, Any] = {}
     for tries in range(1, _MAX_TRIES + 1):
         result = {**_scored(reference, out, encode(quality)), "tries": tries}
-        if _meets(result, bar) or quality >= 100:  # noqa: PLR2004 - the top quality
+        if _meets(result, bar) or quality >= 100:
             break
         quality = min(100, quality + _QUALITY_STEP)
     return result
@@ -173,7 +173,9 @@ def _one_photo(photo: Path, go_binary: Path, folder: Path) -> dict[str, Any]:
     reference = Reference(photo)
     go_out = folder / f"{photo.stem}.go.jpg"
     started = time.perf_counter()
-    subprocess.run([str(go_binary), "-quality", str(GO_QUALITY), str(photo), str(go_out)], check=True)
+    subprocess.run(
+        [str(go_binary), "-quality", str(GO_QUALITY), str(photo), str(go_out)], check=True
+    )
     go = {"bytes": go_out.stat().st_size, "seconds": time.perf_counter() - started}
     go = _scored(reference, go_out, go)
     default_out = folder / f"{photo.stem}.default.jpg"

@@ -44,14 +44,14 @@ def _throughput(results: dict[str, Any]) -> list[Goal]:
             f"{w1['ratio1_cpu']:.2f}x per CPU-second, 1 process "
             f"({w1['ratio2_cpu']:.2f}x with 2); wall clock {w1['ratio1_wall']:.2f}x "
             f"(1 process), {w1['ratio2_wall']:.2f}x (2)",
-            w1["ratio1_cpu"] >= 0.90,  # noqa: PLR2004 - the goal
+            w1["ratio1_cpu"] >= 0.90,
         ),
         Goal(
             "2 worker processes vs 1 (W1)",
             ">= 1.8x",
             f"{w1['scaling_worker']:.2f}x (the floor itself: {w1['scaling_floor']:.2f}x "
             "on this machine at this time)",
-            w1["scaling_worker"] >= 1.8,  # noqa: PLR2004 - the goal
+            w1["scaling_worker"] >= 1.8,
         ),
     ]
 
@@ -71,7 +71,7 @@ def _e2e(results: dict[str, Any]) -> list[Goal]:
             "end to end W1 (embedded) vs floor",
             ">= 0.75x",
             f"{ratio:.2f}x wall clock, 2 processes each ({ratio_cpu:.2f}x per CPU-second)",
-            ratio >= 0.75,  # noqa: PLR2004 - the goal
+            ratio >= 0.75,
         )
     ]
     for key, target in _PEER_TARGETS.items():
@@ -107,7 +107,7 @@ def _compression(results: dict[str, Any]) -> list[Goal]:
             f"{literal['geomean_ratio']:.2f}x (max {literal['max_ratio']:.2f}x) with a quality "
             f"matched on SSIMULACRA2; {strict['geomean_ratio']:.2f}x (max "
             f"{strict['max_ratio']:.2f}x) when SSIM must not drop either",
-            literal["geomean_ratio"] <= 0.80  # noqa: PLR2004 - the goal
+            literal["geomean_ratio"] <= 0.80
             and literal["above_1"] == 0
             and literal["all_s2_at_least"],
         ),
@@ -115,7 +115,7 @@ def _compression(results: dict[str, Any]) -> list[Goal]:
             "AVIF vs Go q60 bytes (SSIMULACRA2 and SSIM >= Go)",
             "<= 0.60x",
             f"{avif['geomean_ratio']:.2f}x (max {avif['max_ratio']:.2f}x)",
-            avif["geomean_ratio"] <= 0.60 and avif["all_at_least_as_good"],  # noqa: PLR2004
+            avif["geomean_ratio"] <= 0.60 and avif["all_at_least_as_good"],
         ),
     ]
 
@@ -133,14 +133,14 @@ def _ingest(results: dict[str, Any]) -> list[Goal]:
             ">= 300 MB/s",
             f"{per_core:.0f} MB per CPU-second at worst "
             f"(wall clock {min(r['mb_per_second'] for r in large):.0f} MB/s)",
-            per_core >= 300,  # noqa: PLR2004 - the goal
+            per_core >= 300,
         ),
         Goal(
             "ingest peak RSS independent of body size",
             "flat from 1 KiB to 200 MiB",
             f"{rows[0]['peak_rss'] / MIB:.0f} MiB at 1 KiB, {rows[-1]['peak_rss'] / MIB:.0f} MiB "
             f"at 200 MiB ({growth:+.1f} MiB)",
-            growth < 16,  # noqa: PLR2004 - under one upload chunk buffer's worth of noise
+            growth < 16,
         ),
     ]
 
@@ -162,13 +162,13 @@ def _memory(results: dict[str, Any]) -> list[Goal]:
             "worker peak RSS on 2560x1600 photos",
             "<= 256 MiB",
             f"{peaks[worst]:.0f} MiB ({worst}); {without_w5:.0f} MiB at most for W1-W4",
-            peaks[worst] <= 256,  # noqa: PLR2004 - the goal
+            peaks[worst] <= 256,
         ),
         Goal(
             f"worker RSS drift over {drifted['images']} images",
             "<= 10%",
             f"parent {drifted['parent_drift']:+.1%}, pool children {drifted['child_drift']:+.1%}",
-            worst_drift <= 0.10,  # noqa: PLR2004 - the goal
+            worst_drift <= 0.10,
         ),
     ]
 

@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib as mpl
 
 mpl.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
+import matplotlib.pyplot as plt
 
-from bench.probes import MIB  # noqa: E402
+from bench.probes import MIB
 
 __all__ = ["plot_all"]
 

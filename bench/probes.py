@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import attrs
 import psutil
@@ -57,7 +58,7 @@ class Watch:
     _stop: threading.Event = attrs.field(factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> Watch:
+    def __enter__(self) -> Self:
         self.samples.append(self._sample())
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -94,18 +95,24 @@ class Watch:
             hwm[process.pid] = peak_rss(process.pid)
         return Sample(time.monotonic(), cpu, rss, hwm)
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds the tree spent between the first and the last sample."""
+    def cpu_by_pid(self) -> dict[int, float]:
+        """CPU seconds each process spent between the first and the last sample."""
         first: dict[int, float] = {}
         last: dict[int, float] = {}
         for sample in self.samples:
             for pid, value in sample.cpu.items():
                 first.setdefault(pid, value if sample is self.samples[0] else 0.0)
                 last[pid] = value
-        return sum(last[pid] - first[pid] for pid in last)
+        return {pid: last[pid] - first[pid] for pid in last}
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the tree spent between the first and the last sample."""
+        return sum(self.cpu_by_pid().values())
+
+    def root_cpu_seconds(self) -> float:
+        """CPU seconds of the root process alone (the service's own Python, not its pool)."""
+        return self.cpu_by_pid().get(self.root, 0.0)
 
     def peak(self, pids: Callable[[int], bool] = lambda _pid: True) -> int:
         """The highest ``VmHWM`` seen among the chosen pids, in bytes."""
-        return max(
-            (v for s in self.samples for pid, v in s.hwm.items() if pids(pid)), default=0
-        )
+        return max((v for s in self.samples for pid, v in s.hwm.items() if pids(pid)), default=0)

@@ -32,7 +32,9 @@ def _size(value: float) -> str:
 def headline(document: dict[str, Any]) -> str:
     """The goals, one line each, for the terminal."""
     lines = ["", "imagecore benchmarks: " + document["started"]]
-    lines += [f"  [{g.verdict:>7}] {g.name}: {g.measured} (goal {g.target})" for g in goals(document)]
+    lines += [
+        f"  [{g.verdict:>7}] {g.name}: {g.measured} (goal {g.target})" for g in goals(document)
+    ]
     loads = ", ".join(f"{x['load'][0]:.1f}" for x in document.get("loads", []))
     lines += [f"  1-minute load average along the run: {loads} (2 cores)", ""]
     return "\n".join(lines)
@@ -62,8 +64,10 @@ def _environment(document: dict[str, Any]) -> list[str]:
                 ["load average (1/5/15 min) along the run", loads],
                 [
                     "sample sizes",
-                    f"rounds {settings['rounds']}, drift images {settings['drift_images']}, "
-                    f"compression photos {settings['photos']}, quick {settings['quick']}",
+                    (
+                        f"rounds {settings['rounds']}, drift images {settings['drift_images']}, "
+                        f"compression photos {settings['photos']}, quick {settings['quick']}"
+                    ),
                 ],
             ],
         ),
@@ -85,9 +89,11 @@ def _workloads(document: dict[str, Any]) -> list[str]:
     return [
         "## Workloads",
         "",
-        "The floor runs the same libvips operations with the same saver options as the "
-        "processor, in a plain pyvips loop (`bench/workloads.py`). The last column checks it: "
-        "floor and service must write byte-identical files for the first image.",
+        (
+            "The floor runs the same libvips operations with the same saver options as the "
+            "processor, in a plain pyvips loop (`bench/workloads.py`). The last column checks it: "
+            "floor and service must write byte-identical files for the first image."
+        ),
         "",
         *_table(["", "workload", "images", "as our products", "floor = service bytes"], rows),
     ]
@@ -114,11 +120,14 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     out = [
         "## 1. Worker only against the pyvips floor (embedded stack)",
         "",
-        "Jobs are queued first (with the API's own use case), then the service's worker drains "
-        "them: time from the first claim to the last DONE, read from the repository. "
-        "Cells: images per second, wall clock (images per CPU-second of the processes doing the "
-        "work: for the worker, its own process *and* its pool children). Ratios: worker / floor, "
-        "wall clock / per CPU-second. Medians of the rounds, floor and worker alternating.",
+        (
+            "Jobs are queued first (with the API's own use case), then the service's worker drains "
+            "them: time from the first claim to the last DONE, read from the repository. "
+            "Cells: images per second, wall clock (images per CPU-second of the processes doing "
+            "the work: for the worker, its own process *and* its pool children). Ratios: worker "
+            "/ floor, "
+            "wall clock / per CPU-second. Medians of the rounds, floor and worker alternating."
+        ),
         "",
         *_table(
             [
@@ -135,6 +144,32 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             "lrrrrrrr",
         ),
     ]
+    w1 = summary.get("W1", {})
+    if "worker1" in w1:
+        worker, floor = w1["worker1"], w1["floor1"]
+        parent = worker["root_cpu_ms_per_image"]
+        out += [
+            (
+                f"Where the worker's time goes (W1, 1 process): its pool child spends "
+                f"{worker['cpu_ms_per_image'] - parent:.1f} ms of CPU per image (the floor: "
+                f"{floor['cpu_ms_per_image']:.1f} ms), the worker's own process {parent:.1f} ms "
+                "(claim, copies into and out of storage, repository writes, events). With one "
+                "process that work runs while the child waits."
+            ),
+            "",
+        ]
+    if "ratio1_prefetch_wall" in w1:
+        out += [
+            (
+                "Proposal, measured in the same rounds: a worker holding one job more than it has "
+                "pool slots (so the next file is claimed and fetched while the current one is "
+                f"processed) reaches {w1['ratio1_prefetch_wall']:.2f}x wall clock / "
+                f"{w1['ratio1_prefetch_cpu']:.2f}x per CPU-second with 1 process, "
+                f"{w1['ratio2_prefetch_wall']:.2f}x / {w1['ratio2_prefetch_cpu']:.2f}x with 2 "
+                "(the service today: the table's W1 row)."
+            ),
+            "",
+        ]
     if "throughput" in plots:
         out += [f"![throughput](bench/plots/{plots['throughput']})", ""]
     return out
@@ -164,11 +199,13 @@ def _e2e(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     out = [
         "## 2. End to end on the embedded stack, and thumbor",
         "",
-        f"`imagecore serve` (2 worker processes) and thumbor (`--processes 2`, Pillow engine, "
-        f"file loader, no storage or result storage) on loopback, each driven with "
-        f"{e2e['concurrency']} images in flight. imagecore: upload, wait for DONE on the event "
-        "stream, download; thumbor: one GET. Images per second wall clock (per CPU-second of "
-        "the server's processes), latency in ms, mean output KiB.",
+        (
+            f"`imagecore serve` (2 worker processes) and thumbor (`--processes 2`, Pillow engine, "
+            f"file loader, no storage or result storage) on loopback, each driven with "
+            f"{e2e['concurrency']} images in flight. imagecore: upload, wait for DONE on the event "
+            "stream, download; thumbor: one GET. Images per second wall clock (per CPU-second of "
+            "the server's processes), latency in ms, mean output KiB."
+        ),
         "",
         *_table(
             [
@@ -186,6 +223,20 @@ def _e2e(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             "lrrrrrrrr",
         ),
     ]
+    w1 = summary.get("W1")
+    if w1:
+        ours, floor, peer = w1["imagecore"], w1["floor2"], w1["thumbor"]
+        out += [
+            (
+                f"CPU per W1 image: the floor {floor['cpu_ms_per_image']:.1f} ms; imagecore "
+                f"{ours['cpu_ms_per_image']:.1f} ms, of which "
+                f"{ours['root_cpu_ms_per_image']:.1f} ms in the serve process (HTTP upload, "
+                "storage, repository, job, events, download) and "
+                f"the rest in its pool; thumbor {peer['cpu_ms_per_image']:.1f} ms for the whole "
+                "request. (The client, in the benchmark's own process, is not counted.)"
+            ),
+            "",
+        ]
     if "e2e" in plots:
         out += [f"![end to end](bench/plots/{plots['e2e']})", ""]
     return out
@@ -199,22 +250,39 @@ def _production(document: dict[str, Any]) -> list[str]:
     out = [
         "## 3. Production stack",
         "",
-        f"Repository {stack['repository']}, storage {stack['storage']}, broker "
-        f"{stack['broker']} (only the adapters the container can select are used: "
-        f"{', '.join(k for k, v in production['wired'].items() if v) or 'none'}).",
+        (
+            f"Repository {stack['repository']}, storage {stack['storage']}, broker "
+            f"{stack['broker']} (only the adapters the container can select are used: "
+            f"{', '.join(k for k, v in production['wired'].items() if v) or 'none'})."
+        ),
         "",
     ]
     if "skipped" in production:
         return [*out, f"Not run: {production['skipped']}.", ""]
-    worker = production["worker"]["summary"]
     e2e = production["e2e"]["summary"]
+    worker = production.get("worker", {}).get("summary")
+    if worker:
+        out.append(
+            f"- Worker only, W1, 2 processes (`imagecore worker` stopped with SIGSTOP while the "
+            f"files are queued through the API, then resumed; first claim to last DONE): "
+            f"{worker['images_per_second']:.1f} images/s ({worker['images_per_cpu_second']:.1f} "
+            "per CPU-second of the worker process and its pool)."
+        )
+    else:
+        out.append("- Worker only: not measured (no separate worker process without NATS).")
+    embedded = document.get("e2e", {}).get("summary", {}).get("W1", {}).get("imagecore")
+    against = (
+        f" ({e2e['images_per_second'] / embedded['images_per_second']:.2f}x the embedded stack)"
+        if embedded
+        else ""
+    )
     out += [
-        f"- Worker only, W1, 2 processes: {worker['production']['images_per_second']:.1f} "
-        f"images/s against {worker['embedded']['images_per_second']:.1f} on the embedded stack "
-        f"in the same rounds ({worker['ratio_wall']:.2f}x).",
-        f"- End to end, W1 ({production['processes']}): {e2e['images_per_second']:.1f} images/s, "
-        f"p50/p95/p99 {e2e['p50'] * 1000:.0f} / {e2e['p95'] * 1000:.0f} / "
-        f"{e2e['p99'] * 1000:.0f} ms.",
+        (
+            f"- End to end, W1 ({production['processes']}): {e2e['images_per_second']:.1f} images/s"
+            f"{against}, "
+            f"p50/p95/p99 {e2e['p50'] * 1000:.0f} / {e2e['p95'] * 1000:.0f} / "
+            f"{e2e['p99'] * 1000:.0f} ms."
+        ),
         "- Ingest: in section 4.",
         "",
     ]
@@ -245,10 +313,13 @@ def _ingest(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     out = [
         "## 4. API ingest",
         "",
-        "One multipart upload at a time into `images/metadata` instructions (a tiny JPEG padded "
-        "with zeros, so only the bytes' path through the API counts). MB = 10^6 bytes. Per "
-        "CPU-second counts only the API process (its CPU time has a 10 ms grain, so the small "
-        "bodies' figure is rough). Peak RSS of the API process, sampled every 10 ms.",
+        (
+            "One multipart upload at a time into `images/metadata` instructions (a tiny JPEG "
+            "padded "
+            "with zeros, so only the bytes' path through the API counts). MB = 10^6 bytes. Per "
+            "CPU-second counts only the API process (its CPU time has a 10 ms grain, so the small "
+            "bodies' figure is rough). Peak RSS of the API process, sampled every 10 ms."
+        ),
         "",
         *_table(
             [
@@ -280,16 +351,21 @@ def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     out = [
         "## 5. Worker memory",
         "",
-        "Peak: a fresh two-child pool (the service's `ProcessPoolRunner`) per workload; the "
-        "highest `VmHWM` of its children.",
+        (
+            "Peak: a fresh two-child pool (the service's `ProcessPoolRunner`) per workload; the "
+            "highest `VmHWM` of its children."
+        ),
         "",
         *_table(["", "images", "pool child peak RSS, MiB"], rows, "lrr"),
-        f"Drift: {drift['images']} W1 images end to end through `imagecore serve` "
-        f"({drift['images_per_second']:.1f} images/s). RSS in the second tenth of the run "
-        f"against the last tenth: the serve process {drift['parent_rss_start'] / MIB:.0f} -> "
-        f"{drift['parent_rss_end'] / MIB:.0f} MiB ({drift['parent_drift']:+.1%}), the largest "
-        f"pool child {drift['child_rss_start'] / MIB:.0f} -> {drift['child_rss_end'] / MIB:.0f} "
-        f"MiB ({drift['child_drift']:+.1%}). Children are replaced every 200 files by design.",
+        (
+            f"Drift: {drift['images']} W1 images end to end through `imagecore serve` "
+            f"({drift['images_per_second']:.1f} images/s). RSS in the second tenth of the run "
+            f"against the last tenth: the serve process {drift['parent_rss_start'] / MIB:.0f} -> "
+            f"{drift['parent_rss_end'] / MIB:.0f} MiB ({drift['parent_drift']:+.1%}), the largest "
+            f"pool child {drift['child_rss_start'] / MIB:.0f} -> "
+            f"{drift['child_rss_end'] / MIB:.0f} "
+            f"MiB ({drift['child_drift']:+.1%}). Children are replaced every 200 files by design."
+        ),
         "",
     ]
     if "memory" in plots:
@@ -304,7 +380,11 @@ def _compression(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     rows = []
     for p in study["photos"]:
         go = p["go"]
-        cells = [p["photo"], f"{go['bytes'] / 1024:.0f}", f"{go['ssimulacra2']:.1f} / {go['ssim']:.4f}"]
+        cells = [
+            p["photo"],
+            f"{go['bytes'] / 1024:.0f}",
+            f"{go['ssimulacra2']:.1f} / {go['ssim']:.4f}",
+        ]
         for variant in ("default", "jpeg", "jpeg_s2", "webp", "avif"):
             v = p[variant]
             cells.append(
@@ -341,20 +421,25 @@ def _compression(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             "mean seconds per photo",
             "",
             "",
-            *(f"{summary[v]['mean_seconds']:.1f}" for v in ("default", "jpeg", "jpeg_s2", "webp", "avif")),
+            *(
+                f"{summary[v]['mean_seconds']:.1f}"
+                for v in ("default", "jpeg", "jpeg_s2", "webp", "avif")
+            ),
         ]
     )
     out = [
         "## 6. Compression (W5) against the old service's encoder",
         "",
-        f"The old encoder: Go's `image/jpeg` at quality {study['go_quality']} after "
-        "`image.Decode` (`bench/goencoder`). Scores against the original photo: SSIMULACRA2 "
-        "(the `ssimulacra2` package, 100 = identical) / SSIM (the processor's measure, "
-        "`adapters/vips_ssim.py`). Each cell: bytes relative to Go, the quality used, "
-        "(SSIMULACRA2 / SSIM). Columns: `images/compress` with its defaults; "
-        "`images/compress target_ssim=<Go's SSIM>` (raised until SSIMULACRA2 also reaches "
-        "Go's); `images/compress quality=<lowest reaching Go's SSIMULACRA2>`; `images/convert` "
-        "to WebP and to AVIF at the lowest quality reaching Go on both scores.",
+        (
+            f"The old encoder: Go's `image/jpeg` at quality {study['go_quality']} after "
+            "`image.Decode` (`bench/goencoder`). Scores against the original photo: SSIMULACRA2 "
+            "(the `ssimulacra2` package, 100 = identical) / SSIM (the processor's measure, "
+            "`adapters/vips_ssim.py`). Each cell: bytes relative to Go, the quality used, "
+            "(SSIMULACRA2 / SSIM). Columns: `images/compress` with its defaults; "
+            "`images/compress target_ssim=<Go's SSIM>` (raised until SSIMULACRA2 also reaches "
+            "Go's); `images/compress quality=<lowest reaching Go's SSIMULACRA2>`; `images/convert` "
+            "to WebP and to AVIF at the lowest quality reaching Go on both scores."
+        ),
         "",
         *_table(
             [
@@ -376,6 +461,22 @@ def _compression(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     return out
 
 
+def _failures(document: dict[str, Any]) -> list[str]:
+    failed = {
+        name: value["error"]
+        for name, value in document.items()
+        if isinstance(value, dict) and "error" in value
+    }
+    if not failed:
+        return []
+    return [
+        "## Stages that failed in this run",
+        "",
+        *(f"- `{name}`: {error}" for name, error in failed.items()),
+        "",
+    ]
+
+
 def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
     """Write BENCHMARKS.md and its plots."""
     plots = plot_all(document, plots_dir)
@@ -384,11 +485,13 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `{document['command'].strip()}` (`make bench`) on {document['started']}, "
-        f"in {document['seconds'] / 60:.0f} minutes; every number below comes from that one "
-        "run, and every comparison is between subjects measured in the same rounds, "
-        "alternating. Raw results: `bench/results/*.json` (not committed). The machine is "
-        "shared: read ratios, not absolute times, and see the load averages below.",
+        (
+            f"Written by `{document['command'].strip()}` (`make bench`) on {document['started']}, "
+            f"in {document['seconds'] / 60:.0f} minutes; every number below comes from that one "
+            "run, and every comparison is between subjects measured in the same rounds, "
+            "alternating. Raw results: `bench/results/*.json` (not committed). The machine is "
+            "shared: read ratios, not absolute times, and see the load averages below."
+        ),
         "",
         "## Goals",
         "",
@@ -401,6 +504,7 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
         *_ingest(document, plots),
         *_memory(document, plots),
         *_compression(document, plots),
+        *_failures(document),
     ]
     text = "\n".join(lines).rstrip() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ __all__ = ["Reference", "self_check"]
 def _linear(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         rgb = np.array(image.convert("RGB"), dtype=np.float64) / 255.0
-    return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)  # noqa: PLR2004 - the sRGB curve
+    return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
 
 
 def _xyb(linear: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ class Reference:
         linear = _linear(path)
         for scale in range(s2.kNumScales):
             xyb = _xyb(linear)
-            if xyb.shape[0] < 8 or xyb.shape[1] < 8:  # noqa: PLR2004 - the package's stop rule
+            if xyb.shape[0] < 8 or xyb.shape[1] < 8:
                 break
             self._scales.append((xyb, s2.blur_image(xyb), s2.blur_image(xyb * xyb)))
             if scale < s2.kNumScales - 1:
@@ -81,6 +81,6 @@ def self_check(reference: Path, candidate: Path) -> float:
     ours = Reference(reference).ssimulacra2(candidate)
     theirs = float(compute_ssimulacra2(str(reference), str(candidate)))
     difference = abs(ours - theirs)
-    if difference > 1e-6:  # noqa: PLR2004 - float round-off only
+    if difference > 1e-6:
         raise RuntimeError(f"cached SSIMULACRA2 {ours} differs from the package's {theirs}")
     return difference

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,7 @@ from bench.memory import drift, peak_per_workload
 from bench.peer import THUMBOR_PATHS, thumbor
 from bench.probes import Watch
 from bench.stacks import Served, production_env, start, wired
-from bench.worker_stage import ServiceWorker
 from bench.workloads import CORPUS, WORKLOADS, Workload
-from entrypoints.config import Settings
 
 __all__ = ["compression", "e2e", "ingest_embedded", "memory", "production"]
 
@@ -43,7 +43,13 @@ def _count(workload: Workload, *, quick: bool) -> int:
 
 def _per_cpu(result: dict[str, Any], watch: Watch) -> dict[str, Any]:
     cpu = watch.cpu_seconds()
-    return {**result, "cpu_seconds": cpu, "images_per_cpu_second": result["images"] / cpu}
+    return {
+        **result,
+        "cpu_seconds": cpu,
+        "images_per_cpu_second": result["images"] / cpu,
+        "root_cpu_ms_per_image": watch.root_cpu_seconds() * 1000 / result["images"],
+        "cpu_ms_per_image": cpu * 1000 / result["images"],
+    }
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -64,6 +70,10 @@ def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             if any("latency" in r for r in results)
             else None,
             "mean_output_bytes": statistics.median(r.get("mean_output_bytes", 0) for r in results),
+            "cpu_ms_per_image": statistics.median(r.get("cpu_ms_per_image", 0) for r in results),
+            "root_cpu_ms_per_image": statistics.median(
+                r.get("root_cpu_ms_per_image", 0) for r in results
+            ),
         }
     return out
 
@@ -141,75 +151,88 @@ async def production(args: argparse.Namespace, scratch: Path, log: Log) -> dict[
         result["skipped"] = "the container offers no production adapter yet"
         return result
     log(f"production servers: {result['stack']}")
-    with production_env(scratch / "servers") as (env, _names):
-        result["worker"] = await _production_worker(args, scratch, env, log)
-        with _production_service(scratch / "service", env, nats=flags["nats"]) as served:
-            result["processes"] = "imagecore api + imagecore worker" if flags["nats"] else (
-                "imagecore serve (no NATS broker in the container: API and worker in one process)"
-            )
-            w1 = _workload("W1")
-            async with ApiClient(served.base, served.token("bench")) as client:
-                await end_to_end(client, w1.steps[0], w1.images(CORPUS)[:4], CONCURRENCY)
-                runs = []
-                for round_ in range(args.rounds):
-                    log(f"production end to end round {round_ + 1}/{args.rounds}")
-                    sources = _sources(w1, _count(w1, quick=args.quick))
-                    runs.append(await end_to_end(client, w1.steps[0], sources, CONCURRENCY))
-            result["e2e"] = {"runs": runs, "summary": _summary({"imagecore": runs})["imagecore"]}
-            log("production ingest")
-            result["ingest"] = {"rows": await ingest(served, scratch / "bodies", quick=args.quick)}
+    w1 = _workload("W1")
+    with (
+        production_env(scratch / "servers") as (env, _names),
+        _production_service(scratch / "service", env, nats=flags["nats"]) as (api, worker),
+    ):
+        result["processes"] = (
+            "imagecore api + imagecore worker"
+            if worker
+            else "imagecore serve (no NATS broker in the container: API and worker in one process)"
+        )
+        async with ApiClient(api.base, api.token("bench")) as client:
+            await end_to_end(client, w1.steps[0], w1.images(CORPUS)[:4], CONCURRENCY)
+            worker_runs, e2e_runs = [], []
+            for round_ in range(args.rounds):
+                log(f"production round {round_ + 1}/{args.rounds}")
+                sources = _sources(w1, _count(w1, quick=args.quick))
+                if worker is not None:
+                    worker_runs.append(await _paused_worker(client, worker, w1, sources))
+                e2e_runs.append(await end_to_end(client, w1.steps[0], sources, CONCURRENCY))
+        if worker_runs:
+            result["worker"] = {
+                "runs": worker_runs,
+                "summary": _summary({"production": worker_runs})["production"],
+            }
+        result["e2e"] = {
+            "runs": e2e_runs,
+            "summary": _summary({"imagecore": e2e_runs})["imagecore"],
+        }
+        log("production ingest")
+        result["ingest"] = {"rows": await ingest(api, scratch / "bodies", quick=args.quick)}
     return result
 
 
+async def _paused_worker(
+    client: ApiClient, worker: Served, workload: Workload, sources: list[Path]
+) -> dict[str, Any]:
+    """Queue ``sources`` while the worker process is stopped (SIGSTOP), then let it drain them."""
+    instruction = ""
+    ids: list[tuple[str, str]] = []
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        for index, source in enumerate(sources):
+            if index % 50 == 0:
+                instruction = await client.instruction(workload.steps[0])
+            ids.append((instruction, await client.upload(instruction, source)))
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    with Watch(worker.pid) as watch:
+        statuses = [await client.finished(detail) for _, detail in ids]
+    details = [await client.detail(i, d) for i, d in ids]
+    first = min(datetime.fromisoformat(d["started_at"]) for d in details)
+    last = max(datetime.fromisoformat(d["finished_at"]) for d in details)
+    seconds = max((last - first).total_seconds(), 1e-3)
+    return {
+        "images": len(sources),
+        "failed": sum(s != "DONE" for s in statuses),
+        "seconds": seconds,
+        "images_per_second": len(sources) / seconds,
+        "cpu_seconds": watch.cpu_seconds(),
+        "images_per_cpu_second": len(sources) / max(watch.cpu_seconds(), 1e-3),
+    }
+
+
 @contextlib.contextmanager
-def _production_service(folder: Path, env: dict[str, str], *, nats: bool) -> Any:  # noqa: ANN401 - a generator
+def _production_service(
+    folder: Path, env: dict[str, str], *, nats: bool
+) -> Iterator[tuple[Served, Served | None]]:
     env = {**env, "WORKER_CONCURRENCY": "2"}
     if not nats:
         served = start("serve", folder, env)
         try:
-            yield served
+            yield served, None
         finally:
             served.stop()
         return
     api = start("api", folder, env)
     worker = start("worker", folder, env)
     try:
-        yield api
+        yield api, worker
     finally:
         worker.stop()
         api.stop()
-
-
-async def _production_worker(
-    args: argparse.Namespace, scratch: Path, env: dict[str, str], log: Log
-) -> dict[str, Any]:
-    w1 = _workload("W1")
-    stacks = {
-        "embedded": await ServiceWorker.open(Settings(data_dir=scratch / "embedded"), 2),
-        "production": await ServiceWorker.open(
-            Settings.from_env({**env, "DATA_DIR": str(scratch / "data")}), 2
-        ),
-    }
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in stacks}
-    try:
-        for stack in stacks.values():
-            await stack.run(w1, w1.images(CORPUS)[:4], scratch / "warm")
-        for round_ in range(args.rounds):
-            log(f"production worker round {round_ + 1}/{args.rounds}")
-            sources = _sources(w1, _count(w1, quick=args.quick))
-            for name, stack in stacks.items():
-                watches: list[Watch] = []
-                result = await stack.run(w1, sources, scratch / "steps", watches=watches)
-                cpu = sum(w.cpu_seconds() for w in watches)
-                runs[name].append({**result, "images_per_cpu_second": result["images"] / cpu})
-    finally:
-        for stack in stacks.values():
-            await stack.close()
-    summary = _summary(runs)
-    summary["ratio_wall"] = (
-        summary["production"]["images_per_second"] / summary["embedded"]["images_per_second"]
-    )
-    return {"runs": runs, "summary": summary}
 
 
 async def memory(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:

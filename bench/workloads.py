@@ -90,7 +90,7 @@ def _fit(fmt: str) -> Step:
 WORKLOADS: Final = (
     Workload("W1", "fit 512x512, JPEG q80", "photos", (_fit("jpeg"),), 96, 16),
     Workload("W2", "fit 512x512, WebP q80", "photos", (_fit("webp"),), 64, 16),
-    Workload("W3", "fit 512x512, AVIF q80", "photos", (_fit("avif"),), 32, 8),
+    Workload("W3", "fit 512x512, AVIF q80", "photos", (_fit("avif"),), 16, 8),
     Workload(
         "W4",
         "crop + rotate 90 + resize",
@@ -105,7 +105,7 @@ WORKLOADS: Final = (
         64,
         16,
     ),
-    Workload("W5", "compress (same size)", "photos", (Step("images/compress", {}),), 8, 2),
+    Workload("W5", "compress (same size)", "photos", (Step("images/compress", {}),), 4, 2),
     Workload(
         "W6",
         "5120x2880 to 500 px, JPEG q80",

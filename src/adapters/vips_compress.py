@@ -198,15 +198,20 @@ def _png(image: pyvips.Image, target: float, quality: int | None, keep: int) -> 
 
 
 def _lowest_passing(low: int, high: int, passes: Callable[[int], bool]) -> int | None:
-    """The lowest quality in [low, high] that passes, assuming quality helps; None if none does."""
-    if not passes(high):
-        return None
+    """The lowest quality in [low, high] that passes, assuming quality helps; None if none does.
+
+    ``high`` itself is tried only if nothing below it passes: one encode fewer
+    whenever the answer is lower, the same answer either way.
+    """
+    top = high
     while low < high:
         middle = (low + high) // 2
         if passes(middle):
             high = middle
         else:
             low = middle + 1
+    if high == top and not passes(top):
+        return None
     return high
 
 

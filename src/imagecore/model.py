@@ -130,7 +130,10 @@ class InstructionDetail:
     ``lease_id`` and ``lease_expires_at`` are set while a worker holds the file
     (PROCESSING); ``version`` increases with every write. ``outbox`` is the
     outbox record: true from the moment a job for the file must be published
-    until the broker has acknowledged it, so a failed publish is found again.
+    until the broker has acknowledged it, so a failed publish is found again;
+    for a DONE or FAILED file, until its final notification has been published
+    (a worker that dies between the final write and the notification leaves
+    the record for the reaper, so no listener waits forever).
     """
 
     id: str
@@ -183,6 +186,16 @@ class InstructionDetail:
             raise InvalidTransition(f"only a PENDING file is queued, this one is {self.status}")
         return attrs.evolve(self, outbox=False, updated_at=now, version=self.version + 1)
 
+    def announced(self) -> InstructionDetail:
+        """The final notification of this DONE or FAILED file went out: clear the outbox record.
+
+        ``updated_at`` stays the time of the final change: this is bookkeeping,
+        not news for anyone replaying changes.
+        """
+        if self.status not in TERMINAL:
+            raise InvalidTransition(f"only a final file is announced, this one is {self.status}")
+        return attrs.evolve(self, outbox=False, version=self.version + 1)
+
     def renew(self, now: datetime, lease_until: datetime) -> InstructionDetail:
         """Extend the lease of a PROCESSING file."""
         if self.status is not Status.PROCESSING:
@@ -214,6 +227,7 @@ class InstructionDetail:
             finished_at=now,
             error_code=None,
             error_message=None,
+            outbox=True,
         )
 
     def fail(self, code: str, message: str, now: datetime) -> InstructionDetail:
@@ -226,6 +240,7 @@ class InstructionDetail:
             lease_id=None,
             lease_expires_at=None,
             finished_at=now,
+            outbox=True,
         )
 
     def release(

@@ -59,6 +59,8 @@ Heartbeat = Callable[[], Awaitable[None]]
 
 #: Errors that retrying cannot fix: the file fails at once with its reason.
 _PERMANENT = (ProcessingError, UnsupportedMediaType, LimitExceeded, NotFound)
+#: Reads and compare-and-sets of a PENDING file before its job is given back.
+_CLAIM_TRIES = 5
 
 
 @attrs.frozen
@@ -82,7 +84,13 @@ class Outcome(enum.Enum):
 
 
 def notification_for(detail: InstructionDetail) -> Notification:
-    """The notification that tells listeners where a file stands."""
+    """The notification that tells listeners where a file stands.
+
+    ``at`` is when the status changed: for a final file its ``finished_at``,
+    so a final notification sent again (by the reaper, after cleanup touched
+    the file) is the same notification.
+    """
+    changed = detail.finished_at if detail.status in TERMINAL else None
     return Notification(
         user_id=detail.user_id,
         instruction_id=detail.instruction_id,
@@ -92,8 +100,37 @@ def notification_for(detail: InstructionDetail) -> Notification:
         output_size=detail.output.size if detail.output else None,
         error_code=detail.error_code,
         error_message=detail.error_message,
-        at=detail.updated_at.isoformat(),
+        at=(changed or detail.updated_at).isoformat(),
     )
+
+
+async def _tell(
+    repo: InstructionRepository, broker: MessageBroker, detail: InstructionDetail
+) -> None:
+    """Notify the change just written: reliably if it is final, else best effort."""
+    if detail.status in TERMINAL:
+        await _announce(repo, broker, detail)
+    else:
+        await _notify(broker, detail)
+
+
+async def _announce(
+    repo: InstructionRepository, broker: MessageBroker, detail: InstructionDetail
+) -> None:
+    """Publish a final file's notification, then clear its outbox record.
+
+    Until the record is cleared the reaper publishes it again: a listener
+    gets the final notification at least once, the same one if repeated.
+    """
+    try:
+        await broker.publish_notification(notification_for(detail))
+    except ImageCoreError as exc:
+        _log.warning("final notification for %s not published, the reaper will: %s", detail.id, exc)
+        return
+    try:
+        await repo.update_detail(detail.announced())
+    except ImageCoreError as exc:
+        _log.warning("outbox record of %s not cleared: %s", detail.id, exc)
 
 
 async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
@@ -125,6 +162,11 @@ class _Lease:
     ``current`` is always the latest version written, so the final write is
     conditional on exactly what this worker last wrote; ``lost`` turns true
     when a renewal finds that somebody else changed the file.
+
+    It is stopped by a flag, never cancelled: a renewal cut off mid-write may
+    still land unseen (leaving the final write one version behind), and a
+    cancellation swallowed inside a driver would leave it renewing forever,
+    holding the file PROCESSING with nobody working on it.
     """
 
     def __init__(
@@ -141,18 +183,35 @@ class _Lease:
         self._clock = clock
         self._seconds = settings.lease_seconds
         self._heartbeat = heartbeat
+        self._stopping = asyncio.Event()
 
     async def keep(self) -> None:
         while not self.lost:
-            await asyncio.sleep(self._seconds / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._seconds / 3):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
             now = self._clock()
             renewed = self.current.renew(now, now + timedelta(seconds=self._seconds))
-            if await self._repo.update_detail(renewed):
-                self.current = renewed
-            else:
-                self.lost = True
+            try:
+                if await self._repo.update_detail(renewed):
+                    self.current = renewed
+                else:
+                    self.lost = True
+            except ImageCoreError as exc:
+                # The database is briefly away: try again next round (the lease has
+                # two more rounds before it runs out), the work goes on meanwhile.
+                _log.warning("lease of %s not renewed: %s", renewed.id, exc)
             if self._heartbeat is not None:
                 await self._heartbeat()
+
+    async def stop(self, keeper: asyncio.Task[None]) -> None:
+        """Stop renewing; a renewal under way finishes first (and ``current`` follows it)."""
+        self._stopping.set()
+        await asyncio.wait([keeper])
+        if not keeper.cancelled() and (exc := keeper.exception()) is not None:
+            _log.warning("lease keeper of %s failed: %r", self.current.id, exc)
 
 
 async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
@@ -180,17 +239,21 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
     try:
         finished = await _attempt(repo, storage, run, lease=lease, scratch=scratch, clock=clock)
     except asyncio.CancelledError:
-        await _stop_keeping(keeper)
+        await lease.stop(keeper)
         await _hand_back(repo, broker, lease, clock())
         raise
     finally:
-        await _stop_keeping(keeper)
+        await lease.stop(keeper)
+    if not isinstance(finished, ImageCoreError) and finished.version <= lease.current.version:
+        # A renewal landed while the attempt ended: write on top of it (a renewal
+        # changes nothing the final state keeps).
+        finished = attrs.evolve(finished, version=lease.current.version + 1)
     if isinstance(finished, ImageCoreError):
         return await _retry_or_fail(
             repo, broker=broker, claimed=lease.current, exc=finished, now=clock(), settings=settings
         )
     if await repo.update_detail(finished):
-        await _notify(broker, finished)
+        await _tell(repo, broker, finished)
         return Outcome.FINISHED
     return Outcome.DONE
 
@@ -202,29 +265,33 @@ async def _claim(
     now: datetime,
     settings: PipelineSettings,
 ) -> InstructionDetail | Outcome:
-    """Take the file under a fresh lease, or say why there is nothing to do."""
-    detail = await repo.get_detail(detail_id)
-    if detail.status is not Status.PENDING:
-        # Final, or another worker holds it: its lease decides, not this message.
-        return Outcome.DONE
-    if detail.attempts >= settings.max_attempts:
-        failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
-        if await repo.update_detail(failed):
-            await _notify(broker, failed)
-            return Outcome.FINISHED
-        return Outcome.DONE
-    lease_until = now + timedelta(seconds=settings.lease_seconds)
-    claimed = detail.claim(uuid.uuid4().hex, now, lease_until)
-    if not await repo.update_detail(claimed):
-        return Outcome.DONE  # another worker won the claim
-    await _notify(broker, claimed)
-    return claimed
+    """Take the file under a fresh lease, or say why there is nothing to do.
 
-
-async def _stop_keeping(keeper: asyncio.Task[None]) -> None:
-    keeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await keeper
+    A lost compare-and-set does not mean another worker has the file: a write
+    that leaves it PENDING (the API clearing its outbox record just after the
+    publish, the reaper re-publishing it) may have gone first. So the file is
+    read again and claimed again while it is still PENDING; acking its job
+    instead would strand it until the reaper's next publish gets through.
+    """
+    for tries in range(_CLAIM_TRIES):
+        if tries:
+            await asyncio.sleep(0.05 * tries)  # a racing writer's version lock is brief
+        detail = await repo.get_detail(detail_id)
+        if detail.status is not Status.PENDING:
+            # Final, or another worker holds it: its lease decides, not this message.
+            return Outcome.DONE
+        if detail.attempts >= settings.max_attempts:
+            failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
+            if await repo.update_detail(failed):
+                await _tell(repo, broker, failed)
+                return Outcome.FINISHED
+            continue
+        lease_until = now + timedelta(seconds=settings.lease_seconds)
+        claimed = detail.claim(uuid.uuid4().hex, now, lease_until)
+        if await repo.update_detail(claimed):
+            await _tell(repo, broker, claimed)
+            return claimed
+    return Outcome.RETRY  # still PENDING but never ours: the broker delivers the job again
 
 
 async def _hand_back(
@@ -243,7 +310,7 @@ async def _hand_back(
     )
     try:
         if await repo.update_detail(released):
-            await _notify(broker, released)
+            await _tell(repo, broker, released)
     except ImageCoreError as exc:
         _log.warning("%s not handed back, its lease will run out: %s", released.id, exc)
 
@@ -293,12 +360,12 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
         message = f"gave up after {claimed.attempts} attempts: {exc.message}"
         failed = claimed.fail(exc.code, message, now)
         if await repo.update_detail(failed):
-            await _notify(broker, failed)
+            await _tell(repo, broker, failed)
             return Outcome.FINISHED
         return Outcome.DONE
     released = claimed.release(now, exc.code, exc.message, refund=transient)
     if await repo.update_detail(released):
-        await _notify(broker, released)
+        await _tell(repo, broker, released)
         return Outcome.RETRY
     return Outcome.DONE
 
@@ -357,7 +424,8 @@ async def reap(
 
     PROCESSING files whose lease ran out go back to PENDING (or FAILED past
     the attempt budget) with their outbox record set; files whose outbox
-    record is set are published and the record cleared; PENDING files not
+    record is set are published and the record cleared (a job for a PENDING
+    file, the final notification for a DONE or FAILED one); PENDING files not
     touched for ``republish_after_seconds`` are published again in case the
     broker lost their job. ``assume_orphaned`` (the only worker is starting)
     treats every lease as expired and every PENDING file as due. Returns
@@ -376,15 +444,17 @@ async def reap(
             )
         if await repo.update_detail(nxt):
             touched += 1
-            await _notify(broker, nxt)
+            await _tell(repo, broker, nxt)
             if nxt.status is Status.PENDING:
                 await publish_recorded(repo, broker, nxt, now)
     pending = frozenset({Status.PENDING})
     grace = timedelta(seconds=0 if assume_orphaned else settings.outbox_grace_seconds)
     due = timedelta(seconds=0 if assume_orphaned else settings.republish_after_seconds)
-    unpublished = await repo.find_details(
-        DetailQuery(statuses=pending, outbox=True, updated_before=now - grace)
+    # One query for both kinds of outbox record: a job to publish, a final notification.
+    recorded = await repo.find_details(
+        DetailQuery(statuses=pending | TERMINAL, outbox=True, updated_before=now - grace)
     )
+    unpublished = [d for d in recorded if d.status is Status.PENDING]
     lost = await repo.find_details(
         DetailQuery(statuses=pending, outbox=False, updated_before=now - due)
     )
@@ -393,6 +463,9 @@ async def reap(
         # Publishing clears (or, for a lost job, refreshes) the record's time, so a
         # waiting file is published again at most once per interval.
         await publish_recorded(repo, broker, detail, now)
+    for detail in [d for d in recorded if d.status in TERMINAL]:
+        touched += 1
+        await _announce(repo, broker, detail)
     return touched
 
 
@@ -437,5 +510,5 @@ async def cleanup(
         nxt = detail.fail("stale", "nobody finished this file in time; upload it again", now)
         if await repo.update_detail(nxt):
             failed += 1
-            await _notify(broker, nxt)
+            await _tell(repo, broker, nxt)
     return cleaned, failed

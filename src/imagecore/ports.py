@@ -108,7 +108,7 @@ class InstructionQuery:
     size: int = 10
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class DetailQuery:
     """Filters for the worker's reaper and for cleanup."""
 

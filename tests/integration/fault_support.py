@@ -18,10 +18,11 @@ import json
 import random
 import re
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import attrs
@@ -43,7 +44,8 @@ FAST = {
     "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
     "LEASE_SECONDS": "6",
     "REAP_INTERVAL_SECONDS": "1",
-    "REPUBLISH_AFTER_SECONDS": "5",
+    # Small, but not so small that a backlog is re-published (and rewritten) in waves.
+    "REPUBLISH_AFTER_SECONDS": "30",
     "MAX_ATTEMPTS": "5",
     "SHUTDOWN_GRACE_SECONDS": "5",
     "LOG_LEVEL": "info",
@@ -100,7 +102,6 @@ class Cluster:
     env: dict[str, str]
     apis: list[Served] = attrs.field(factory=list)
     workers: list[Served] = attrs.field(factory=list)
-    started_at: dict[int, float] = attrs.field(factory=dict)  # pid -> monotonic time
 
     @classmethod
     def create(cls, servers: devstack.Devstack, root: Path, name: str, **knobs: str) -> Cluster:
@@ -124,7 +125,6 @@ class Cluster:
     def start_worker(self, **knobs: str) -> Served:
         worker = start("worker", self.root / f"worker{len(self.workers)}", {**self.env, **knobs})
         self.workers.append(worker)
-        self.started_at[worker.process.pid] = time.monotonic()
         return worker
 
     def live_workers(self) -> list[Served]:
@@ -141,10 +141,13 @@ class Cluster:
         for served in [*self.apis, *self.workers]:
             served.stop(timeout=40)
 
-    async def kill_random_worker(self, rng: random.Random, up_for: float = 3.0) -> Served | None:
-        """SIGKILL a live worker up for ``up_for`` s at least (a crash: no grace, no release)."""
-        now = time.monotonic()
-        live = [w for w in self.live_workers() if now - self.started_at[w.process.pid] >= up_for]
+    async def kill_random_worker(self, rng: random.Random) -> Served | None:
+        """SIGKILL a live worker that is busy (a crash: no grace, no release).
+
+        Only a worker that has written an output already is a candidate: one
+        still starting up holds no file, and killing it would prove nothing.
+        """
+        live = [w for w in self.live_workers() if "output written" in w.log.read_text()]
         if not live:
             return None
         victim = rng.choice(live)
@@ -201,7 +204,7 @@ async def _call(
     """One request; its status (0 if the transport failed) and its JSON body, recorded."""
     try:
         async with session.request(method, path, **kwargs) as response:
-            text = await response.text()
+            text = (await response.read()).decode(errors="replace")
             answers.record(route, response.status, response.headers, text)
             try:
                 body = json.loads(text)
@@ -238,11 +241,17 @@ class Load:
         return bool(self.max_files) and len(self.accepted) >= self.max_files
 
     async def run(self, seconds: float) -> None:
-        """Upload until ``seconds`` pass, `stop` is called or ``max_files`` are in."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await asyncio.gather(*(self._user(u) for u in self.tokens))
-        self.stopped.set()
+        """Upload until ``seconds`` pass, `stop` is called or ``max_files`` are in.
+
+        Requests under way then are finished, never cut off: a cut-off upload
+        could be stored without its answer ever being read.
+        """
+        timer = asyncio.get_running_loop().call_later(seconds, self.stopped.set)
+        try:
+            await asyncio.gather(*(self._user(u) for u in self.tokens))
+        finally:
+            timer.cancel()
+            self.stopped.set()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -349,11 +358,16 @@ class Notifications:
 
     uri: str
     subject: str
-    terminal: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    #: Each file's distinct terminal notifications (status and time of the change):
+    #: the reaper re-sends one a worker may not have, the same one if it had.
+    terminal: dict[str, set[tuple[str, str]]] = attrs.field(
+        factory=lambda: collections.defaultdict(set)
+    )
+    repeats: int = 0  # terminal notifications received again, identical
     gaps: list[Window] = attrs.field(factory=list)
     _client: Any = None
 
-    async def __aenter__(self) -> Notifications:
+    async def __aenter__(self) -> Self:
         async def disconnected() -> None:
             self.gaps.append(Window("notifications", _wall()))
 
@@ -364,7 +378,9 @@ class Notifications:
         async def received(msg: Any) -> None:
             event = json.loads(msg.data)
             if event.get("status") in FINAL:
-                self.terminal[event["instruction_detail_id"]] += 1
+                seen = self.terminal[event["instruction_detail_id"]]
+                self.repeats += (event["status"], event["at"]) in seen
+                seen.add((event["status"], event["at"]))
 
         self._client = await nats.connect(
             self.uri,
@@ -400,12 +416,14 @@ class Report:
     rewritten: int  # files whose one output was written again by a retry
     retried: int  # files that took more than one attempt
     notifications_duplicated: dict[str, int]
+    notifications_repeated: int  # the same terminal notification received again
     notifications_missing: list[str]
     notifications_excused: int  # missing, but finished while notifications could not flow
     api_errors: list[str]
     api_during_outages: dict[str, dict[str, dict[int, int]]]
     outages: list[str]
     seconds: float
+    drained: float  # from the end of the load until every file was final
 
     def problems(self) -> list[str]:
         found = []
@@ -426,25 +444,39 @@ class Report:
         return found
 
     def render(self) -> str:
+        failed = sum(self.failed.values())
         lines = [
-            f"accepted {self.accepted}, stored {self.stored} ({self.unannounced} unannounced), "
-            f"DONE {self.done}, FAILED {sum(self.failed.values())} {self.failed}",
-            f"lost {len(self.lost)}, not final {self.left}, FAILED without reason "
-            f"{len(self.failed_without_reason)}",
-            f"duplicated outputs: {len(self.output_keys)} by key, {len(self.objects)} by object; "
-            f"DONE without output {len(self.missing_outputs)}; rewritten by a retry "
-            f"{self.rewritten}; retried {self.retried}",
-            f"terminal notifications: duplicated {len(self.notifications_duplicated)}, "
-            f"missing {len(self.notifications_missing)} "
-            f"(+{self.notifications_excused} excused: finished during a NATS outage)",
-            f"API errors (500, 503 without Retry-After, transport): {len(self.api_errors)} "
-            f"{_brief(self.api_errors)}",
+            (
+                f"accepted {self.accepted}, stored {self.stored} ({self.unannounced} unannounced), "
+                f"DONE {self.done}, FAILED {failed} {self.failed}"
+            ),
+            (
+                f"lost {len(self.lost)}, not final {self.left}, "
+                f"FAILED without reason {len(self.failed_without_reason)}"
+            ),
+            (
+                f"duplicated outputs: {len(self.output_keys)} by key, {len(self.objects)} by "
+                f"object; DONE without output {len(self.missing_outputs)}; "
+                f"same output rewritten by a retry {self.rewritten}; retried {self.retried}"
+            ),
+            (
+                f"terminal notifications: duplicated {len(self.notifications_duplicated)} "
+                f"(+{self.notifications_repeated} identical repeats), "
+                f"missing {len(self.notifications_missing)} "
+                f"(+{self.notifications_excused} excused: finished while NATS was down)"
+            ),
+            (
+                f"API errors (500, 503 without Retry-After, transport): {len(self.api_errors)} "
+                f"{_brief(self.api_errors)}"
+            ),
             f"outages: {', '.join(self.outages) or 'none'}",
         ]
         lines += [
             f"API during {label}: {routes}" for label, routes in self.api_during_outages.items()
         ]
-        lines.append(f"took {self.seconds:.0f} s")
+        lines.append(
+            f"took {self.seconds:.0f} s, of which {self.drained:.0f} s to finish after the load"
+        )
         return "\n".join(lines)
 
 
@@ -453,16 +485,17 @@ def _brief(value: object, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-async def wait_until_final(cluster: Cluster, timeout: float) -> None:
-    """Wait until every stored file of the cluster's database is DONE or FAILED."""
+async def wait_until_final(cluster: Cluster, within: float) -> bool:
+    """Wait up to ``within`` s until every stored file is DONE or FAILED; whether they are."""
     repo = await MongoInstructionRepository.open(cluster.env["MONGO_URI"], cluster.env["MONGO_DB"])
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             details = await repo.find_details(DetailQuery(limit=1_000_000))
             if all(d.status.value in FINAL for d in details):
-                return
+                return True
             await asyncio.sleep(1.0)
+        return False
     finally:
         await repo.close()
 
@@ -492,7 +525,9 @@ async def account(
     settle: float = 120.0,
 ) -> Report:
     """Wait up to ``settle`` s for every file to be final, then account for each one."""
+    waiting = time.monotonic()
     await wait_until_final(cluster, settle)
+    drained = time.monotonic() - waiting
     await asyncio.sleep(2.0)  # the last notifications are on their way
     repo = await MongoInstructionRepository.open(cluster.env["MONGO_URI"], cluster.env["MONGO_DB"])
     try:
@@ -509,7 +544,7 @@ async def account(
     quiet = [*notifications.gaps, *(w for w in outages if w.label.startswith("nats"))]
     missing, excused = [], 0
     for d in details.values():
-        if d.status.value in FINAL and notifications.terminal[d.id] == 0:
+        if d.status.value in FINAL and not notifications.terminal.get(d.id):
             finished = d.finished_at.timestamp() if d.finished_at else 0.0
             if any(w.holds(finished, slack=3.0) for w in quiet):
                 excused += 1
@@ -544,13 +579,17 @@ async def account(
         ],
         rewritten=sum(n > 1 for n in writes.values()),
         retried=sum(d.attempts > 1 for d in details.values()),
-        notifications_duplicated={i: n for i, n in notifications.terminal.items() if n > 1},
+        notifications_duplicated={
+            i: len(n) for i, n in notifications.terminal.items() if len(n) > 1
+        },
+        notifications_repeated=notifications.repeats,
         notifications_missing=missing,
         notifications_excused=excused,
         api_errors=list(answers.bad),
         api_during_outages=answers.during(outages),
         outages=[f"{w.label} {w.end - w.start:.1f} s" for w in outages],
         seconds=time.monotonic() - started,
+        drained=drained,
     )
 
 
@@ -566,6 +605,7 @@ class Run:
     outages: list[Window] = attrs.field(factory=list)
     started: float = attrs.field(factory=time.monotonic)
     rng: random.Random = attrs.field(factory=lambda: random.Random(7))
+    prober_user: str = "user-0"
 
     @contextlib.asynccontextmanager
     async def outage(self, label: str) -> AsyncIterator[Window]:
@@ -582,8 +622,19 @@ class Run:
             await self.cluster.restart_server(name, down_for=seconds)
             await self.healthy()
 
-    async def healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def server_paused(self, name: devstack.ServerName, seconds: float) -> None:
+        """SIGSTOP a backing server for ``seconds`` (it hangs rather than refuses), then SIGCONT."""
+        process = self.cluster.servers.servers[name].process
+        async with self.outage(f"{name} paused"):
+            process.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                process.send_signal(signal.SIGCONT)
+            await self.healthy()
+
+    async def healthy(self, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
@@ -593,16 +644,16 @@ class Run:
                 await asyncio.sleep(0.3)
         raise AssertionError("the API did not become healthy again")
 
-    async def first_done(self, timeout: float = 60.0) -> tuple[str, str]:
+    async def first_done(self, within: float = 60.0) -> tuple[str, str]:
         """Some DONE file (instruction id, detail id), for the prober's download."""
         repo = await MongoInstructionRepository.open(
             self.cluster.env["MONGO_URI"], self.cluster.env["MONGO_DB"]
         )
         try:
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + within
             while time.monotonic() < deadline:
-                for d in await repo.find_details(DetailQuery(limit=50)):
-                    if d.status.value == "DONE":
+                for d in await repo.find_details(DetailQuery(limit=100_000)):
+                    if d.status.value == "DONE" and d.user_id == self.prober_user:
                         return d.instruction_id, d.id
                 await asyncio.sleep(0.5)
         finally:

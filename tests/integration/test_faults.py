@@ -79,8 +79,8 @@ async def test_workers_killed_mid_job_lose_no_file_and_write_each_output_once(
     cluster.start_api()
     for _ in range(3):
         cluster.start_worker()
-    async with running(cluster, users=4, images=images, batch=2, pause=0.3) as run:
-        loading = asyncio.create_task(run.load.run(30))
+    async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
+        loading = asyncio.create_task(run.load.run(25))
         kills = 0
         while not loading.done():
             await asyncio.sleep(run.rng.uniform(1.5, 3.0))
@@ -89,7 +89,7 @@ async def test_workers_killed_mid_job_lose_no_file_and_write_each_output_once(
                 cluster.start_worker()
         report = await run.report()
     check(report)
-    assert kills >= 8
+    assert kills >= 6
     assert report.retried > 0, "no kill caught a worker holding a file"
 
 
@@ -100,10 +100,10 @@ async def test_nats_killed_and_restarted_under_load(
     cluster.start_api()
     for _ in range(2):
         cluster.start_worker()
-    async with running(cluster, users=4, images=images, batch=2, pause=0.3) as run:
-        loading = asyncio.create_task(run.load.run(30))
+    async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
+        loading = asyncio.create_task(run.load.run(20))
         run.prober.target = await run.first_done()
-        await asyncio.sleep(3)
+        await asyncio.sleep(1)
         await run.server_down("nats", 3.0)
         await asyncio.sleep(6)
         await run.server_down("nats", 1.0)
@@ -120,8 +120,8 @@ async def test_storage_stopped_for_30_seconds_under_load(
     cluster.start_api()
     for _ in range(2):
         cluster.start_worker()
-    async with running(cluster, users=4, images=images, batch=2, pause=0.5) as run:
-        loading = asyncio.create_task(run.load.run(45))
+    async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
+        loading = asyncio.create_task(run.load.run(40))
         run.prober.target = await run.first_done()
         await run.server_down("seaweedfs", 30.0)
         await loading
@@ -139,10 +139,10 @@ async def test_database_restarted_under_load(
     cluster.start_api()
     for _ in range(2):
         cluster.start_worker()
-    async with running(cluster, users=4, images=images, batch=2, pause=0.3) as run:
-        loading = asyncio.create_task(run.load.run(30))
+    async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
+        loading = asyncio.create_task(run.load.run(20))
         run.prober.target = await run.first_done()
-        await asyncio.sleep(3)
+        await asyncio.sleep(1)
         await run.server_down("ferretdb", 3.0)
         await asyncio.sleep(6)
         await run.server_down("ferretdb", 1.0)
@@ -197,7 +197,7 @@ async def test_sigterm_hands_back_a_job_that_outlasts_the_grace_period(
         batch=1, max_files=1,
     ) as run:  # fmt: skip
         await run.load.run(30)
-        (detail_id,) = run.load.accepted
+        assert len(run.load.accepted) == 1
         await _until(cluster, lambda ds: ds[0].status is Status.PROCESSING)
         await asyncio.sleep(0.5)
         first.process.terminate()
@@ -270,7 +270,7 @@ async def _watch_originals(cluster: Cluster, stopped: asyncio.Event, violations:
             now = {d.id: d for d in await _details(cluster)}
             violations += [i for i in missing if now[i].status.value not in {"DONE", "FAILED"}]
         checks += len(unfinished)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)
     return checks
 
 
@@ -287,6 +287,7 @@ async def _cleanup_loop(cluster: Cluster, stopped: asyncio.Event) -> int:
         )
         assert await process.wait() == 0
         passes += 1
+        await asyncio.sleep(1.0)
     return passes
 
 
@@ -299,10 +300,10 @@ async def test_cleanup_running_all_the_time_never_takes_a_file_still_needed(
         cluster.start_worker()
     violations: list[str] = []
     stopped = asyncio.Event()
-    async with running(cluster, users=4, images=images, batch=3, pause=0.2) as run:
+    async with running(cluster, users=3, images=images, batch=3, pause=1.0) as run:
         watching = asyncio.create_task(_watch_originals(cluster, stopped, violations))
         cleaning = asyncio.create_task(_cleanup_loop(cluster, stopped))
-        await run.load.run(25)
+        await run.load.run(20)
         await wait_until_final(cluster, 120)
         stopped.set()
         checks, passes = await watching, await cleaning
@@ -311,4 +312,6 @@ async def test_cleanup_running_all_the_time_never_takes_a_file_still_needed(
     assert not violations, f"originals of unfinished files deleted: {violations}"
     assert report.done == report.stored, report.failed
     cleaned = sum(d.is_cleaned for d in await _details(cluster))
-    assert cleaned > 0 and passes > 0 and checks > 0, (cleaned, passes, checks)
+    assert cleaned > 0, "cleanup never deleted anything: the scenario proves nothing"
+    assert passes > 0
+    assert checks > 0

@@ -287,7 +287,14 @@ class RepositoryAgreement(RuleBasedStateMachine):
         limit: int,
     ) -> None:
         updated_before, created_before = self.bound(data), self.bound(data)
-        query = DetailQuery(statuses, updated_before, created_before, is_cleaned, limit)
+        query = DetailQuery(
+            statuses=statuses,
+            updated_before=updated_before,
+            created_before=created_before,
+            is_cleaned=is_cleaned,
+            outbox=data.draw(st.none() | st.booleans()),
+            limit=limit,
+        )
         self.both(lambda repo: repo.find_details(query))
 
     @rule(
