@@ -382,12 +382,16 @@ class Notifications:
                 self.repeats += (event["status"], event["at"]) in seen
                 seen.add((event["status"], event["at"]))
 
+        async def error(exc: Exception) -> None:
+            del exc  # refused reconnects while the server is down: the gap says it all
+
         self._client = await nats.connect(
             self.uri,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
+            error_cb=error,
         )
         await self._client.subscribe(self.subject, cb=received)
         await self._client.flush()

@@ -5,9 +5,11 @@ processes over this module's own FerretDB, SeaweedFS and NATS, uploads files
 as several users while a fault is injected, then accounts for every file
 (`fault_support.Report`): each accepted file DONE or FAILED with a reason,
 none left PENDING or PROCESSING, one output key and one output object per
-file, exactly one terminal notification per file (a file that finished while
-NATS itself was down may have none: core NATS keeps nothing), and the API
-answering 503 with ``Retry-After``, never 500, while a dependency is down.
+file, exactly one distinct terminal notification per file (the reaper
+re-sends one a worker could not: the same one, so it may arrive twice; a
+file that finished while this test's own subscriber was cut off from NATS
+is excused), and the API answering 503 with ``Retry-After``, never 500,
+while a dependency is down.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ async def test_workers_killed_mid_job_lose_no_file_and_write_each_output_once(
                 kills += 1
                 cluster.start_worker()
         report = await run.report()
+    print(f"workers SIGKILLed while busy: {kills}")  # noqa: T201 - shown with -s
     check(report)
     assert kills >= 6
     assert report.retried > 0, "no kill caught a worker holding a file"
@@ -202,7 +205,7 @@ async def test_sigterm_hands_back_a_job_that_outlasts_the_grace_period(
         await asyncio.sleep(0.5)
         first.process.terminate()
         seconds = await _exit_seconds(first.process)
-        assert seconds < 1 + 3, f"the worker took {seconds:.1f} s to stop (grace 1 s)"
+        assert seconds < 1 + 5, f"the worker took {seconds:.1f} s to stop (grace 1 s)"
         (handed_back,) = await _details(cluster)
         assert handed_back.status is Status.PENDING, handed_back
         assert (handed_back.error_code, handed_back.attempts) == ("worker_stopped", 0)
