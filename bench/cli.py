@@ -100,8 +100,11 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                         result = floors[n].run(workload.key, sources)
                     result["cpu_seconds"] = watch.cpu_seconds()
                     runs[workload.key].setdefault(f"floor{n}", []).append(result)
-                    # W1 also runs with one job in hand beyond the pool slots (a proposal).
-                    for prefetch in (0, 1) if workload.key == "W1" else (0,):
+                    # W1 also runs without the job claimed ahead (WORKER_PREFETCH=0).
+                    default = services[n].prefetch
+                    for prefetch in (
+                        (default, 0) if workload.key == "W1" and default else (default,)
+                    ):
                         services[n].prefetch = prefetch
                         watches: list[Watch] = []
                         result = await services[n].run(
@@ -111,9 +114,9 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                         result["root_cpu_ms_per_image"] = (
                             sum(w.root_cpu_seconds() for w in watches) * 1000 / len(sources)
                         )
-                        subject = f"worker{n}" + ("_prefetch" if prefetch else "")
+                        subject = f"worker{n}" + ("_noprefetch" if prefetch != default else "")
                         runs[workload.key].setdefault(subject, []).append(result)
-                    services[n].prefetch = 0
+                    services[n].prefetch = default
     finally:
         for floor in floors.values():
             floor.close()
@@ -142,14 +145,14 @@ def _throughput_summary(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dic
             row[f"ratio{n}_wall"] = worker["images_per_second"] / floor["images_per_second"]
             row[f"ratio{n}_cpu"] = worker["images_per_cpu_second"] / floor["images_per_cpu_second"]
         for n in (1, 2):
-            proposal = row.get(f"worker{n}_prefetch")
-            if proposal:
+            without = row.get(f"worker{n}_noprefetch")
+            if without:
                 floor = row[f"floor{n}"]
-                row[f"ratio{n}_prefetch_wall"] = (
-                    proposal["images_per_second"] / floor["images_per_second"]
+                row[f"ratio{n}_noprefetch_wall"] = (
+                    without["images_per_second"] / floor["images_per_second"]
                 )
-                row[f"ratio{n}_prefetch_cpu"] = (
-                    proposal["images_per_cpu_second"] / floor["images_per_cpu_second"]
+                row[f"ratio{n}_noprefetch_cpu"] = (
+                    without["images_per_cpu_second"] / floor["images_per_cpu_second"]
                 )
         row["scaling_worker"] = (
             row["worker2"]["images_per_second"] / row["worker1"]["images_per_second"]

@@ -16,6 +16,8 @@ original. Then, through our processor:
   required. This is the issue's criterion taken literally (SSIMULACRA2 only).
 * ``webp``, ``avif``: ``images/convert`` at the lowest quality whose SSIM
   reaches Go's (a bisection), raised until SSIMULACRA2 does too.
+* ``webp_s2``, ``avif_s2``: ``images/convert`` at the lowest quality whose
+  SSIMULACRA2 reaches Go's (SSIM reported, not required), as ``jpeg_s2``.
 
 Photos are scored in parallel, one per process.
 """
@@ -146,16 +148,25 @@ def _lowest_s2_quality(
     photo: Path,
     folder: Path,
     bar: dict[str, Any],
+    fmt: str = "jpeg",
 ) -> dict[str, Any]:
-    out = folder / f"{photo.stem}.jpeg_s2.jpg"
+    """The lowest quality whose SSIMULACRA2 reaches the bar's (a bisection).
+
+    JPEG through ``images/compress quality=``, WebP and AVIF through
+    ``images/convert``.
+    """
+    out = folder / f"{photo.stem}.{fmt}_s2.{fmt}"
     results: dict[int, dict[str, Any]] = {}
 
     def passes(quality: int) -> bool:
-        run = _process("images/compress", {"quality": quality}, photo, out)
-        results[quality] = _scored(reference, out, run)
+        if fmt == "jpeg":
+            run = _process("images/compress", {"quality": quality}, photo, out)
+        else:
+            run = _process("images/convert", {"format": fmt, "quality": quality}, photo, out)
+        results[quality] = _scored(reference, out, {**run, "quality": quality})
         return bool(results[quality]["ssimulacra2"] >= bar["ssimulacra2"])
 
-    low, high = _S2_RANGE
+    low, high = _S2_RANGE if fmt == "jpeg" else _RANGES[fmt]
     if passes(high):
         while low < high:
             middle = (low + high) // 2
@@ -189,10 +200,12 @@ def _one_photo(photo: Path, go_binary: Path, folder: Path) -> dict[str, Any]:
         "jpeg_s2": _lowest_s2_quality(reference, photo, folder, go),
         "webp": _matched(reference, photo, folder, "webp", go),
         "avif": _matched(reference, photo, folder, "avif", go),
+        "webp_s2": _lowest_s2_quality(reference, photo, folder, go, "webp"),
+        "avif_s2": _lowest_s2_quality(reference, photo, folder, go, "avif"),
     }
 
 
-VARIANTS = ("default", "jpeg", "jpeg_s2", "webp", "avif")
+VARIANTS = ("default", "jpeg", "jpeg_s2", "webp", "webp_s2", "avif", "avif_s2")
 
 
 def compression_study(photos: list[Path], go_binary: Path, folder: Path) -> dict[str, Any]:

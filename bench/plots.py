@@ -146,13 +146,15 @@ def _compression(results: dict[str, Any], path: Path) -> bool:
         ("default", "compress, defaults"),
         ("jpeg", "compress, SSIM target = Go's"),
         ("jpeg_s2", "compress, quality matched on SSIMULACRA2"),
-        ("webp", "WebP"),
-        ("avif", "AVIF"),
+        ("webp", "WebP, SSIM and SSIMULACRA2 >= Go"),
+        ("webp_s2", "WebP, SSIMULACRA2 >= Go"),
+        ("avif", "AVIF, SSIM and SSIMULACRA2 >= Go"),
+        ("avif_s2", "AVIF, SSIMULACRA2 >= Go"),
     ]
-    figure, axis = plt.subplots(figsize=(10, 3.8))
-    width = 0.16
+    figure, axis = plt.subplots(figsize=(11, 3.8))
+    width = 0.11
     for index, (variant, label) in enumerate(variants):
-        xs = [k + (index - 2) * width for k in range(len(photos))]
+        xs = [k + (index - 3) * width for k in range(len(photos))]
         axis.bar(xs, [p[variant]["bytes"] / p["go"]["bytes"] for p in photos], width, label=label)
     axis.axhline(1.0, color="black", linewidth=1)
     axis.axhline(0.8, color="black", linestyle="--", linewidth=1)

@@ -45,7 +45,8 @@ class ServiceWorker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.processes = runtime.settings.concurrency
-        self.prefetch = 0  # jobs in hand beyond the pool slots (the service takes none)
+        # Jobs in hand beyond the pool slots: the service's WORKER_PREFETCH.
+        self.prefetch = runtime.settings.worker_prefetch
 
     @classmethod
     async def open(cls, settings: Settings, processes: int) -> ServiceWorker:

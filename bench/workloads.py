@@ -40,11 +40,10 @@ import attrs
 __all__ = ["WORKLOADS", "Step", "Workload", "floor_matches_service", "floor_run"]
 
 CORPUS: Final = Path("..") / "shared" / "corpus"
-MOZJPEG: Final = {
+#: The processor's JPEG saver options for every product but images/compress.
+JPEG_OPTIONS: Final = {
     "optimize_coding": True,
-    "trellis_quant": True,
     "overshoot_deringing": True,
-    "optimize_scans": True,
     "quant_table": 3,
     "interlace": True,
 }
@@ -125,9 +124,11 @@ def _save(image: Any, fmt: str, quality: int) -> bytes:  # noqa: ANN401 - a pyvi
 
     icc = pyvips.enums.ForeignKeep.ICC
     if fmt == "jpeg":
-        return bytes(image.jpegsave_buffer(Q=quality, subsample_mode="auto", keep=icc, **MOZJPEG))
+        return bytes(
+            image.jpegsave_buffer(Q=quality, subsample_mode="auto", keep=icc, **JPEG_OPTIONS)
+        )
     if fmt == "webp":
-        return bytes(image.webpsave_buffer(Q=quality, effort=4, smart_subsample=True, keep=icc))
+        return bytes(image.webpsave_buffer(Q=quality, effort=4, keep=icc))
     return bytes(
         image.heifsave_buffer(
             compression="av1", Q=quality, effort=4, bitdepth=8, subsample_mode="auto", keep=icc

@@ -46,12 +46,18 @@ def _say(started: float, text: str) -> None:
     sys.stdout.flush()
 
 
-async def _kill_workers(run: Run, every: float, stopped: asyncio.Event) -> int:
+async def _kill_workers(run: Run, every: float, workers: int, stopped: asyncio.Event) -> int:
+    """Kill a busy worker every ``every`` s; keep ``workers`` running, as an orchestrator would.
+
+    A worker started while a server is down exits at once (it cannot open its
+    adapters), so a replacement may need replacing too.
+    """
     kills = 0
     while not stopped.is_set():
         await asyncio.sleep(every)
         if await run.cluster.kill_random_worker(run.rng):
             kills += 1
+        for _ in range(workers - len(run.cluster.live_workers())):
             run.cluster.start_worker()
     return kills
 
@@ -95,7 +101,9 @@ async def soak(args: argparse.Namespace) -> int:
                 loading = asyncio.create_task(run.load.run(args.minutes * 60))
                 run.prober.target = await run.first_done()
                 stopped = asyncio.Event()
-                killing = asyncio.create_task(_kill_workers(run, args.kill_every, stopped))
+                killing = asyncio.create_task(
+                    _kill_workers(run, args.kill_every, args.workers, stopped)
+                )
                 injecting = asyncio.create_task(_inject(run, args.fault_every, stopped))
                 await loading
                 stopped.set()
@@ -105,7 +113,7 @@ async def soak(args: argparse.Namespace) -> int:
                     started,
                     f"load over: {len(run.load.accepted)} files accepted; waiting for the rest",
                 )
-                report = await run.report(settle=args.settle)
+                report = await run.report(settle=args.settle, stall=args.stall)
         finally:
             cluster.stop()
             devstack.stop(servers.servers["seaweedfs"], timeout=2.0)
@@ -126,7 +134,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3, help="worker processes")
     parser.add_argument("--batch", type=int, default=1, help="files per upload")
     parser.add_argument(
-        "--interval", type=float, default=4.0, help="seconds between a user's uploads"
+        "--interval", type=float, default=6.0, help="seconds between a user's uploads"
     )
     parser.add_argument(
         "--kill-every", type=float, default=20.0, help="seconds between worker kills"
@@ -135,7 +143,10 @@ def main() -> int:
         "--fault-every", type=float, default=60.0, help="seconds between server faults"
     )
     parser.add_argument(
-        "--settle", type=float, default=600.0, help="seconds to wait for the last files"
+        "--settle", type=float, default=3600.0, help="seconds to wait for the last files, at most"
+    )
+    parser.add_argument(
+        "--stall", type=float, default=180.0, help="stop waiting after this long without progress"
     )
     parser.add_argument("--data-dir", help="keep servers' data and every log here")
     return asyncio.run(soak(parser.parse_args()))

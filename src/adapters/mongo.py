@@ -305,14 +305,19 @@ class MongoInstructionRepository:
             lock = await self._lock_version(detail)
             if lock is None:
                 return False
-            # $set rather than a replacement keeps the adapter's own ``seq``.
-            written = await self._details.update_one(
+            # $set rather than a replacement keeps the adapter's own ``seq``; the
+            # status before tells whether the instruction's status can have moved.
+            # (FerretDB refuses a projection here: the whole document comes back.)
+            before = await self._details.find_one_and_update(
                 {"_id": detail.id, "version": detail.version - 1}, {"$set": fields}
             )
         await self._unlock(lock)
-        if written.matched_count != 1:
+        if before is None:
             return False
-        await self._refresh_status(detail.instruction_id)
+        if before.get("status") != fields["status"]:
+            # Only then: on FerretDB the refresh reads every file, and most writes
+            # (lease renewals, outbox records) leave the status as it was.
+            await self._refresh_status(detail.instruction_id)
         return True
 
     async def _lock_version(self, detail: InstructionDetail) -> str | None:

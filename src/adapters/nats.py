@@ -55,6 +55,7 @@ _NOTIFICATION_FIELDS = frozenset(field.name for field in attrs.fields(Notificati
 _RECONNECT_WAIT_SECONDS: Any = 0.5  # nats-py annotates it int; it is seconds, used as a float
 _PING_INTERVAL_SECONDS = 10
 _PING_TIMEOUT_SECONDS = 1.5
+_FLUSH_TIMEOUT_SECONDS = 2  # nats-py takes whole seconds
 
 
 class NatsMessageBroker:
@@ -168,6 +169,11 @@ class NatsMessageBroker:
         """Stop the jobs iterators (giving back what they fetched) and close the connection."""
         for consumer in list(self._consumers):
             await consumer.aclose()
+        # nats-py's close drops what is still buffered: the last acks and naks (a
+        # stopping worker's handed-back jobs) would then wait out ack_wait instead.
+        if self._client.is_connected:
+            with contextlib.suppress(Exception):
+                await self._client.flush(timeout=_FLUSH_TIMEOUT_SECONDS)
         await self._client.close()
 
     # -- jobs ---------------------------------------------------------------------------

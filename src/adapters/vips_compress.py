@@ -73,7 +73,9 @@ def compress(source: Source, params: Mapping[str, Any]) -> Encoded:
     elif fmt == "png":
         attempt = _png(image, target, quality, keep)
     else:
-        attempt = _Attempt(encode(image, fmt, keep=keep, effort=_EFFORT.get(fmt, 4)), None, None)
+        attempt = _Attempt(
+            encode(image, fmt, keep=keep, effort=_EFFORT.get(fmt, 4), thorough=True), None, None
+        )
     report: dict[str, Any] = {
         "input_format": source.format,
         "input_width": source.info.width,
@@ -139,7 +141,7 @@ def _lossy(
     reference = comparable(image)
     effort = _EFFORT.get(fmt, 4)
     if quality:
-        data = encode(image, fmt, keep=keep, quality=quality, effort=effort)
+        data = encode(image, fmt, keep=keep, quality=quality, effort=effort, thorough=True)
         return _Attempt(data, quality, _score(reference, data, fmt, image))
     variants: list[dict[str, Any]] = (
         [{"subsample": "on"}, {"subsample": "off"}] if fmt == "jpeg" else [{}]
@@ -153,7 +155,9 @@ def _lossy(
         def passes(
             q: int, variant: dict[str, Any] = variant, sizes: dict[int, int] = sizes
         ) -> bool:
-            data = encode(sample, fmt, keep=_NO_METADATA, quality=q, effort=effort, **variant)
+            data = encode(
+                sample, fmt, keep=_NO_METADATA, quality=q, effort=effort, **variant, thorough=True
+            )
             sizes[q] = len(data)
             return _score(sample_reference, data, fmt, sample) >= target
 
@@ -163,7 +167,7 @@ def _lossy(
     _low, high = _RANGES[fmt]
     q, variant = (best[1], best[2]) if best else (high, variants[-1])
     while True:
-        data = encode(image, fmt, keep=keep, quality=q, effort=effort, **variant)
+        data = encode(image, fmt, keep=keep, quality=q, effort=effort, **variant, thorough=True)
         score = _score(reference, data, fmt, image)
         if score >= target or q >= high:
             return _Attempt(data, q, score, _describe(variant, target_met=score >= target))

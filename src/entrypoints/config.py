@@ -96,6 +96,7 @@ class Settings:
     rate_limit_address_per_minute: int = 120
     # The worker.
     worker_concurrency: int = 0
+    worker_prefetch: int = 1
     processing_timeout_seconds: float = 120.0
     cleanup_interval_seconds: float = 1800.0
     reap_interval_seconds: float = 15.0
@@ -106,6 +107,16 @@ class Settings:
     def concurrency(self) -> int:
         """Files one worker processes at once (``WORKER_CONCURRENCY``, default: the cores)."""
         return self.worker_concurrency or os.cpu_count() or 1
+
+    @property
+    def jobs_in_hand(self) -> int:
+        """Files one worker holds at once: one per pool slot, plus ``WORKER_PREFETCH``.
+
+        A file held beyond the slots is claimed and its input fetched while the
+        others are processed, so a pool child never waits for storage or the
+        repository between files (its lease is renewed meanwhile).
+        """
+        return self.concurrency + self.worker_prefetch
 
     @property
     def repository_kind(self) -> str:
@@ -168,6 +179,7 @@ class Settings:
                 "RATE_LIMIT_ADDRESS_PER_MINUTE", default.rate_limit_address_per_minute
             ),
             worker_concurrency=env.whole("WORKER_CONCURRENCY", default.worker_concurrency),
+            worker_prefetch=env.whole("WORKER_PREFETCH", default.worker_prefetch),
             processing_timeout_seconds=env.number(
                 "PROCESSING_TIMEOUT_SECONDS", default.processing_timeout_seconds
             ),

@@ -244,10 +244,15 @@ async def download(request: web.Request) -> web.StreamResponse:
     }
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers={"ETag": etag})
+    # The first chunk before the headers: storage that fails to open the object
+    # (stopped, or restarting with its metadata up before its data) is still a
+    # 503 with Retry-After, not a connection dropped after the headers went out.
+    first = b"" if request.method == "HEAD" else await anext(found.chunks, b"")
     response = web.StreamResponse(headers=headers)
     response.content_length = found.stored.size
     await response.prepare(request)
-    if request.method != "HEAD":
+    if first:
+        await response.write(first)
         async for chunk in found.chunks:
             await response.write(chunk)
     await response.write_eof()

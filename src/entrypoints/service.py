@@ -21,7 +21,7 @@ def worker_for(runtime: Runtime, observe: Observer | None = None) -> Worker:
         runtime.broker,
         runtime.runner,
         settings=settings.pipeline,
-        concurrency=settings.concurrency,
+        concurrency=settings.jobs_in_hand,
         reap_interval=settings.reap_interval_seconds,
         cleanup_interval=settings.cleanup_interval_seconds,
         scratch=settings.data_dir / "scratch",

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +35,24 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+async def _cancelled(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until they end, asking again while one runs on.
+
+    pymongo's async client can swallow a cancellation that lands inside one of
+    its calls (the task then carries on as if nothing happened), so a single
+    request may not stop a task; each new one lands at its next await.
+    """
+    tasks = list(tasks)
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.warning("%s ended with %r", task.get_name(), exc)
+
+
 #: Told (product key, status, seconds) after each file this worker finishes.
 Observer = Callable[[str, str, float], None]
 #: Told (instruction, its files) when a file this worker finished was the last one.
@@ -42,7 +60,11 @@ OnFinished = Callable[[Instruction, list[InstructionDetail]], None]
 
 
 class Worker:
-    """Consumes jobs, reaps lost work and cleans up, until stopped."""
+    """Consumes jobs, reaps lost work and cleans up, until stopped.
+
+    ``concurrency`` is the number of jobs held at once; the runner may have
+    fewer slots (jobs beyond them are claimed and fetched, then wait for one).
+    """
 
     def __init__(  # noqa: PLR0913 - the worker's ports and its knobs
         self,
@@ -93,16 +115,10 @@ class Worker:
         A job still running then is cancelled: its file is released (PENDING,
         the attempt refunded) and its message given back to the broker.
         """
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancelled(self._loops)
         if self._in_hand:
             _done, pending = await asyncio.wait(self._in_hand, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await _cancelled(pending)
 
     async def _recover(self, *, sole_worker: bool) -> None:
         count = await pipeline.reap(
@@ -120,8 +136,8 @@ class Worker:
             jobs = self._broker.jobs()
             try:
                 while True:
-                    # A free slot first, then the next job: a worker never holds a
-                    # job it cannot start (it would sit past the broker's ack deadline).
+                    # Room first, then the next job: a worker never holds more jobs than
+                    # it was told to (one waiting too long would outlive its ack deadline).
                     await self._slots.acquire()
                     try:
                         delivery = await anext(jobs)
@@ -157,7 +173,7 @@ class Worker:
             outcome = Outcome.RETRY
         except asyncio.CancelledError:
             # Stopped past the grace period: the file was handed back, and so is its job.
-            await delivery.nak()
+            await pipeline.to_the_end(delivery.nak())
             raise
         finally:
             self._slots.release()

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
@@ -49,9 +50,11 @@ __all__ = [
     "notification_for",
     "process_detail",
     "reap",
+    "to_the_end",
 ]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 Clock = Callable[[], datetime]
 RunProcessor = Callable[[ProcessingRequest], Awaitable[ProcessingResult]]
@@ -239,8 +242,12 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
     try:
         finished = await _attempt(repo, storage, run, lease=lease, scratch=scratch, clock=clock)
     except asyncio.CancelledError:
-        await lease.stop(keeper)
-        await _hand_back(repo, broker, lease, clock())
+
+        async def release() -> None:
+            await lease.stop(keeper)
+            await _hand_back(repo, broker, lease, clock())
+
+        await to_the_end(release())
         raise
     finally:
         await lease.stop(keeper)
@@ -292,6 +299,21 @@ async def _claim(
             await _tell(repo, broker, claimed)
             return claimed
     return Outcome.RETRY  # still PENDING but never ours: the broker delivers the job again
+
+
+async def to_the_end(work: Awaitable[_T]) -> _T:
+    """Await ``work`` to its end even if the caller is cancelled again meanwhile.
+
+    For the way out of a cancelled task: the cleanup (a release, a nak) must
+    land, and whoever stops the task may repeat the request while it runs (a
+    driver can swallow one). The caller is already ending with its own
+    cancellation, so the repeated requests are not lost by waiting.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+    return task.result()
 
 
 async def _hand_back(
@@ -427,9 +449,10 @@ async def reap(
     record is set are published and the record cleared (a job for a PENDING
     file, the final notification for a DONE or FAILED one); PENDING files not
     touched for ``republish_after_seconds`` are published again in case the
-    broker lost their job. ``assume_orphaned`` (the only worker is starting)
-    treats every lease as expired and every PENDING file as due. Returns
-    how many files were re-queued or failed.
+    broker lost their job (when it holds fewer jobs than there are such
+    files). ``assume_orphaned`` (the only worker is starting) treats every
+    lease as expired and every PENDING file as due. Returns how many files
+    were re-queued or failed.
     """
     touched = 0
     running = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
@@ -458,6 +481,10 @@ async def reap(
     lost = await repo.find_details(
         DetailQuery(statuses=pending, outbox=False, updated_before=now - due)
     )
+    if lost and not assume_orphaned and not await _fewer_queued(broker, len(lost)):
+        # Every waiting file has a job in the broker (a backlog, not a loss): re-sending
+        # them all would rewrite each record per interval and slow the backlog down.
+        lost = []
     for detail in [*unpublished, *lost]:
         touched += 1
         # Publishing clears (or, for a lost job, refreshes) the record's time, so a
@@ -467,6 +494,19 @@ async def reap(
         touched += 1
         await _announce(repo, broker, detail)
     return touched
+
+
+async def _fewer_queued(broker: MessageBroker, waiting: int) -> bool:
+    """Whether the broker holds fewer jobs than ``waiting`` files: then some were lost.
+
+    Each PENDING file has a job queued unless the broker lost it, so as long as
+    the queue is at least as long as the list of long-waiting files, nothing
+    says any of them is missing; once it drains below, the missing ones show.
+    """
+    try:
+        return await broker.queue_depth() < waiting
+    except ImageCoreError:
+        return False  # the broker is away: a publish would fail too
 
 
 def _lost_message(detail: InstructionDetail) -> str:

@@ -44,7 +44,7 @@ FAST = {
     "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
     "LEASE_SECONDS": "6",
     "REAP_INTERVAL_SECONDS": "1",
-    # Small, but not so small that a backlog is re-published (and rewritten) in waves.
+    # A job nats-server lost when killed is sent again within a scenario's time.
     "REPUBLISH_AFTER_SECONDS": "30",
     "MAX_ATTEMPTS": "5",
     "SHUTDOWN_GRACE_SECONDS": "5",
@@ -489,15 +489,25 @@ def _brief(value: object, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-async def wait_until_final(cluster: Cluster, within: float) -> bool:
-    """Wait up to ``within`` s until every stored file is DONE or FAILED; whether they are."""
+async def wait_until_final(cluster: Cluster, within: float, stall: float | None = None) -> bool:
+    """Wait until every stored file is DONE or FAILED; whether they all are.
+
+    Gives up after ``within`` s, or sooner once ``stall`` s pass without any
+    file becoming final (a slow machine still finishing is not a stuck one).
+    """
     repo = await MongoInstructionRepository.open(cluster.env["MONGO_URI"], cluster.env["MONGO_DB"])
     try:
         deadline = time.monotonic() + within
+        finished, progressed = -1, time.monotonic()
         while time.monotonic() < deadline:
             details = await repo.find_details(DetailQuery(limit=1_000_000))
-            if all(d.status.value in FINAL for d in details):
+            done = sum(d.status.value in FINAL for d in details)
+            if done == len(details):
                 return True
+            if done > finished:
+                finished, progressed = done, time.monotonic()
+            elif stall is not None and time.monotonic() - progressed > stall:
+                return False
             await asyncio.sleep(1.0)
         return False
     finally:
@@ -527,10 +537,14 @@ async def account(
     *,
     started: float,
     settle: float = 120.0,
+    stall: float | None = None,
 ) -> Report:
-    """Wait up to ``settle`` s for every file to be final, then account for each one."""
+    """Wait up to ``settle`` s for every file to be final, then account for each one.
+
+    With ``stall``, the wait also ends once that long passes without progress.
+    """
     waiting = time.monotonic()
-    await wait_until_final(cluster, settle)
+    await wait_until_final(cluster, settle, stall)
     drained = time.monotonic() - waiting
     await asyncio.sleep(2.0)  # the last notifications are on their way
     repo = await MongoInstructionRepository.open(cluster.env["MONGO_URI"], cluster.env["MONGO_DB"])
@@ -664,7 +678,7 @@ class Run:
             await repo.close()
         raise AssertionError("no file became DONE")
 
-    async def report(self, settle: float = 120.0) -> Report:
+    async def report(self, settle: float = 120.0, stall: float | None = None) -> Report:
         self.load.stop()
         return await account(
             self.cluster,
@@ -674,6 +688,7 @@ class Run:
             self.outages,
             started=self.started,
             settle=settle,
+            stall=stall,
         )
 
 

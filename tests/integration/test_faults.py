@@ -123,9 +123,13 @@ async def test_storage_stopped_for_30_seconds_under_load(
     cluster.start_api()
     for _ in range(2):
         cluster.start_worker()
-    async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
+    # Uploads faster than two workers go, so files wait in the queue when storage stops.
+    async with running(cluster, users=3, images=images, batch=4, pause=0.3) as run:
         loading = asyncio.create_task(run.load.run(40))
         run.prober.target = await run.first_done()
+        waiting = [
+            d.id for d in await _details(cluster) if d.status.value not in {"DONE", "FAILED"}
+        ]
         await run.server_down("seaweedfs", 30.0)
         await loading
         report = await run.report(settle=180)
@@ -133,6 +137,10 @@ async def test_storage_stopped_for_30_seconds_under_load(
     for route in ("GET /health", "POST /instructions/{id}/details"):
         assert saw_503(report, "seaweedfs down", route), route
     assert saw_503(report, "seaweedfs down", "GET /instructions/{id}/details/{detailId}/file")
+    # Tried again and again while storage was away, yet no attempt was spent on that.
+    after = {d.id: d for d in await _details(cluster)}
+    assert waiting
+    assert {(after[i].status, after[i].attempts) for i in waiting} == {(Status.DONE, 1)}
 
 
 async def test_database_restarted_under_load(

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
+from entrypoints.config import Settings
+from entrypoints.worker import Worker
 from imagecore import pipeline, services
 from imagecore.errors import (
     CorruptImage,
@@ -336,3 +338,79 @@ async def test_a_published_upload_clears_its_outbox_record(repo, storage, broker
     detail = await uploaded(repo, storage, broker)
     assert not detail.outbox
     assert not (await repo.get_detail(detail.id)).outbox
+
+
+class OneSlotRunner(CopyProcessor):
+    """Stands in for the process pool with a single slot: one file processed at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slot = asyncio.Semaphore(1)
+
+    async def __call__(self, request: ProcessingRequest) -> ProcessingResult:
+        async with self.slot:
+            return await super().__call__(request)
+
+
+async def test_a_worker_claims_one_file_ahead_of_its_pool_and_no_more(
+    repo, storage, broker, tmp_path: Path
+) -> None:
+    runner = OneSlotRunner()
+    runner.gate = asyncio.Event()
+    details = [await uploaded(repo, storage, broker) for _ in range(3)]
+    worker = Worker(
+        repo,
+        storage,
+        broker,
+        runner,
+        settings=SETTINGS,
+        concurrency=Settings(worker_concurrency=1, worker_prefetch=1).jobs_in_hand,
+        scratch=tmp_path,
+    )
+    await worker.start(sole_worker=True)
+    try:
+
+        async def statuses() -> list[Status]:
+            return [(await repo.get_detail(d.id)).status for d in details]
+
+        for _ in range(100):
+            if (await statuses()).count(Status.PROCESSING) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # time enough to claim a third, were it allowed to
+        assert sorted(s.value for s in await statuses()) == ["PENDING", "PROCESSING", "PROCESSING"]
+        assert runner.calls == 1  # the file ahead waits for the slot, already fetched
+        runner.gate.set()
+        for _ in range(200):
+            if await statuses() == [Status.DONE] * 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await statuses() == [Status.DONE] * 3
+    finally:
+        await worker.stop(grace_seconds=1)
+
+
+async def test_cleanup_on_the_way_out_lands_however_often_the_task_is_cancelled() -> None:
+    landed: list[str] = []
+    started = asyncio.Event()
+
+    async def release() -> None:
+        await asyncio.sleep(0.2)
+        landed.append("released")
+
+    async def job() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await pipeline.to_the_end(release())
+            raise
+
+    task = asyncio.create_task(job())
+    await started.wait()
+    for _ in range(5):  # a stopping worker asks again and again
+        task.cancel()
+        await asyncio.sleep(0.02)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert landed == ["released"]
