@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--drift-images",
         type=int,
-        help="images for the memory drift run (default 600, quick 100; 3000 for the full run)",
+        help="images for the memory drift run (default 3000, quick 100)",
     )
     parser.add_argument(
         "--photos", type=int, help="photos in the compression study (default all 8, quick 2)"
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        help="where BENCHMARKS.md goes (default: the repository's; quick: bench/results/quick/)",
+        help="where BENCHMARKS.md goes (default: the repository's; quick or some stages only: "
+        "bench/results/quick/ or bench/results/partial/)",
     )
     return parser
 
@@ -214,13 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; write the JSON, BENCHMARKS.md and the plots; print the ratios."""
     args = _parser().parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
-    args.drift_images = args.drift_images or (100 if args.quick else 600)
+    args.drift_images = args.drift_images or (100 if args.quick else 3000)
     args.photos = args.photos or (2 if args.quick else 8)
     if not (CORPUS / "photos").is_dir():
         sys.stderr.write(f"bench: the shared corpus is not at {CORPUS} (run from the repository)\n")
         return 2
     results_dir = ROOT / "results"
-    out_dir = results_dir / "quick" if args.quick and args.out is None else None
+    # Only a full run of every stage replaces the committed BENCHMARKS.md and plots.
+    partial = set(args.stages.split(",")) != set(STAGES)
+    kind = "quick" if args.quick else "partial" if partial else None
+    out_dir = results_dir / kind if kind and args.out is None else None
     report_path = args.out or (out_dir / "BENCHMARKS.md" if out_dir else Path("BENCHMARKS.md"))
     plots_dir = out_dir / "plots" if out_dir else ROOT / "plots"
     started = time.time()

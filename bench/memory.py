@@ -8,9 +8,10 @@ closes, so no peak between samples is missed and no earlier workload counts.
 Drift: ``imagecore serve`` (API, worker, and its pool children) takes W1
 jobs end to end for a long run while the whole process tree is sampled; the
 resident sets in the last tenth of the run are compared with those just
-after warm-up (the second tenth). Children are replaced every 200 files by
-design, so theirs is compared at the same stage of a child's life only on
-average; the parent's is the service's own.
+after warm-up (the second tenth). The pool recycles a child after 1000 files
+(``max_tasks_per_child``), so over a few thousand images a child's is compared
+at the same stage of its life only on average; the parent's is the service's
+own.
 """
 
 from __future__ import annotations

@@ -365,7 +365,7 @@ def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             f"{drift['parent_rss_end'] / MIB:.0f} MiB ({drift['parent_drift']:+.1%}), the largest "
             f"pool child {drift['child_rss_start'] / MIB:.0f} -> "
             f"{drift['child_rss_end'] / MIB:.0f} "
-            f"MiB ({drift['child_drift']:+.1%}). Children are replaced every 200 files by design."
+            f"MiB ({drift['child_drift']:+.1%}). The pool recycles a child after 1000 files."
         ),
         "",
     ]

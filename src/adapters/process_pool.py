@@ -40,6 +40,8 @@ _processors: dict[str, ImageProcessor] = {}
 
 
 _PR_SET_PDEATHSIG = 1
+_M_ARENA_MAX = -8
+_ARENAS = 2
 #: Resident bytes after a file above which a child returns freed memory at once. Small
 #: files stay below it (a 2560x1600 photo resized: about 70 MiB), so they pay nothing:
 #: trimming costs about 3 ms per file in page faults when done every time.
@@ -47,10 +49,15 @@ TRIM_ABOVE = 128 * 1024 * 1024
 
 
 def _die_with_parent(parent: int) -> None:
-    """Pool child initializer: ask Linux for SIGKILL when the starting process goes."""
+    """Pool child initializer: SIGKILL when the starting process goes; few malloc arenas."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        # glibc gives each libvips worker thread its own heap (up to 8 per core), and
+        # each keeps its high-water mark: two arenas cut a compress peak by about 20 %.
+        mallopt = getattr(libc, "mallopt", None)  # absent outside glibc
+        if mallopt is not None:
+            mallopt(_M_ARENA_MAX, _ARENAS)
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
 

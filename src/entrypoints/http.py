@@ -139,7 +139,7 @@ async def upload_files(request: web.Request) -> web.Response:
     who = identify(request)
     runtime = request.app[RUNTIME]
     # Whose instruction it is, before a byte of the body is read.
-    await services.get_instruction(
+    await services.owned_instruction(
         runtime.repository, user_id=who.user_id, instruction_id=request.match_info["id"]
     )
     if not request.content_type.startswith("multipart/"):

@@ -191,7 +191,12 @@ class Worker:
             detail = await self._repo.get_detail(detail_id)
             if self._observe is not None:
                 self._observe(detail.product_key, detail.status.value, elapsed)
-            if self._on_finished is not None:
+            if self._on_finished is None:
+                return
+            # Reading every file of the instruction after each one is only worth it
+            # when somebody waits for the whole instruction.
+            instruction = await self._repo.get_instruction(detail.instruction_id)
+            if instruction.notify_url:
                 done = await services.finished_instruction(self._repo, detail.instruction_id)
                 if done is not None:
                     self._on_finished(*done)

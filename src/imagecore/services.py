@@ -57,6 +57,7 @@ __all__ = [
     "list_details",
     "list_instructions",
     "open_download",
+    "owned_instruction",
     "publish_recorded",
     "upload_file",
 ]
@@ -165,6 +166,13 @@ async def _owned_instruction(
     if instruction.user_id != user_id:
         raise NotFound("instruction not found")
     return instruction
+
+
+async def owned_instruction(
+    repo: InstructionRepository, *, user_id: str, instruction_id: str
+) -> Instruction:
+    """The caller's instruction, without reading its files; `NotFound` otherwise."""
+    return await _owned_instruction(repo, user_id, instruction_id)
 
 
 async def get_instruction(
