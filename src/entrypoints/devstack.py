@@ -19,9 +19,7 @@ import json
 import os
 import secrets
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +27,33 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Self
 
 import attrs
 import minio
 import pymongo
 import urllib3
 
+from entrypoints.servers import (
+    LOOPBACK,
+    DevstackError,
+    ServerHandle,
+    ServerName,
+    ServerSpec,
+    find_executable,
+    finish,
+    free_ports,
+    kill,
+    launch,
+    restart,
+    start,
+    stop,
+    terminate,
+    wait_ready,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Sequence
     from types import TracebackType
 
 __all__ = [
@@ -56,7 +72,6 @@ __all__ = [
 ]
 
 FERRETDB_VERSION = "v1.24.2"
-LOOPBACK = "127.0.0.1"
 MONGO_DB = "imagecore"
 S3_BUCKET = "imagecore"
 S3_REGION = "us-east-1"
@@ -64,188 +79,33 @@ S3_ACCESS_KEY = "imagecore"
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _GRPC_OFFSET = 10_000  # SeaweedFS's convention: each gRPC port is its HTTP port + 10000
-_MAX_PORT = 65_535
-_LOG_TAIL_BYTES = 4_000
-
-ServerName = Literal["nats", "seaweedfs", "ferretdb"]
 
 
-class DevstackError(RuntimeError):
-    """A server binary was not found, or its server did not start or get ready."""
-
-
-@attrs.frozen
-class ServerSpec:
-    """Everything needed to (re)start one server on the same ports and data."""
-
-    name: ServerName
-    argv: tuple[str, ...]
-    data_dir: Path
-    url: str
-    env: Mapping[str, str]  # the variables the service reads to reach this server
-    probe: Callable[[], object]  # raises until the server answers its real client
-    process_env: Mapping[str, str] = attrs.field(factory=dict)
-    leftovers: tuple[Path, ...] = ()  # files the server leaves behind, removed once it ends
-    startup_timeout: float = 60.0
-    stop_timeout: float = 10.0  # SIGTERM's grace before SIGKILL
-
-    @property
-    def log_path(self) -> Path:
-        """Where the server's stdout and stderr go (appended across restarts)."""
-        return self.data_dir / f"{self.name}.log"
-
-
-@attrs.frozen
-class ServerHandle:
-    """A running server: its process and how its clients reach it."""
-
-    spec: ServerSpec
-    process: subprocess.Popen[bytes]
-
-    @property
-    def name(self) -> ServerName:
-        """Which server this is."""
-        return self.spec.name
-
-    @property
-    def url(self) -> str:
-        """The URL a client connects to."""
-        return self.spec.url
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        """The environment variables the service reads for this server."""
-        return self.spec.env
-
-    @property
-    def log_path(self) -> Path:
-        """The server's log file."""
-        return self.spec.log_path
-
-    def log_tail(self, size: int = _LOG_TAIL_BYTES) -> str:
-        """The last ``size`` bytes of the log, for error messages and failing tests."""
-        with contextlib.suppress(FileNotFoundError), self.log_path.open("rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - size))
-            return log.read().decode(errors="replace")
-        return ""
-
-
-# -- starting, stopping ---------------------------------------------------------------
+# -- starting ---------------------------------------------------------------------------
 
 
 def start_nats(data_dir: Path, *, port: int | None = None) -> ServerHandle:
     """Start nats-server with JetStream (file storage in ``data_dir``) and wait for it."""
-    return _start(_nats_spec(data_dir, port=port))
+    return start(_nats_spec(data_dir, port=port))
 
 
 def start_seaweedfs(data_dir: Path, *, bucket: str = S3_BUCKET) -> ServerHandle:
     """Start SeaweedFS with its S3 gateway, wait for it and make sure ``bucket`` exists."""
-    return _start(_seaweedfs_spec(data_dir, bucket=bucket))
+    return start(_seaweedfs_spec(data_dir, bucket=bucket))
 
 
 def start_ferretdb(data_dir: Path, *, port: int | None = None) -> ServerHandle:
     """Start FerretDB on SQLite files in ``data_dir`` and wait for ``ping``."""
-    return _start(_ferretdb_spec(data_dir, port=port))
-
-
-def stop(handle: ServerHandle, *, timeout: float | None = None) -> int:
-    """Stop the server with SIGTERM, then SIGKILL after ``timeout`` s; its exit code.
-
-    The default timeout is the server's own (SeaweedFS's filer takes 15 s to stop).
-    """
-    _terminate(handle)
-    return _finish(handle, timeout)
-
-
-def kill(handle: ServerHandle) -> int:
-    """Kill the server with SIGKILL (a crash, for fault injection); its exit code."""
-    handle.process.kill()
-    return _reap(handle)
-
-
-def _terminate(handle: ServerHandle) -> None:
-    if handle.process.poll() is None:
-        handle.process.terminate()
-
-
-def _finish(handle: ServerHandle, timeout: float | None = None) -> int:
-    try:
-        handle.process.wait(handle.spec.stop_timeout if timeout is None else timeout)
-    except subprocess.TimeoutExpired:
-        handle.process.kill()
-    return _reap(handle)
-
-
-def _reap(handle: ServerHandle) -> int:
-    code = handle.process.wait()
-    for leftover in handle.spec.leftovers:
-        leftover.unlink(missing_ok=True)
-    return code
-
-
-def restart(handle: ServerHandle) -> ServerHandle:
-    """Stop the server if it still runs, then start it on the same ports and data."""
-    stop(handle)
-    return _start(handle.spec)
-
-
-def _start(spec: ServerSpec) -> ServerHandle:
-    handle = _launch(spec)
-    _wait_ready(handle)
-    return handle
-
-
-def _launch(spec: ServerSpec) -> ServerHandle:
-    spec.data_dir.mkdir(parents=True, exist_ok=True)
-    with spec.log_path.open("ab") as log:
-        log.write(f"--- devstack {time.strftime('%H:%M:%S')}: {shlex.join(spec.argv)}\n".encode())
-        log.flush()
-        # A new session keeps a terminal's Ctrl-C away from the servers: main() stops them.
-        process = subprocess.Popen(  # noqa: S603 - argv is built here from resolved binaries
-            spec.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=spec.data_dir,
-            env={**os.environ, **spec.process_env},
-            start_new_session=True,
-        )
-    return ServerHandle(spec=spec, process=process)
-
-
-def _wait_ready(handle: ServerHandle) -> None:
-    spec = handle.spec
-    deadline = time.monotonic() + spec.startup_timeout
-    while True:
-        if (code := handle.process.poll()) is not None:
-            _reap(handle)
-            raise DevstackError(
-                f"{spec.name} exited with code {code} while starting; "
-                f"{spec.log_path} ends with:\n{handle.log_tail()}"
-            )
-        try:
-            spec.probe()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
-            last_error = exc
-        else:
-            return
-        if time.monotonic() > deadline:
-            stop(handle)
-            raise DevstackError(
-                f"{spec.name} was not ready after {spec.startup_timeout:.0f} s "
-                f"(last probe error: {last_error!r}); {spec.log_path} ends with:\n"
-                f"{handle.log_tail()}"
-            )
-        time.sleep(0.1)
+    return start(_ferretdb_spec(data_dir, port=port))
 
 
 # -- the three servers ------------------------------------------------------------------
 
 
 def _nats_spec(data_dir: Path, *, port: int | None = None) -> ServerSpec:
-    client_port, monitor_port = (port, *_free_ports(1)) if port else _free_ports(2)
+    client_port, monitor_port = (port, *free_ports(1)) if port else free_ports(2)
     argv = (
-        str(_find_executable("nats-server")),
+        str(find_executable("nats-server")),
         "--addr", LOOPBACK,
         "--port", str(client_port),
         "--http_port", str(monitor_port),  # binds to --addr too
@@ -267,7 +127,7 @@ def _nats_spec(data_dir: Path, *, port: int | None = None) -> ServerSpec:
 
 
 def _seaweedfs_spec(data_dir: Path, *, bucket: str) -> ServerSpec:
-    master, volume, filer, s3 = _free_ports(4, also_offset=_GRPC_OFFSET)
+    master, volume, filer, s3 = free_ports(4, also_offset=_GRPC_OFFSET)
     secret_key = secrets.token_urlsafe(24)
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_config = data_dir / "s3.json"
@@ -275,7 +135,7 @@ def _seaweedfs_spec(data_dir: Path, *, bucket: str) -> ServerSpec:
     (data_dir / "store").mkdir(exist_ok=True)  # weed exits if -dir is missing
     endpoint = f"{LOOPBACK}:{s3}"
     argv = (
-        str(_find_executable("weed")),
+        str(find_executable("weed")),
         "server",
         f"-dir={data_dir / 'store'}",
         f"-ip={LOOPBACK}",
@@ -325,7 +185,7 @@ def _seaweedfs_spec(data_dir: Path, *, bucket: str) -> ServerSpec:
 
 
 def _ferretdb_spec(data_dir: Path, *, port: int | None = None) -> ServerSpec:
-    (listen_port,) = (port,) if port else _free_ports(1)
+    (listen_port,) = (port,) if port else free_ports(1)
     sqlite_dir = data_dir / "sqlite"
     sqlite_dir.mkdir(parents=True, exist_ok=True)
     argv = (
@@ -396,16 +256,6 @@ def _probe_mongo(url: str) -> None:
 # -- binaries and ports -----------------------------------------------------------------
 
 
-def _find_executable(name: str) -> Path:
-    """``name`` beside this interpreter (the virtualenv's bin), else on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    if found := shutil.which(name):
-        return Path(found)
-    raise DevstackError(f"{name} is neither beside {sys.executable} nor on PATH")
-
-
 @functools.cache
 def _ferretdb_binary() -> Path:
     """``$FERRETDB_BIN``, else what ``scripts/ferretdb.sh`` builds (cached after one build)."""
@@ -417,7 +267,7 @@ def _ferretdb_binary() -> Path:
     try:
         # stderr is inherited, so a cold build (about a minute) shows its progress.
         built = subprocess.run(  # noqa: S603 - a fixed script of this repository
-            [str(_find_executable("bash")), str(script)],
+            [str(find_executable("bash")), str(script)],
             stdout=subprocess.PIPE,
             check=True,
             text=True,
@@ -425,41 +275,6 @@ def _ferretdb_binary() -> Path:
     except subprocess.CalledProcessError as exc:
         raise DevstackError(f"{script} failed with code {exc.returncode}") from exc
     return Path(built.stdout.strip().splitlines()[-1])
-
-
-def _free_ports(count: int, *, also_offset: int | None = None) -> list[int]:
-    """``count`` distinct free loopback ports; with ``also_offset``, port + offset is free too.
-
-    Every probe socket stays bound until all ports are picked, so none repeats.
-    """
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            held.append(probe := _bound_socket(0))
-            port: int = probe.getsockname()[1]
-            if also_offset is not None:
-                if port + also_offset > _MAX_PORT:
-                    continue
-                try:
-                    held.append(_bound_socket(port + also_offset))
-                except OSError:
-                    continue
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
-
-
-def _bound_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((LOOPBACK, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 # -- the whole stack --------------------------------------------------------------------
@@ -484,9 +299,9 @@ class Devstack:
         ]
         try:
             for spec in specs:  # launch all, then wait: start-up times overlap
-                self.servers[spec.name] = _launch(spec)
+                self.servers[spec.name] = launch(spec)
             for handle in self.servers.values():
-                _wait_ready(handle)
+                wait_ready(handle)
         except BaseException:
             self.close()
             raise
@@ -513,9 +328,9 @@ class Devstack:
     def close(self) -> None:
         """Stop every server; they shut down at the same time."""
         for handle in self.servers.values():
-            _terminate(handle)
+            terminate(handle)
         for handle in self.servers.values():
-            _finish(handle)
+            finish(handle)
 
     def exited(self) -> list[ServerHandle]:
         """The servers whose process has ended."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import attrs
 import pytest
@@ -197,3 +198,35 @@ class InstructionRepositoryContract:
 
     async def test_ping_answers(self, repo: InstructionRepository) -> None:
         await repo.ping()
+
+
+async def check_everything_survives_reopening(
+    open_repo: Callable[[], Awaitable[InstructionRepository]],
+) -> None:
+    """Write through one repository, close it, and read it all back through a new one.
+
+    ``open_repo`` opens the same store each time (a database file, a database name).
+    """
+    repo = await open_repo()
+    job = instruction("alice", created=1)
+    waiting, finished = detail(job, 2, "kite.jpg"), detail(job, 3, "lake.png")
+    await repo.save_products(CATALOGUE, at(0))
+    await repo.add_instruction(job)
+    await repo.add_detail(waiting)
+    await repo.add_detail(finished)
+    assert await repo.update_detail(finished.claim("lease", at(4), at(64)))
+    final = done(finished, 4)
+    assert await repo.update_detail(final)
+    await repo.close()
+
+    reopened = await open_repo()
+    try:
+        assert await reopened.get_instruction(job.id) == job
+        assert await reopened.list_details(job.id) == [waiting, final]
+        assert [(p, c) for p, c, _ in await reopened.list_products()] == [
+            (p, at(0)) for p in sorted(CATALOGUE, key=lambda p: p.key)
+        ]
+        processing = InstructionQuery("alice", status=Status.PROCESSING)
+        assert (await reopened.list_instructions(processing)).items == [job]
+    finally:
+        await reopened.close()

@@ -78,9 +78,7 @@ async def test_workers_killed_mid_job_lose_no_file_and_write_each_output_once(
     make_cluster: MakeCluster, images: list[tuple[str, bytes]]
 ) -> None:
     cluster = make_cluster("kill")
-    cluster.start_api()
-    for _ in range(3):
-        cluster.start_worker()
+    _api_and_workers(cluster, workers=3)
     async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
         loading = asyncio.create_task(run.load.run(25))
         kills = 0
@@ -96,22 +94,32 @@ async def test_workers_killed_mid_job_lose_no_file_and_write_each_output_once(
     assert report.retried > 0, "no kill caught a worker holding a file"
 
 
-async def test_nats_killed_and_restarted_under_load(
-    make_cluster: MakeCluster, images: list[tuple[str, bytes]]
-) -> None:
-    cluster = make_cluster("nats")
-    cluster.start_api()
-    for _ in range(2):
-        cluster.start_worker()
+async def _killed_twice_under_load(
+    cluster: Cluster, images: list[tuple[str, bytes]], server: str
+) -> Report:
+    """SIGKILL ``server`` and restart it twice (down 3 s, then 1 s) while 3 users upload."""
+    _api_and_workers(cluster, workers=2)
     async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
         loading = asyncio.create_task(run.load.run(20))
         run.prober.target = await run.first_done()
         await asyncio.sleep(1)
-        await run.server_down("nats", 3.0)
+        await run.server_down(server, 3.0)
         await asyncio.sleep(6)
-        await run.server_down("nats", 1.0)
+        await run.server_down(server, 1.0)
         await loading
-        report = await run.report()
+        return await run.report()
+
+
+def _api_and_workers(cluster: Cluster, workers: int) -> None:
+    cluster.start_api()
+    for _ in range(workers):
+        cluster.start_worker()
+
+
+async def test_nats_killed_and_restarted_under_load(
+    make_cluster: MakeCluster, images: list[tuple[str, bytes]]
+) -> None:
+    report = await _killed_twice_under_load(make_cluster("nats"), images, "nats")
     check(report)
     assert saw_503(report, "nats down", "GET /health")
 
@@ -120,9 +128,7 @@ async def test_storage_stopped_for_30_seconds_under_load(
     make_cluster: MakeCluster, images: list[tuple[str, bytes]]
 ) -> None:
     cluster = make_cluster("s3")
-    cluster.start_api()
-    for _ in range(2):
-        cluster.start_worker()
+    _api_and_workers(cluster, workers=2)
     # Uploads faster than two workers go, so files wait in the queue when storage stops.
     async with running(cluster, users=3, images=images, batch=4, pause=0.3) as run:
         loading = asyncio.create_task(run.load.run(40))
@@ -146,19 +152,7 @@ async def test_storage_stopped_for_30_seconds_under_load(
 async def test_database_restarted_under_load(
     make_cluster: MakeCluster, images: list[tuple[str, bytes]]
 ) -> None:
-    cluster = make_cluster("db")
-    cluster.start_api()
-    for _ in range(2):
-        cluster.start_worker()
-    async with running(cluster, users=3, images=images, batch=2, pause=1.0) as run:
-        loading = asyncio.create_task(run.load.run(20))
-        run.prober.target = await run.first_done()
-        await asyncio.sleep(1)
-        await run.server_down("ferretdb", 3.0)
-        await asyncio.sleep(6)
-        await run.server_down("ferretdb", 1.0)
-        await loading
-        report = await run.report()
+    report = await _killed_twice_under_load(make_cluster("db"), images, "ferretdb")
     check(report)
     for route in ("GET /health", "GET /instructions", "GET /instructions/{id}/details"):
         assert saw_503(report, "ferretdb down", route), route
@@ -306,9 +300,7 @@ async def test_cleanup_running_all_the_time_never_takes_a_file_still_needed(
     make_cluster: MakeCluster, images: list[tuple[str, bytes]]
 ) -> None:
     cluster = make_cluster("cleanup", CLEANUP_INTERVAL_SECONDS="0.5", RETENTION_SECONDS="1")
-    cluster.start_api()
-    for _ in range(2):
-        cluster.start_worker()
+    _api_and_workers(cluster, workers=2)
     violations: list[str] = []
     stopped = asyncio.Event()
     async with running(cluster, users=3, images=images, batch=3, pause=1.0) as run:

@@ -22,12 +22,14 @@ from mongo_support import database_name, dropped_afterwards, fresh_repository
 from adapters import mongo
 from adapters.mongo import MongoInstructionRepository
 from contracts.factories import at, detail, done, instruction
-from contracts.repository import InstructionRepositoryContract
+from contracts.repository import (
+    InstructionRepositoryContract,
+    check_everything_survives_reopening,
+)
 from entrypoints import devstack
 from imagecore.errors import DependencyUnavailable
 from imagecore.model import InstructionDetail, OutputFile, Status, aggregate_status
 from imagecore.ports import InstructionQuery
-from imagecore.products import CATALOGUE
 
 pytestmark = pytest.mark.integration
 
@@ -51,29 +53,9 @@ class TestMongoInstructionRepository(InstructionRepositoryContract):
 
 async def test_everything_survives_closing_and_reopening_the_client(mongo_uri: str) -> None:
     async with dropped_afterwards(mongo_uri, database_name()) as database:
-        repo = await MongoInstructionRepository.open(mongo_uri, database)
-        job = instruction("alice", created=1)
-        waiting, finished = detail(job, 2, "kite.jpg"), detail(job, 3, "lake.png")
-        await repo.save_products(CATALOGUE, at(0))
-        await repo.add_instruction(job)
-        await repo.add_detail(waiting)
-        await repo.add_detail(finished)
-        assert await repo.update_detail(finished.claim("lease", at(4), at(64)))
-        final = done(finished, 4)
-        assert await repo.update_detail(final)
-        await repo.close()
-
-        reopened = await MongoInstructionRepository.open(mongo_uri, database)
-        try:
-            assert await reopened.get_instruction(job.id) == job
-            assert await reopened.list_details(job.id) == [waiting, final]
-            assert [(p, c) for p, c, _ in await reopened.list_products()] == [
-                (p, at(0)) for p in sorted(CATALOGUE, key=lambda p: p.key)
-            ]
-            processing = InstructionQuery("alice", status=Status.PROCESSING)
-            assert (await reopened.list_instructions(processing)).items == [job]
-        finally:
-            await reopened.close()
+        await check_everything_survives_reopening(
+            lambda: MongoInstructionRepository.open(mongo_uri, database)
+        )
 
 
 async def test_values_ferretdb_refuses_as_keys_or_nesting_read_back_equal(

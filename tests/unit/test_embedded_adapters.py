@@ -20,8 +20,11 @@ import pytest
 from adapters.filesystem import FilesystemImageStorage
 from adapters.sqlite import SqliteInstructionRepository
 from adapters.sqlite_schema import SCHEMA_VERSION
-from contracts.factories import at, detail, done, instruction
-from contracts.repository import InstructionRepositoryContract
+from contracts.factories import at, detail, instruction
+from contracts.repository import (
+    InstructionRepositoryContract,
+    check_everything_survives_reopening,
+)
 from contracts.storage import ImageStorageContract
 from imagecore.errors import (
     ConflictError,
@@ -30,9 +33,7 @@ from imagecore.errors import (
     ObjectNotFound,
     ValidationError,
 )
-from imagecore.model import Status
-from imagecore.ports import DetailQuery, InstructionQuery
-from imagecore.products import CATALOGUE
+from imagecore.ports import DetailQuery
 
 
 async def chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
@@ -77,29 +78,7 @@ class TestSqliteInstructionRepository(InstructionRepositoryContract):
 
 
 async def test_everything_survives_closing_and_reopening_the_database(db_path: Path) -> None:
-    repo = await SqliteInstructionRepository.open(db_path)
-    job = instruction("alice", created=1)
-    waiting, finished = detail(job, 2, "kite.jpg"), detail(job, 3, "lake.png")
-    await repo.save_products(CATALOGUE, at(0))
-    await repo.add_instruction(job)
-    await repo.add_detail(waiting)
-    await repo.add_detail(finished)
-    assert await repo.update_detail(finished.claim("lease", at(4), at(64)))
-    final = done(finished, 4)
-    assert await repo.update_detail(final)
-    await repo.close()
-
-    reopened = await SqliteInstructionRepository.open(db_path)
-    try:
-        assert await reopened.get_instruction(job.id) == job
-        assert await reopened.list_details(job.id) == [waiting, final]
-        assert [(p, c) for p, c, _ in await reopened.list_products()] == [
-            (p, at(0)) for p in sorted(CATALOGUE, key=lambda p: p.key)
-        ]
-        processing = InstructionQuery("alice", status=Status.PROCESSING)
-        assert (await reopened.list_instructions(processing)).items == [job]
-    finally:
-        await reopened.close()
+    await check_everything_survives_reopening(lambda: SqliteInstructionRepository.open(db_path))
 
 
 async def test_the_database_is_in_wal_mode_with_the_current_schema(
