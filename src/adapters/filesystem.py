@@ -125,6 +125,17 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _content_digest() -> hashlib._Hash:
+    # SHA-256 rather than MD5: with the CPU's SHA instructions it hashes about 1.5
+    # times as fast, and hashing is a good share of an upload's CPU time.
+    return hashlib.sha256()
+
+
+def _etag(digest: hashlib._Hash) -> str:
+    """An object's etag: the first 128 bits of its content's SHA-256, in hex."""
+    return digest.hexdigest()[:32]
+
+
 class _Upload:
     """One put in flight: a temporary file in the object's directory, hashed as it grows."""
 
@@ -133,7 +144,7 @@ class _Upload:
         self.size = 0
         self._temporary = temporary
         self._file = file
-        self._digest = hashlib.md5(usedforsecurity=False)
+        self._digest = _content_digest()
 
     @classmethod
     def begin(cls, path: Path) -> _Upload:
@@ -156,7 +167,7 @@ class _Upload:
         os.fsync(self._file.fileno())
         info = os.fstat(self._file.fileno())
         self._file.close()
-        etag = self._digest.hexdigest()
+        etag = _etag(self._digest)
         record = {
             "content_type": content_type,
             "etag": etag,
@@ -237,9 +248,9 @@ class FilesystemImageStorage:
             record = _find_record(_read_records(path), info)
             if record is not None:
                 return StoredObject(key, info.st_size, record["etag"], record["content_type"])
-            digest = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False))
+            digest = hashlib.file_digest(file, _content_digest)
         content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
-        return StoredObject(key, info.st_size, digest.hexdigest(), content_type)
+        return StoredObject(key, info.st_size, _etag(digest), content_type)
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         path = self._path(key)
