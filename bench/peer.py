@@ -12,6 +12,8 @@ forks as many server processes as our worker has pool children.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,17 +74,20 @@ def thumbor(corpus: Path, folder: Path, processes: int) -> Iterator[tuple[str, i
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the forked servers end with it
         )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(process, base + "/healthcheck", log)
         yield base, process.pid
     finally:
-        process.terminate()
+        # thumbor --processes forks its servers; terminating the parent alone leaves them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
