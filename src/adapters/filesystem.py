@@ -38,6 +38,7 @@ __all__ = ["FilesystemImageStorage", "validate_key"]
 
 _MAX_PART = 200  # leaves room for our prefix and suffixes within the usual 255-byte name limit
 _HASH_CHUNK = 1024 * 1024
+_WRITE_BATCH = 1024 * 1024  # bytes gathered before a trip to a writing thread
 _FALLBACK_TYPE = "application/octet-stream"
 _COMMIT_LOCKS = tuple(threading.Lock() for _ in range(32))
 
@@ -125,6 +126,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+async def _extended(upload: _Upload | None, path: Path, batch: list[bytes]) -> _Upload:
+    """`_Upload.extend` in a thread; cancelled meanwhile, what it began is removed."""
+    work = asyncio.ensure_future(asyncio.to_thread(_Upload.extend, upload, path, batch))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # The thread runs on regardless: a file it creates must not be left behind.
+        work.add_done_callback(_discard_begun)
+        raise
+
+
+def _discard_begun(work: asyncio.Future[_Upload]) -> None:
+    if not work.cancelled() and work.exception() is None:
+        work.result().discard()
+
+
+def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
+    file = path.open("rb")
+    try:
+        return file, file.read(size)
+    except BaseException:
+        file.close()
+        raise
+
+
 def _content_digest() -> hashlib._Hash:
     # SHA-256 rather than MD5: with the CPU's SHA instructions it hashes about 1.5
     # times as fast, and hashing is a good share of an upload's CPU time.
@@ -156,6 +182,18 @@ class _Upload:
                 continue  # a delete pruned the empty folder in between: make it again
             return cls(path, Path(name), os.fdopen(fd, "wb"))
         raise FileNotFoundError(f"cannot create a file in {path.parent}")
+
+    @classmethod
+    def extend(cls, upload: _Upload | None, path: Path, chunks: list[bytes]) -> _Upload:
+        """Write ``chunks`` to ``upload``, begun first if None (one trip to a thread)."""
+        upload = upload or cls.begin(path)
+        try:
+            for chunk in chunks:
+                upload.write(chunk)
+        except BaseException:
+            upload.discard()
+            raise
+        return upload
 
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
@@ -219,17 +257,26 @@ class FilesystemImageStorage:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> StoredObject:
         path = self._path(key)
-        with _translated(key, writing=True):
-            upload = await asyncio.to_thread(_Upload.begin, path)
+        upload: _Upload | None = None
+        batch: list[bytes] = []
+        batched = 0
         try:
+            # Chunks go to the file a batch at a time: each trip to a thread costs
+            # more than writing a chunk, and most images fit in one batch.
             # The caller's stream stays outside the translation: its errors pass unchanged.
             async for chunk in chunks:
-                with _translated(key, writing=True):
-                    await asyncio.to_thread(upload.write, chunk)
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _WRITE_BATCH:
+                    with _translated(key, writing=True):
+                        upload = await _extended(upload, path, batch)
+                    batch, batched = [], 0
             with _translated(key, writing=True):
+                upload = await _extended(upload, path, batch)
                 etag = await asyncio.to_thread(upload.commit, content_type)
         except BaseException:
-            upload.discard()
+            if upload is not None:
+                upload.discard()
             raise
         return StoredObject(key, upload.size, etag, content_type)
 
@@ -255,14 +302,15 @@ class FilesystemImageStorage:
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         path = self._path(key)
         with _translated(key):
-            file = await asyncio.to_thread(path.open, "rb")
+            # Opened and read in one trip to a thread: most objects are one chunk.
+            file, chunk = await asyncio.to_thread(_open_and_read, path, chunk_size)
         try:
-            while True:
+            while chunk:
+                yield chunk
+                if len(chunk) < chunk_size:
+                    return  # a short read of a regular file is its end
                 with _translated(key):
                     chunk = await asyncio.to_thread(file.read, chunk_size)
-                if not chunk:
-                    return
-                yield chunk
         finally:
             file.close()
 

@@ -339,3 +339,26 @@ async def test_ping_fails_when_the_root_cannot_be_written(tmp_path: Path) -> Non
     blocker.write_bytes(b"")
     with pytest.raises(DependencyUnavailable):
         await FilesystemImageStorage(blocker / "root").ping()
+
+
+async def test_a_put_cancelled_while_writing_leaves_no_file_behind(
+    files: FilesystemImageStorage, tmp_path: Path
+) -> None:
+    stalled = asyncio.Event()
+
+    async def big_then_stall() -> AsyncIterator[bytes]:
+        for _ in range(4):  # more than one batch reaches the file before the stall
+            yield os.urandom(512 * 1024)
+        stalled.set()
+        await asyncio.Event().wait()
+        yield b""
+
+    put = asyncio.create_task(files.put("originals/i1/d1", big_then_stall(), "image/png"))
+    await stalled.wait()
+    put.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    await asyncio.sleep(0.1)  # a thread still writing when the task was cancelled ends
+    objects = tmp_path / "files" / "objects"
+    assert [p for p in objects.rglob("*") if p.is_file()] == []
+    assert not await files.exists("originals/i1/d1")
