@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -186,3 +187,29 @@ def test_imagecore_tokens_carry_the_configured_key_id() -> None:
     assert with_kid.identify(bearer(token), None, None) == Identity("alice")
     with pytest.raises(AuthError):
         with_kid.identify(bearer(mint_token(SECRET, "alice")), None, None)
+
+
+def test_a_token_verified_before_still_expires_and_still_waits_for_nbf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checker = auth(jwt_secret=SECRET, jwt_leeway_seconds=0)
+    start = time.time()
+    clock = {"now": start}
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Clock:
+            return cls.fromtimestamp(clock["now"], tz)
+
+    # Both our memory of verified tokens and PyJWT's own checks read the moved clock.
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Clock)
+    token = bearer(hs(claims(exp=int(start) + 60, nbf=int(start) + 30)))
+    with pytest.raises(AuthError, match="not valid yet"):
+        checker.identify(token, None, None)
+    clock["now"] = start + 31
+    assert checker.identify(token, None, None) == Identity("alice")
+    assert checker.identify(token, None, None) == Identity("alice")  # remembered
+    clock["now"] = start + 61
+    with pytest.raises(AuthError, match="expired"):
+        checker.identify(token, None, None)
