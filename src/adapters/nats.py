@@ -202,7 +202,10 @@ class NatsMessageBroker:
         require_connected(self._client, "read the queue depth")
         with translated("read the queue depth"):
             info = await self._js.consumer_info(self._stream, self._durable)
-        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+        # Jobs waiting for a worker, as the in-process broker counts them: one
+        # delivered but never settled (its worker gone, its nak lost) is not queued,
+        # and the reaper's test for lost jobs must see its file as missing one.
+        return info.num_pending or 0
 
     async def ping(self) -> None:
         require_connected(self._client, "ping")
