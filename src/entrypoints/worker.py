@@ -197,9 +197,9 @@ class Worker:
             # when somebody waits for the whole instruction.
             instruction = await self._repo.get_instruction(detail.instruction_id)
             if instruction.notify_url:
-                done = await services.finished_instruction(self._repo, detail.instruction_id)
-                if done is not None:
-                    self._on_finished(*done)
+                details = await services.finished_instruction(self._repo, instruction)
+                if details is not None:
+                    self._on_finished(instruction, details)
 
     async def _reap(self) -> None:
         await pipeline.reap(self._repo, self._broker, now=utc_now(), settings=self._settings)

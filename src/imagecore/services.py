@@ -129,13 +129,13 @@ async def create_instruction(  # noqa: PLR0913 - a use case takes its port and i
 
 
 async def finished_instruction(
-    repo: InstructionRepository, instruction_id: str
-) -> tuple[Instruction, list[InstructionDetail]] | None:
-    """The instruction and its files if every file is final (DONE or FAILED), else None."""
-    details = await repo.list_details(instruction_id)
+    repo: InstructionRepository, instruction: Instruction
+) -> list[InstructionDetail] | None:
+    """The instruction's files if every one is final (DONE or FAILED), else None."""
+    details = await repo.list_details(instruction.id)
     if not details or any(d.status not in TERMINAL for d in details):
         return None
-    return await repo.get_instruction(instruction_id), details
+    return details
 
 
 def check_notify_url(url: str) -> None:
