@@ -143,27 +143,37 @@ def _size(source: Path) -> tuple[int, int]:
     return int(header.width), int(header.height)
 
 
+def _thumbnail(source: Path, width: int, height: int) -> Any:  # noqa: ANN401 - a pyvips.Image
+    """Shrink on load by the largest power of two that stays above the target, then Lanczos."""
+    import pyvips  # noqa: PLC0415 - loaded in the floor's children only
+
+    source_width, source_height = _size(source)
+    factor = min(source_width / width, source_height / height)
+    shrink = next((s for s in (8, 4, 2) if factor >= s), 1)
+    image = pyvips.Image.jpegload(str(source), shrink=shrink, access="sequential")
+    return image.thumbnail_image(width, height=height, size="force")
+
+
 def _floor_one(key: str, source: Path, destination: Path) -> int:
     import pyvips  # noqa: PLC0415 - loaded in the floor's children only
 
     if key in ("W1", "W2", "W3"):
         fmt = {"W1": "jpeg", "W2": "webp", "W3": "avif"}[key]
-        image = pyvips.Image.thumbnail(str(source), 512, height=512, size="down")
-        data = _save(image, fmt, 80)
+        width, height = _size(source)
+        scale = min(512 / width, 512 / height)
+        data = _save(_thumbnail(source, round(width * scale), round(height * scale)), fmt, 80)
     elif key == "W6":
         # The service plans integer sizes itself (500 x round(h * 500 / w)) and forces them.
         width, height = _size(source)
-        image = pyvips.Image.thumbnail(
-            str(source), 500, height=round(height * 500 / width), size="force"
-        )
-        data = _save(image, "jpeg", 80)
+        data = _save(_thumbnail(source, 500, round(height * 500 / width)), "jpeg", 80)
     elif key == "W4":
         # Cover: scale so both sides reach the box (rounding up), then cut the centre.
         width, height = _size(source)
         scale = max(512 / width, 512 / height)
         cover_w, cover_h = math.ceil(width * scale - 1e-9), math.ceil(height * scale - 1e-9)
-        image = pyvips.Image.thumbnail(str(source), cover_w, height=cover_h, size="force")
-        image = image.crop(round((cover_w - 512) / 2), round((cover_h - 512) / 2), 512, 512)
+        image = _thumbnail(source, cover_w, cover_h).crop(
+            round((cover_w - 512) / 2), round((cover_h - 512) / 2), 512, 512
+        )
         middle = destination.with_suffix(".step1.jpg")
         middle.write_bytes(_save(image, "jpeg", 95))
         data = _save(pyvips.Image.new_from_file(str(middle)).rot("d90"), "jpeg", 80)

@@ -15,12 +15,14 @@ import pickle
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import attrs
 import pytest
 import pyvips
 
 from adapters.vips import VipsImageProcessor, configure_vips, self_test
 from adapters.vips_container import Keep, strip
 from adapters.vips_guard import sniff_bytes
+from adapters.vips_io import Source, jpeg_shrink, open_source, thumbnail
 from imagecore.errors import (
     CorruptImage,
     ImageCoreError,
@@ -29,6 +31,7 @@ from imagecore.errors import (
     UnknownProduct,
     UnsupportedMediaType,
 )
+from imagecore.model import ImageInfo
 from imagecore.ports import ProcessingRequest, ProcessingResult
 from imagecore.products import CATALOGUE, find_product
 
@@ -389,6 +392,40 @@ def test_exif_orientation_is_applied(processor, tmp_path):
     _, written = run(processor, "images/convert", source, tmp_path, format="png")
     upright = load(written)
     assert (upright - raw.rot90()).abs().avg() < 3 < (upright - raw).abs().avg()
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "shrink"),
+    [
+        ((2560, 1600), (512, 320), 4),  # factor 5: 1/4 scale, then Lanczos
+        ((5120, 2880), (500, 281), 8),
+        ((2560, 1600), (1280, 800), 2),
+        ((2560, 1600), (1281, 801), 1),  # just under 2: decode in full
+        ((1600, 2560), (320, 512), 4),
+    ],
+)
+def test_jpeg_shrink_on_load_stays_at_or_above_the_target(source, target, shrink):
+    info = ImageInfo(format="jpeg", mime_type="image/jpeg", width=source[0], height=source[1])
+    jpeg = Source(Path("x.jpg"), "jpeg", info, 1, 3, "srgb", 0)
+    assert jpeg_shrink(jpeg, *target) == shrink
+    assert jpeg_shrink(attrs.evolve(jpeg, format="png"), *target) == 1
+
+
+def test_a_shrunk_on_load_jpeg_is_upright_and_close_to_libvips_thumbnail(tmp_path):
+    # An EXIF-rotated photo shrunk by 4 on load must be turned upright after the
+    # shrink and resized to the display size, and differ from libvips' own
+    # thumbnail (shrink 2, then Lanczos) only by resampling.
+    rotated = tmp_path / "rotated.jpg"
+    photo = pyvips.Image.new_from_file(str(PHOTOS[0])).copy()
+    photo.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    photo.jpegsave(str(rotated), Q=95)
+    source = open_source(rotated, MAX_PIXELS, 1)
+    assert (source.info.width, source.info.height) == (1600, 2560)
+    assert jpeg_shrink(source, 320, 512) == 4
+    ours = thumbnail(source, 320, 512)
+    libvips = pyvips.Image.thumbnail(str(rotated), 320, height=512, size="force")
+    assert (ours.width, ours.height) == (libvips.width, libvips.height) == (320, 512)
+    assert (ours - libvips).abs().avg() < 3 < (ours - libvips.flip("horizontal")).abs().avg()
 
 
 def test_thumbnail_defaults_to_a_256_box(processor, tmp_path):
