@@ -142,6 +142,15 @@ def _discard_begun(work: asyncio.Future[_Upload]) -> None:
         work.result().discard()
 
 
+async def _whole(path: Path, chunks: list[bytes], content_type: str) -> tuple[_Upload, str]:
+    """A put of ``chunks`` begun, written and committed in one trip to a thread.
+
+    Cancelled meanwhile, the thread still runs to its end: the object is then
+    stored whole or, if the thread fails, its temporary file is removed.
+    """
+    return await asyncio.to_thread(_Upload.whole, path, chunks, content_type)
+
+
 def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
     file = path.open("rb")
     try:
@@ -194,6 +203,16 @@ class _Upload:
             upload.discard()
             raise
         return upload
+
+    @classmethod
+    def whole(cls, path: Path, chunks: list[bytes], content_type: str) -> tuple[_Upload, str]:
+        """Begin, write ``chunks`` and commit: an object that fits in one batch."""
+        upload = cls.extend(None, path, chunks)
+        try:
+            return upload, upload.commit(content_type)
+        except BaseException:
+            upload.discard()
+            raise
 
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
@@ -272,8 +291,12 @@ class FilesystemImageStorage:
                         upload = await _extended(upload, path, batch)
                     batch, batched = [], 0
             with _translated(key, writing=True):
-                upload = await _extended(upload, path, batch)
-                etag = await asyncio.to_thread(upload.commit, content_type)
+                if upload is None:
+                    # The whole object came in one batch: write and commit in one trip.
+                    upload, etag = await _whole(path, batch, content_type)
+                else:
+                    upload = await _extended(upload, path, batch)
+                    etag = await asyncio.to_thread(upload.commit, content_type)
         except BaseException:
             if upload is not None:
                 upload.discard()

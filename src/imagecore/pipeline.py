@@ -144,9 +144,14 @@ async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
         _log.warning("notification for %s not published: %s", detail.id, exc)
 
 
+#: Chunk size of the copy of an original into the scratch folder: most images
+#: then come in one chunk, one trip to the storage's thread.
+_COPY_CHUNK = 1024 * 1024
+
+
 async def _download(storage: ImageStorage, key: str, path: Path) -> None:
     with path.open("wb") as out:
-        async for chunk in storage.get(key):
+        async for chunk in storage.get(key, _COPY_CHUNK):
             out.write(chunk)
 
 
