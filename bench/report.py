@@ -360,12 +360,16 @@ def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
         *_table(["", "images", "pool child peak RSS, MiB"], rows, "lrr"),
         (
             f"Drift: {drift['images']} W1 images end to end through `imagecore serve` "
-            f"({drift['images_per_second']:.1f} images/s). RSS in the second tenth of the run "
-            f"against the last tenth: the serve process {drift['parent_rss_start'] / MIB:.0f} -> "
+            f"({drift['images_per_second']:.1f} images/s). Lowest RSS (what a process holds "
+            f"between files; a leak raises it) in the second tenth of the run against the last "
+            f"tenth: the serve process {drift['parent_rss_start'] / MIB:.0f} -> "
             f"{drift['parent_rss_end'] / MIB:.0f} MiB ({drift['parent_drift']:+.1%}), the largest "
             f"pool child {drift['child_rss_start'] / MIB:.0f} -> "
-            f"{drift['child_rss_end'] / MIB:.0f} "
-            f"MiB ({drift['child_drift']:+.1%}). The pool recycles a child after 1000 files."
+            f"{drift['child_rss_end'] / MIB:.0f} MiB ({drift['child_drift']:+.1%}). Medians, "
+            f"which swing with how many samples caught a file in flight: serve "
+            f"{drift.get('parent_median_drift', 0):+.1%}, child "
+            f"{drift.get('child_median_drift', 0):+.1%}. The pool recycles a child after 1000 "
+            "files."
         ),
         "",
     ]
