@@ -37,13 +37,10 @@ __all__ = ["drift", "peak_per_workload"]
 
 
 def _pids(runner: ProcessPoolRunner) -> list[int]:
-    pools = getattr(runner, "_slots", [])
-    return [
-        process.pid
-        for pool in pools
-        if pool is not None
-        for process in (getattr(pool, "_processes", None) or {}).values()
-    ]
+    pids = [pid for pid in runner.child_pids() if pid is not None]
+    if not pids:
+        raise RuntimeError("the pool has no children to measure")
+    return pids
 
 
 async def peak_per_workload(

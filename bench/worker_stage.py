@@ -54,17 +54,6 @@ class ServiceWorker:
         settings = attrs.evolve(settings, worker_concurrency=processes)
         return cls(await Runtime.open(settings))
 
-    @property
-    def child_pids(self) -> list[int]:
-        """The pool children alive now."""
-        pools = getattr(self.runtime.runner, "_slots", [])
-        return [
-            process.pid
-            for pool in pools
-            if pool is not None
-            for process in (getattr(pool, "_processes", None) or {}).values()
-        ]
-
     async def queue(self, step: Step, sources: list[Path]) -> list[str]:
         """Upload ``sources`` for ``step`` (as the API does); the new files' ids."""
         rt = self.runtime

@@ -1,12 +1,17 @@
 """Runs the image processor in child processes, one file per child at a time.
 
-Each of the ``workers`` slots is its own single-process executor. A crash
-in native decoding code kills that slot's child only: its file's attempt
-ends with `ProcessorCrashed` (retried within the attempt budget), the slot
-gets a fresh child, and the files running in the other slots never notice.
-(One shared ``ProcessPoolExecutor`` would not do: when any of its children
-dies it fails every file in flight, so one hostile upload would cost other
-users' files an attempt each time it crashed.) A file that runs past its
+Each of the ``workers`` slots owns one spawned child and a pipe to it. A
+crash in native decoding code kills that slot's child only: its file's
+attempt ends with `ProcessorCrashed` (retried within the attempt budget),
+the slot gets a fresh child, and the files running in the other slots never
+notice. (One shared ``ProcessPoolExecutor`` would not do: when any of its
+children dies it fails every file in flight, so one hostile upload would
+cost other users' files an attempt each time it crashed.) The request is
+written to the pipe from the event loop and the answer read when the loop
+sees the pipe readable: no thread stands between the two, where a
+single-process ``ProcessPoolExecutor`` per slot passed each file through a
+manager and a feeder thread (0.5 against 0.17 ms of the server's CPU per
+file, and 0.4 ms of latency, measured with a 20 ms task). A file that runs past its
 time limit has its child killed the same way, since a thread inside libvips
 cannot be stopped any other way. A child left large by a file (over
 ``TRIM_ABOVE`` resident) hands its freed heap back to the system at once
@@ -27,10 +32,11 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
-from imagecore.errors import ProcessingTimeout, ProcessorCrashed
+from imagecore.errors import ProcessingError, ProcessingTimeout, ProcessorCrashed
 from imagecore.ports import ImageProcessor, ProcessingRequest, ProcessingResult
 
 __all__ = ["ProcessPoolRunner", "run_in_child"]
@@ -49,7 +55,7 @@ TRIM_ABOVE = 128 * 1024 * 1024
 
 
 def _die_with_parent(parent: int) -> None:
-    """Pool child initializer: SIGKILL when the starting process goes; few malloc arenas."""
+    """Pool child set-up: SIGKILL when the starting process goes; few malloc arenas."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -90,6 +96,82 @@ def _release_memory() -> None:
             trim(0)
 
 
+Task = Callable[[ProcessingRequest], ProcessingResult]
+
+
+def _serve(conn: Connection, parent: int, task: Task) -> None:
+    """A child's life: answer each request on ``conn`` until told to stop (``None``)."""
+    _die_with_parent(parent)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the server closed its end
+        if request is None:
+            return
+        try:
+            reply: tuple[bool, object] = (True, task(request))
+        except Exception as exc:  # noqa: BLE001 - the server raises it for this file
+            reply = (False, exc)
+        try:
+            conn.send(reply)
+        except (TypeError, AttributeError, ValueError, RuntimeError):
+            # The error would not pickle (pickling fails before anything is written).
+            error = ProcessingError(f"the image processor failed ({type(reply[1]).__name__})")
+            conn.send((False, error))
+
+
+class _Child:
+    """One spawned child, its pipe and how many files it has taken."""
+
+    def __init__(self, task: Task) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, theirs = context.Pipe()
+        self.process: BaseProcess = context.Process(
+            target=_serve, args=(theirs, os.getpid(), task), daemon=True
+        )
+        self.process.start()
+        theirs.close()
+        self.files = 0
+
+    async def exchange(self, request: ProcessingRequest) -> ProcessingResult:
+        """Send one request and wait for its answer; EOFError if the child died."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
+        fd = self.conn.fileno()
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            if answer.done():
+                return
+            try:
+                answer.set_result(self.conn.recv())
+            except (EOFError, OSError) as exc:
+                answer.set_exception(EOFError(str(exc)))
+
+        self.conn.send(request)
+        self.files += 1
+        loop.add_reader(fd, readable)
+        try:
+            ok, value = await answer
+        finally:
+            loop.remove_reader(fd)
+        if ok:
+            return value  # type: ignore[return-value]
+        raise value  # type: ignore[misc]
+
+    def stop(self, *, kill: bool) -> None:
+        """End the child: at once (``kill``), or after the file in hand (it has none)."""
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                self.process.kill()
+        self.conn.close()
+
+
 class ProcessPoolRunner:
     """An async callable ``(ProcessingRequest) -> ProcessingResult`` over isolated children."""
 
@@ -99,67 +181,66 @@ class ProcessPoolRunner:
         self.workers = workers or os.cpu_count() or 1
         self._timeout = timeout_seconds
         self._max_tasks = max_tasks_per_child
-        self._slots: list[ProcessPoolExecutor | None] = [None] * self.workers
+        self._slots: list[_Child | None] = [None] * self.workers
+        self._ended: list[BaseProcess] = []  # stopped children not yet reaped
         self._free: asyncio.Queue[int] = asyncio.Queue()
         for slot in range(self.workers):
             self._free.put_nowait(slot)
 
-    def _executor(self, slot: int) -> ProcessPoolExecutor:
-        pool = self._slots[slot]
-        if pool is None:
-            pool = self._slots[slot] = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=self._max_tasks,
-                initializer=_die_with_parent,
-                initargs=(os.getpid(),),
-            )
-        return pool
+    def child_pids(self) -> list[int | None]:
+        """The process id of each slot's child (None: not started yet)."""
+        return [child.process.pid if child else None for child in self._slots]
 
-    def _submit(self, slot: int, request: ProcessingRequest) -> Future[ProcessingResult]:
-        try:
-            return self._executor(slot).submit(run_in_child, request)
-        except BrokenProcessPool:
-            # The idle child died between files (the OOM killer, say): not this file's fault.
-            self._discard(slot)
-            return self._executor(slot).submit(run_in_child, request)
+    def _child(self, slot: int) -> _Child:
+        child = self._slots[slot]
+        if child is None or not child.process.is_alive():
+            if child is not None:
+                # The idle child died between files (the OOM killer, say): not this file's fault.
+                self._discard(slot, kill=True)
+            child = self._slots[slot] = _Child(run_in_child)
+        return child
 
     async def __call__(self, request: ProcessingRequest) -> ProcessingResult:
         slot = await self._free.get()
         try:
-            future = asyncio.wrap_future(self._submit(slot, request))
+            child = self._child(slot)
             try:
-                return await asyncio.wait_for(future, self._timeout)
+                result = await asyncio.wait_for(child.exchange(request), self._timeout)
             except TimeoutError:
-                self._discard(slot)
+                self._discard(slot, kill=True)
                 raise ProcessingTimeout(
                     f"processing took longer than {self._timeout:g} s and was stopped"
                 ) from None
-            except BrokenProcessPool:
-                self._discard(slot)
+            except (EOFError, BrokenPipeError):
+                self._discard(slot, kill=True)
                 raise ProcessorCrashed("the image processor crashed on this file") from None
             except asyncio.CancelledError:
                 # Nobody wants this result (the worker is stopping): end the child now,
-                # or shutting the pool down would wait for the file to finish.
-                self._discard(slot)
+                # or stopping would wait for the file to finish.
+                self._discard(slot, kill=True)
                 raise
+            if child.files >= self._max_tasks:
+                self._discard(slot, kill=False)  # recycled against slow leaks
+            return result
         finally:
             self._free.put_nowait(slot)
 
-    def _discard(self, slot: int) -> None:
-        pool, self._slots[slot] = self._slots[slot], None
-        if pool is None:
+    def _discard(self, slot: int, *, kill: bool) -> None:
+        child, self._slots[slot] = self._slots[slot], None
+        if child is None:
             return
-        # The executor has no public way to stop a running task: end its child.
-        # (Once the executor has seen its child die, it sets _processes to None.)
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-        _log.warning("image processor child of slot %d replaced", slot)
+        child.stop(kill=kill)
+        self._ended = [p for p in [*self._ended, child.process] if p.is_alive()]  # reaps
+        if kill:
+            _log.warning("image processor child of slot %d replaced", slot)
 
     def close(self) -> None:
-        """Stop the children."""
-        for slot, pool in enumerate(self._slots):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-                self._slots[slot] = None
+        """Stop the children (each ends its file in hand first; a file in hand was cancelled)."""
+        for slot in range(self.workers):
+            self._discard(slot, kill=False)
+        for process in self._ended:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._ended = []

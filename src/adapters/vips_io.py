@@ -37,6 +37,7 @@ __all__ = [
     "ANIMATED_OUTPUTS",
     "DEFAULT_QUALITY",
     "EXTENSIONS",
+    "MAX_SIDE",
     "MIME_TYPES",
     "Encoded",
     "Source",
@@ -77,6 +78,8 @@ EXTENSIONS: Final = {
 #: Output formats that carry every frame of an animated input.
 ANIMATED_OUTPUTS: Final = frozenset({"gif", "webp"})
 DEFAULT_QUALITY: Final = {"jpeg": 85, "webp": 82, "avif": 60}
+#: The longest side (of one frame) each output format can hold.
+MAX_SIDE: Final = {"jpeg": 65535, "webp": 16383, "gif": 65535}
 #: JPEG saver options for every output: progressive, Huffman tables optimised,
 #: mozjpeg's ImageMagick quantisation table and its deringing (all nearly free).
 JPEG_OPTIONS: Final = {
@@ -338,6 +341,12 @@ def encode(  # noqa: PLR0913 - one knob per saver option we expose
     ``thorough`` spends encoding time for bytes (``images/compress``): mozjpeg's
     trellis and scan optimisation, WebP's sharp chroma subsampling.
     """
+    longest = max(int(image.width), frame_height(image))
+    if longest > MAX_SIDE.get(fmt, longest):
+        raise ImageTooLarge(
+            f"{fmt.upper()} holds at most {MAX_SIDE[fmt]} pixels a side; this output would be "
+            f"{image.width}x{frame_height(image)}"
+        )
     q = quality or DEFAULT_QUALITY.get(fmt, 90)
     if fmt == "jpeg":
         options = JPEG_THOROUGH if thorough else JPEG_OPTIONS

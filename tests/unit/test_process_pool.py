@@ -35,13 +35,6 @@ def request(source: Path, key: str = "images/thumbnail", **params: object) -> Pr
     return ProcessingRequest(key, product.validate(params), source, destination, 100_000_000, 100)
 
 
-def child_pids(runner: ProcessPoolRunner) -> list[set[int]]:
-    return [
-        {p.pid for p in (getattr(pool, "_processes", None) or {}).values()} if pool else set()
-        for pool in runner._slots
-    ]
-
-
 @pytest.fixture
 async def runner(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
     monkeypatch.setenv(crash_hook.MARKER_ENV, MARKER)
@@ -85,13 +78,13 @@ async def test_a_timeout_replaces_only_the_child_that_ran_too_long(
     quick = tmp_path / "quick.jpg"
     quick.write_bytes(valid("jpeg"))
     await asyncio.gather(runner(request(quick)), runner(request(quick)))  # both children up
-    before = child_pids(runner)
+    before = runner.child_pids()
     runner._timeout = 0.3
     slow = tmp_path / "slow.jpg"
     slow.write_bytes(photo.read_bytes())
     with pytest.raises(ProcessingTimeout, match=r"0\.3 s"):  # AVIF at 4 MP: seconds of work
         await runner(request(slow, "images/convert", format="avif"))
-    after = child_pids(runner)
+    after = runner.child_pids()
     assert sum(a == b for a, b in zip(before, after, strict=True)) == 1, (before, after)
     runner._timeout = 60
     assert (await runner(request(quick))).width == 48
@@ -110,8 +103,8 @@ async def main():
     params = find_product("images/thumbnail").validate({})
     out = source.with_suffix(".out")
     await runner(ProcessingRequest("images/thumbnail", params, source, out, 10**8, 1))
-    [child] = runner._slots[0]._processes.values()
-    print(child.pid, flush=True)
+    [child] = runner.child_pids()
+    print(child, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
 if __name__ == "__main__":  # the spawned child imports this file too

@@ -627,3 +627,12 @@ def test_container_stripping_leaves_an_unknown_critical_png_chunk_to_the_decoder
     iend = png.rindex(b"IEND") - 4
     odd = (4).to_bytes(4, "big") + b"EVIL" + b"<?p?" + bytes(4)
     assert strip(png[:iend] + odd + png[iend:], "png", Keep()) is None
+
+
+def test_an_output_longer_than_its_format_allows_is_a_clear_error(processor, tmp_path):
+    source = tmp_path / "strip.png"
+    pyvips.Image.black(200, 2).pngsave(str(source))
+    with pytest.raises(ImageTooLarge, match=r"WEBP holds at most 16383 pixels a side.*16384x164"):
+        run(processor, "images/resize", source, tmp_path, width=16384, upscale=True, format="webp")
+    result, _ = run(processor, "images/resize", source, tmp_path, width=16383, upscale=True)
+    assert result.width == 16383

@@ -8,6 +8,7 @@ Example counts are kept small so the file runs in well under a minute.
 from __future__ import annotations
 
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 from adapters.vips import VipsImageProcessor
 from adapters.vips_geometry import plan_resize
 from adapters.vips_guard import sniff_bytes
+from adapters.vips_io import MAX_SIDE
+from imagecore.errors import ImageTooLarge
 from imagecore.ports import ProcessingRequest
 from imagecore.products import OUTPUT_FORMATS, find_product
 
@@ -100,17 +103,22 @@ def test_planned_size_fits_the_box_and_never_enlarges_unless_asked(
 def test_resize_output_fits_the_requested_box(
     width, height, bands, fmt, box_width, box_height, fit, upscale
 ):
+    planned = plan_resize(width, height, box_width, box_height, fit, upscale=upscale)
+    too_long = max(planned) > MAX_SIDE.get(fmt, max(planned))  # say, 16384 px of WebP
     with tempfile.TemporaryDirectory() as folder:
         source = write_input(Path(folder), synthetic(width, height, bands), fmt)
-        result, _ = run(
-            "images/resize",
-            source,
-            Path(folder),
-            width=box_width,
-            height=box_height,
-            fit=fit,
-            upscale=upscale,
-        )
+        with pytest.raises(ImageTooLarge, match="pixels a side") if too_long else nullcontext():
+            result, _ = run(
+                "images/resize",
+                source,
+                Path(folder),
+                width=box_width,
+                height=box_height,
+                fit=fit,
+                upscale=upscale,
+            )
+    if too_long:
+        return
     size = (result.width, result.height)
     box = (box_width, box_height)
     if fit == "contain":
