@@ -3,7 +3,8 @@
 Stages (``--stages`` picks some): ``throughput`` (the pyvips floor against the
 worker, 1 and 2 processes, every workload), ``production`` (the worker, end
 to end and ingest on the production servers), ``e2e`` (embedded stack end
-to end, with the floor and thumbor in the same rounds), ``ingest``,
+to end, with the floor and thumbor in the same rounds), ``quality`` (what
+imagecore's and thumbor's outputs keep against a full-resolution reference), ``ingest``,
 ``memory`` (peak per workload and drift), ``compression`` (W5 against Go).
 Measured runs of different subjects are interleaved round by round, so slow
 spells of a shared machine fall on all of them; ratios are of medians.
@@ -31,7 +32,7 @@ from bench.workloads import CORPUS, WORKLOADS, Workload, floor_matches_service
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent
-STAGES = ("throughput", "e2e", "ingest", "production", "memory", "compression")
+STAGES = ("throughput", "e2e", "quality", "ingest", "production", "memory", "compression")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,6 +185,12 @@ async def _compression(args: argparse.Namespace, scratch: Path) -> dict[str, Any
     return await asyncio.to_thread(stages.compression, args, scratch, _log)
 
 
+async def _quality(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    from bench.quality import quality  # noqa: PLC0415
+
+    return await asyncio.to_thread(quality, scratch, _log, limit=2 if args.quick else None)
+
+
 async def _run_stages(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     from bench import stages  # noqa: PLC0415
 
@@ -199,6 +206,7 @@ async def _run_stages(args: argparse.Namespace, scratch: Path) -> dict[str, Any]
     runs = {
         "throughput": lambda: _stage_throughput(args, scratch / "throughput"),
         "e2e": lambda: stages.e2e(args, scratch / "e2e", _log),
+        "quality": lambda: _quality(args, scratch / "quality"),
         "ingest": lambda: stages.ingest_embedded(args, scratch / "ingest", _log),
         "production": lambda: stages.production(args, scratch / "production", _log),
         "memory": lambda: stages.memory(args, scratch / "memory", _log),

@@ -37,7 +37,14 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["WORKLOADS", "Step", "Workload", "floor_matches_service", "floor_run"]
+__all__ = [
+    "WORKLOADS",
+    "Step",
+    "Workload",
+    "floor_matches_service",
+    "floor_run",
+    "floor_save",
+]
 
 CORPUS: Final = Path("..") / "shared" / "corpus"
 #: The processor's JPEG saver options for every product but images/compress.
@@ -119,7 +126,8 @@ WORKLOADS: Final = (
 # -- the floor: plain pyvips, run in a child process -------------------------------------
 
 
-def _save(image: Any, fmt: str, quality: int) -> bytes:  # noqa: ANN401 - a pyvips.Image
+def floor_save(image: Any, fmt: str, quality: int) -> bytes:  # noqa: ANN401 - a pyvips.Image
+    """Encode as the processor does for every product but images/compress."""
     import pyvips  # noqa: PLC0415 - loaded in the floor's children only
 
     icc = pyvips.enums.ForeignKeep.ICC
@@ -161,11 +169,11 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
         fmt = {"W1": "jpeg", "W2": "webp", "W3": "avif"}[key]
         width, height = _size(source)
         scale = min(512 / width, 512 / height)
-        data = _save(_thumbnail(source, round(width * scale), round(height * scale)), fmt, 80)
+        data = floor_save(_thumbnail(source, round(width * scale), round(height * scale)), fmt, 80)
     elif key == "W6":
         # The service plans integer sizes itself (500 x round(h * 500 / w)) and forces them.
         width, height = _size(source)
-        data = _save(_thumbnail(source, 500, round(height * 500 / width)), "jpeg", 80)
+        data = floor_save(_thumbnail(source, 500, round(height * 500 / width)), "jpeg", 80)
     elif key == "W4":
         # Cover: scale so both sides reach the box (rounding up), then cut the centre.
         width, height = _size(source)
@@ -175,8 +183,8 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
             round((cover_w - 512) / 2), round((cover_h - 512) / 2), 512, 512
         )
         middle = destination.with_suffix(".step1.jpg")
-        middle.write_bytes(_save(image, "jpeg", 95))
-        data = _save(pyvips.Image.new_from_file(str(middle)).rot("d90"), "jpeg", 80)
+        middle.write_bytes(floor_save(image, "jpeg", 95))
+        data = floor_save(pyvips.Image.new_from_file(str(middle)).rot("d90"), "jpeg", 80)
     else:  # W5: the work is the processor's own search
         from adapters.vips import VipsImageProcessor  # noqa: PLC0415
         from imagecore.ports import ProcessingRequest  # noqa: PLC0415

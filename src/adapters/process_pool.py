@@ -148,6 +148,9 @@ class _Child:
                 answer.set_result(self.conn.recv())
             except (EOFError, OSError) as exc:
                 answer.set_exception(EOFError(str(exc)))
+            except Exception as exc:  # noqa: BLE001 - an answer that would not unpickle
+                error = f"the image processor's answer could not be read ({type(exc).__name__})"
+                answer.set_exception(ProcessingError(error))
 
         self.conn.send(request)
         self.files += 1

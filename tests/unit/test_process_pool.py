@@ -22,7 +22,7 @@ import crash_hook
 from adapters import process_pool
 from adapters.process_pool import ProcessPoolRunner
 from hostile import valid
-from imagecore.errors import ProcessingTimeout, ProcessorCrashed
+from imagecore.errors import ProcessingError, ProcessingTimeout, ProcessorCrashed
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
 
@@ -88,6 +88,36 @@ async def test_a_timeout_replaces_only_the_child_that_ran_too_long(
     assert sum(a == b for a, b in zip(before, after, strict=True)) == 1, (before, after)
     runner._timeout = 60
     assert (await runner(request(quick))).width == 48
+
+
+class Unreadable(Exception):
+    """Pickles (its args hold one value) but cannot be rebuilt from them."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(first, second)
+        self.args = (first,)
+
+
+def raise_unreadable(_request: ProcessingRequest) -> None:
+    raise Unreadable("first", "second")
+
+
+async def test_an_answer_that_cannot_be_read_fails_its_file_and_keeps_the_child(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(process_pool, "run_in_child", raise_unreadable)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=20)
+    source = tmp_path / "small.jpg"
+    source.write_bytes(valid("jpeg"))
+    try:
+        with pytest.raises(ProcessingError, match="could not be read"):
+            await runner(request(source))
+        child = runner.child_pids()
+        with pytest.raises(ProcessingError, match="could not be read"):
+            await runner(request(source))
+        assert runner.child_pids() == child  # the pipe was read whole: the child goes on
+    finally:
+        runner.close()
 
 
 ORPHAN_SCRIPT = """

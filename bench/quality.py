@@ -1,0 +1,109 @@
+"""What the peer workloads keep of the picture: imagecore and thumbor against one reference.
+
+Speed against thumbor means little if one side throws detail away, and both
+decode JPEG at a reduced scale (libjpeg's DCT scaling) before resizing. For
+W1, W2 and W6 each source image is resized three ways to the same size, at
+the same quality setting (80):
+
+* ``imagecore``: the service's processor (a JPEG is decoded at the largest
+  of 1/2, 1/4, 1/8 scale at or above the target, then Lanczos-resized);
+* ``libvips_thumbnail``: libvips' own ``thumbnail``, which keeps a factor of
+  two for its final Lanczos step (the path imagecore took before), saved
+  with the same options;
+* ``thumbor``: one GET of thumbor's URL for the workload (Pillow's draft
+  decode, then Lanczos).
+
+Each output is scored with SSIMULACRA2 (`bench.scoring`) against a reference
+made from the full-resolution decode with one Lanczos resize to the output's
+size, and its bytes are counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyvips
+
+from bench.peer import THUMBOR_PATHS, thumbor
+from bench.scoring import Reference
+from bench.workloads import CORPUS, WORKLOADS, floor_save
+
+__all__ = ["SUBJECTS", "quality"]
+
+SUBJECTS = ("imagecore", "libvips_thumbnail", "thumbor")
+_FORMATS = {"W1": "jpeg", "W2": "webp", "W6": "jpeg"}
+
+
+def _ours(key: str, source: Path, out: Path) -> None:
+    from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - libvips set up as the service
+    from imagecore.ports import ProcessingRequest  # noqa: PLC0415
+    from imagecore.products import find_product  # noqa: PLC0415
+
+    step = next(w for w in WORKLOADS if w.key == key).steps[0]
+    product = find_product(step.product)
+    request = ProcessingRequest(
+        product.key,
+        product.validate(step.params),
+        source,
+        out,
+        product.limits.max_pixels,
+        product.limits.max_frames,
+    )
+    VipsImageProcessor().process(request)
+
+
+def _score(source: Path, candidate: Path, scratch: Path) -> tuple[float, int]:
+    """SSIMULACRA2 against a full-resolution decode resized once, and the bytes."""
+    made = pyvips.Image.new_from_file(str(candidate))
+    full = pyvips.Image.new_from_file(str(source))
+    reference = full.resize(made.width / full.width, vscale=made.height / full.height)
+    if (reference.width, reference.height) != (made.width, made.height):
+        raise RuntimeError(f"reference {reference.width}x{reference.height} for {candidate}")
+    path = scratch / "reference.png"
+    reference.pngsave(str(path))
+    return Reference(path).ssimulacra2(candidate), candidate.stat().st_size
+
+
+def quality(
+    scratch: Path, log: Callable[[str], None], *, limit: int | None = None
+) -> dict[str, Any]:
+    """Score every subject on the peer workloads' images; rows and means per workload."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    pyvips.cache_set_max(0)
+    out: dict[str, Any] = {}
+    with thumbor(CORPUS, scratch / "thumbor", 1) as (base, _pid):
+        for key, fmt in _FORMATS.items():
+            log(f"output quality {key}")
+            workload = next(w for w in WORKLOADS if w.key == key)
+            rows = []
+            for source in workload.images(CORPUS)[:limit]:
+                paths = {s: scratch / f"{key}-{source.stem}.{s}.{fmt}" for s in SUBJECTS}
+                _ours(key, source, paths["imagecore"])
+                made = pyvips.Image.new_from_file(str(paths["imagecore"]))
+                thumbnail = pyvips.Image.thumbnail(
+                    str(source), made.width, height=made.height, size="force"
+                )
+                paths["libvips_thumbnail"].write_bytes(floor_save(thumbnail, fmt, 80))
+                url = base + THUMBOR_PATHS[key].format(name=source.relative_to(CORPUS).as_posix())
+                with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - loopback
+                    paths["thumbor"].write_bytes(response.read())
+                row: dict[str, Any] = {"image": source.name}
+                for subject, path in paths.items():
+                    score, size = _score(source, path, scratch)
+                    row[subject] = {"ssimulacra2": score, "bytes": size}
+                rows.append(row)
+            out[key] = {
+                "rows": rows,
+                "summary": {
+                    s: {
+                        "ssimulacra2": statistics.fmean(r[s]["ssimulacra2"] for r in rows),
+                        "bytes": statistics.fmean(r[s]["bytes"] for r in rows),
+                    }
+                    for s in SUBJECTS
+                },
+            }
+    return out
