@@ -188,7 +188,7 @@ class InstructionRepository(Protocol):
 class JobMessage:
     """The doorbell for one file: the repository holds everything else.
 
-    ``dedup_id`` lets a broker drop a second publish of the same attempt.
+    ``dedup_id`` lets a broker drop a second publish of the same outbox record.
     """
 
     instruction_id: str

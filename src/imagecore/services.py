@@ -215,12 +215,20 @@ async def get_detail(
 
 
 def job_for(detail: InstructionDetail) -> JobMessage:
-    """The job message of a detail's current attempt (deduplicated per attempt)."""
+    """The job message for ``detail`` as recorded (deduplicated per recorded version).
+
+    Publishing the same outbox record twice (the first publish went through,
+    clearing the record did not) sends the same id, so the broker drops the
+    second. A job sent again on purpose (the reaper re-sending one the broker
+    lost, a file handed back) goes from a later version, with a new id: one
+    with the first id would be dropped for as long as the broker remembers it
+    (JetStream: two minutes).
+    """
     return JobMessage(
         instruction_id=detail.instruction_id,
         instruction_detail_id=detail.id,
         user_id=detail.user_id,
-        dedup_id=f"{detail.id}:{detail.attempts}",
+        dedup_id=f"{detail.id}:{detail.attempts}:{detail.version}",
     )
 
 

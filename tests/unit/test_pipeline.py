@@ -240,7 +240,7 @@ async def test_reaping_requeues_lost_work_and_fails_it_past_the_budget(
         if attempt < SETTINGS.max_attempts:
             assert current.status is Status.PENDING
             requeued = await asyncio.wait_for(anext(jobs), 1)
-            assert requeued.job.dedup_id == f"{detail.id}:{attempt}"
+            assert requeued.job.dedup_id.startswith(f"{detail.id}:{attempt}:")
             await requeued.ack()
     assert current.status is Status.FAILED
     assert current.error_code == "worker_lost"
@@ -258,6 +258,21 @@ async def test_pending_files_the_broker_lost_are_published_again(
     assert await pipeline.reap(repo, fresh, now=clock(), settings=SETTINGS) == 1
     delivery = await asyncio.wait_for(anext(fresh.jobs()), 1)
     assert delivery.job.instruction_detail_id == detail.id
+
+
+async def test_a_lost_job_sent_again_is_not_dropped_as_a_duplicate(
+    repo, storage, broker, clock
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    jobs = broker.jobs()
+    first = await asyncio.wait_for(anext(jobs), 1)
+    await first.ack()  # the broker "loses" it: nobody processed the file
+    clock.advance(SETTINGS.republish_after_seconds + 1)
+    # The same broker, whose duplicate window still holds the first publish's id.
+    assert await pipeline.reap(repo, broker, now=clock(), settings=SETTINGS) == 1
+    again = await asyncio.wait_for(anext(jobs), 1)
+    assert again.job.instruction_detail_id == detail.id
+    assert again.job.dedup_id != first.job.dedup_id
 
 
 async def test_cleanup_deletes_only_finished_files_past_retention(
@@ -309,9 +324,14 @@ async def test_an_unexpected_error_costs_an_attempt_and_strands_nothing(
 
 
 class DownBroker(MemoryMessageBroker):
-    """A broker whose publishes fail, as during an outage."""
+    """A broker whose publishes fail, as during an outage; it notes the ids it was given."""
 
-    async def publish_job(self, job) -> None:  # noqa: ARG002 - it fails whatever the job
+    def __init__(self) -> None:
+        super().__init__()
+        self.tried: list[str] = []
+
+    async def publish_job(self, job) -> None:
+        self.tried.append(job.dedup_id)
         raise DependencyUnavailable("the broker is down")
 
 
@@ -330,6 +350,10 @@ async def test_a_failed_publish_stays_in_the_outbox_until_the_reaper_sends_it(
     assert await pipeline.reap(repo, up, now=clock(), settings=SETTINGS) == 1
     delivery = await asyncio.wait_for(anext(up.jobs()), 1)
     assert delivery.job.instruction_detail_id == detail.id
+    # Every publish of this one record carries one id: a broker that got an
+    # earlier one after all would drop this.
+    assert set(down.tried) == {delivery.job.dedup_id}
+    assert len(down.tried) == 2
     assert not (await repo.get_detail(detail.id)).outbox
     assert await pipeline.reap(repo, up, now=clock(), settings=SETTINGS) == 0
 
