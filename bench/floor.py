@@ -24,7 +24,10 @@ class Floor:
         self._scratch = scratch
         scratch.mkdir(parents=True, exist_ok=True)
         self._pool = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn"), initializer=floor_setup
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=floor_setup,
+            initargs=(processes,),
         )
 
     @property

@@ -204,11 +204,15 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
     return len(data)
 
 
-def floor_setup() -> None:
-    """Pool initializer: libvips' operation cache off, as the service has it."""
+def floor_setup(processes: int = 1) -> None:
+    """Pool initializer: libvips' operation cache off and its threads shared out, as the
+    service's pool children have them."""
     import pyvips  # noqa: PLC0415
 
+    from adapters.process_pool import child_threads  # noqa: PLC0415
+
     pyvips.cache_set_max(0)
+    pyvips.concurrency_set(child_threads(processes))
 
 
 def floor_run(key: str, sources: list[Path], scratch: Path) -> tuple[float, int]:
