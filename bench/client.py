@@ -181,8 +181,15 @@ async def end_to_end(
     }
 
 
-async def requests_loop(base: str, paths: Sequence[str], concurrency: int) -> dict[str, Any]:
-    """GET every path of ``base``, ``concurrency`` at a time; throughput and latency."""
+async def requests_loop(
+    bases: Sequence[str], paths: Sequence[str], concurrency: int
+) -> dict[str, Any]:
+    """GET every path, ``concurrency`` at a time spread evenly over the servers ``bases``.
+
+    Each of the ``concurrency`` request loops keeps to one server and takes
+    the next path when its request ends, so every server always has its
+    share in flight and a faster one serves more.
+    """
     work = asyncio.Queue[str]()
     for path in paths:
         work.put_nowait(path)
@@ -190,24 +197,28 @@ async def requests_loop(base: str, paths: Sequence[str], concurrency: int) -> di
     sizes: list[int] = []
     failed = 0
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(base, timeout=timeout) as session:
+    sessions = [aiohttp.ClientSession(base, timeout=timeout) for base in bases]
 
-        async def run() -> None:
-            nonlocal failed
-            while not work.empty():
-                path = work.get_nowait()
-                started = time.perf_counter()
-                async with session.get(path) as response:
-                    body = await response.read()
-                if response.status != 200:
-                    failed += 1
-                    continue
-                latencies.append(time.perf_counter() - started)
-                sizes.append(len(body))
+    async def run(session: aiohttp.ClientSession) -> None:
+        nonlocal failed
+        while not work.empty():
+            path = work.get_nowait()
+            started = time.perf_counter()
+            async with session.get(path) as response:
+                body = await response.read()
+            if response.status != 200:
+                failed += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            sizes.append(len(body))
 
+    try:
         started = time.perf_counter()
-        await asyncio.gather(*(run() for _ in range(concurrency)))
+        await asyncio.gather(*(run(sessions[i % len(sessions)]) for i in range(concurrency)))
         seconds = time.perf_counter() - started
+    finally:
+        for session in sessions:
+            await session.close()
     return {
         "images": len(paths),
         "failed": failed,

@@ -5,8 +5,14 @@ progressive JPEG, no EXIF kept (``PRESERVE_EXIF_INFO = False`` and the
 ``strip_exif()`` filter), never enlarged (``no_upscale()``), no storage
 and no result storage (so every request is processed, none is served from a
 cache), and thumbor's default engine, Pillow (which decodes JPEG at a
-reduced size with ``draft``, like libvips' shrink-on-load). ``--processes``
-forks as many server processes as our worker has pool children.
+reduced size with ``draft``, like libvips' shrink-on-load). As many thumbor
+servers as our worker has pool children, each a single process on its own
+port, and the client keeps the same number of requests in flight on each
+(as a load balancer in front of them would). One server with ``--processes
+2`` shares its listening socket between two forked processes, and a
+keep-alive connection stays with the process that accepted it: in one run
+all four of the client's connections landed on one process, which worked
+alone at 1.0 CPU while the other idled.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
+
 from bench.stacks import free_port
 
-__all__ = ["THUMBOR_PATHS", "thumbor"]
+__all__ = ["THUMBOR_PATHS", "Peer", "thumbor"]
 
 THUMBOR = str(Path(sys.executable).with_name("thumbor"))
 _CONF = """\
@@ -49,46 +57,59 @@ THUMBOR_PATHS = {
 }
 
 
+@attrs.frozen
+class Peer:
+    """Running thumbor servers: their base URLs and process ids."""
+
+    bases: list[str]
+    pids: list[int]
+
+
 @contextlib.contextmanager
-def thumbor(corpus: Path, folder: Path, processes: int) -> Iterator[tuple[str, int]]:
-    """A thumbor server over ``corpus``; its base URL and process id."""
+def thumbor(corpus: Path, folder: Path, servers: int) -> Iterator[Peer]:
+    """``servers`` single-process thumbor servers over ``corpus``."""
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "thumbor.conf"
     conf.write_text(_CONF.format(root=str(corpus.resolve())))
-    port = free_port()
-    log = folder / "thumbor.log"
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [
-                THUMBOR,
-                "--port",
-                str(port),
-                "--ip",
-                "127.0.0.1",
-                "--conf",
-                str(conf),
-                "--processes",
-                str(processes),
-                "--log-level",
-                "error",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the forked servers end with it
-        )
-    base = f"http://127.0.0.1:{port}"
+    started: list[subprocess.Popen[bytes]] = []
+    bases: list[str] = []
     try:
-        _wait(process, base + "/healthcheck", log)
-        yield base, process.pid
+        for index in range(servers):
+            port = free_port()
+            log = folder / f"thumbor-{index}.log"
+            with log.open("ab") as sink:
+                process = subprocess.Popen(
+                    [
+                        THUMBOR,
+                        "--port",
+                        str(port),
+                        "--ip",
+                        "127.0.0.1",
+                        "--conf",
+                        str(conf),
+                        "--processes",
+                        "1",
+                        "--log-level",
+                        "error",
+                    ],
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, ended whole below
+                )
+            started.append(process)
+            bases.append(f"http://127.0.0.1:{port}")
+            _wait(process, bases[-1] + "/healthcheck", log)
+        yield Peer(bases, [p.pid for p in started])
     finally:
-        # thumbor --processes forks its servers; terminating the parent alone leaves them.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def _wait(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:

@@ -75,7 +75,8 @@ def quality(
     scratch.mkdir(parents=True, exist_ok=True)
     pyvips.cache_set_max(0)
     out: dict[str, Any] = {}
-    with thumbor(CORPUS, scratch / "thumbor", 1) as (base, _pid):
+    with thumbor(CORPUS, scratch / "thumbor", 1) as peer:
+        base = peer.bases[0]
         for key, fmt in _FORMATS.items():
             log(f"output quality {key}")
             workload = next(w for w in WORKLOADS if w.key == key)

@@ -201,11 +201,12 @@ def _e2e(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
         "## 2. End to end on the embedded stack, and thumbor",
         "",
         (
-            f"`imagecore serve` (2 worker processes) and thumbor (`--processes 2`, Pillow engine, "
-            f"file loader, no storage or result storage) on loopback, each driven with "
-            f"{e2e['concurrency']} images in flight. imagecore: upload, wait for DONE on the event "
-            "stream, download; thumbor: one GET. Images per second wall clock (per CPU-second of "
-            "the server's processes), latency in ms, mean output KiB."
+            f"`imagecore serve` (2 worker processes) and two thumbor servers (one process each, "
+            f"Pillow engine, file loader, no storage or result storage) on loopback, each side "
+            f"driven with {e2e['concurrency']} images in flight (for thumbor, half on each "
+            "server). imagecore: upload, wait for DONE on the event stream, download; thumbor: "
+            "one GET. Images per second wall clock (per CPU-second of the servers' processes), "
+            "latency in ms, mean output KiB."
         ),
         "",
         *_table(

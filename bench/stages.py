@@ -84,14 +84,14 @@ async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, An
     floor = Floor(2, scratch / "floor")
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in PEER_WORKLOADS}
     try:
-        with thumbor(CORPUS, scratch / "thumbor", 2) as (peer, peer_pid):
+        with thumbor(CORPUS, scratch / "thumbor", 2) as peer:
             async with ApiClient(serve.base, serve.token("bench")) as client:
                 for key in PEER_WORKLOADS:
                     workload = _workload(key)
                     images = workload.images(CORPUS)
                     floor.warm(key, images)
                     await end_to_end(client, workload.steps[0], images[:4], CONCURRENCY)
-                    await requests_loop(peer, _peer_paths(key, images[:4]), CONCURRENCY)
+                    await requests_loop(peer.bases, _peer_paths(key, images[:4]), CONCURRENCY)
                 for round_ in range(args.rounds):
                     for key in PEER_WORKLOADS:
                         log(f"end to end round {round_ + 1}/{args.rounds} {key}")
@@ -106,9 +106,10 @@ async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, An
                                 client, workload.steps[0], sources, CONCURRENCY
                             )
                         runs[key].setdefault("imagecore", []).append(_per_cpu(result, watch))
-                        with Watch(peer_pid) as watch:
+                        servers = set(peer.pids)
+                        with Watch(os.getpid(), include=lambda pid, p=servers: pid in p) as watch:
                             result = await requests_loop(
-                                peer, _peer_paths(key, sources), CONCURRENCY
+                                peer.bases, _peer_paths(key, sources), CONCURRENCY
                             )
                         runs[key].setdefault("thumbor", []).append(_per_cpu(result, watch))
     finally:
