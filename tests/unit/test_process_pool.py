@@ -168,31 +168,6 @@ def test_children_die_with_a_server_killed_outright(tmp_path: Path) -> None:
     assert not orphaned, "the pool child outlived its server"
 
 
-class FakeLibc:
-    def __init__(self) -> None:
-        self.trims = 0
-
-    def malloc_trim(self, _pad: int) -> int:
-        self.trims += 1
-        return 1
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="trimming is glibc's")
-def test_a_child_grown_past_its_smallest_size_hands_memory_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    mib = 1024 * 1024
-    libc = FakeLibc()
-    monkeypatch.setattr(process_pool.ctypes, "CDLL", lambda _name: libc)
-    monkeypatch.setattr(process_pool, "_least_resident", [60 * mib])
-    sizes = iter([80 * mib, 95 * mib, 45 * mib])
-    monkeypatch.setattr(process_pool, "_resident", lambda: next(sizes))
-    process_pool._release_memory()  # 80 MiB: within 32 MiB of 60, kept
-    assert (libc.trims, process_pool._least_resident) == (0, [60 * mib])
-    process_pool._release_memory()  # 95 MiB: trimmed, down to 45
-    assert (libc.trims, process_pool._least_resident) == (1, [45 * mib])
-
-
 def libvips_threads(_request: ProcessingRequest) -> int:
     import pyvips  # noqa: PLC0415 - in the child
 
