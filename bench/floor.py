@@ -41,7 +41,11 @@ class Floor:
 
     def run(self, key: str, sources: list[Path]) -> dict[str, float]:
         """Process ``sources``; the wall time from the first image to the last."""
-        shares = [sources[i :: self.processes] for i in range(self.processes)]
+        # Contiguous blocks, not every n-th image: the sources cycle through the workload's
+        # images, and with two images and two processes every n-th would give each process
+        # one image only (W6: one child with all the slow one).
+        size = -(-len(sources) // self.processes)
+        shares = [sources[i * size : (i + 1) * size] for i in range(self.processes)]
         folders = [self._scratch / f"p{i}" for i in range(self.processes)]
         for folder in folders:
             folder.mkdir(exist_ok=True)
