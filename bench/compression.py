@@ -33,6 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.workloads import Step, service_request
+
 __all__ = ["VARIANTS", "build_go_encoder", "compression_study", "geomean"]
 
 GO_QUALITY = 60
@@ -67,21 +69,10 @@ def build_go_encoder(source: Path, binary: Path) -> str:
 
 def _process(product_key: str, params: dict[str, Any], source: Path, out: Path) -> dict[str, Any]:
     from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - in the scoring child
-    from imagecore.ports import ProcessingRequest  # noqa: PLC0415
-    from imagecore.products import find_product  # noqa: PLC0415
 
-    product = find_product(product_key)
+    request = service_request(Step(product_key, params), source, out)
     started = time.perf_counter()
-    result = VipsImageProcessor().process(
-        ProcessingRequest(
-            product.key,
-            product.validate(params),
-            source,
-            out,
-            product.limits.max_pixels,
-            product.limits.max_frames,
-        )
-    )
+    result = VipsImageProcessor().process(request)
     return {
         "bytes": result.size,
         "seconds": time.perf_counter() - started,

@@ -29,9 +29,7 @@ from adapters.process_pool import ProcessPoolRunner
 from bench.client import ApiClient, end_to_end
 from bench.probes import Watch, peak_rss
 from bench.stacks import Served
-from bench.workloads import Workload
-from imagecore.ports import ProcessingRequest
-from imagecore.products import find_product
+from bench.workloads import Workload, service_request
 
 __all__ = ["drift", "peak_per_workload"]
 
@@ -52,21 +50,10 @@ async def peak_per_workload(
     try:
         current = sources
         for index, step in enumerate(workload.steps):
-            product = find_product(step.product)
-            params = product.validate(step.params)
             outputs = [scratch / f"{workload.key}-{index}-{n}.out" for n in range(len(current))]
             await asyncio.gather(
                 *(
-                    runner(
-                        ProcessingRequest(
-                            product.key,
-                            params,
-                            source,
-                            out,
-                            product.limits.max_pixels,
-                            product.limits.max_frames,
-                        )
-                    )
+                    runner(service_request(step, source, out))
                     for source, out in zip(current, outputs, strict=True)
                 )
             )

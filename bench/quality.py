@@ -30,7 +30,7 @@ import pyvips
 
 from bench.peer import THUMBOR_PATHS, thumbor
 from bench.scoring import Reference
-from bench.workloads import CORPUS, WORKLOADS, floor_save
+from bench.workloads import CORPUS, WORKLOADS, floor_save, service_request
 
 __all__ = ["SUBJECTS", "quality"]
 
@@ -40,32 +40,19 @@ _FORMATS = {"W1": "jpeg", "W2": "webp", "W6": "jpeg"}
 
 def _ours(key: str, source: Path, out: Path) -> None:
     from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - libvips set up as the service
-    from imagecore.ports import ProcessingRequest  # noqa: PLC0415
-    from imagecore.products import find_product  # noqa: PLC0415
 
     step = next(w for w in WORKLOADS if w.key == key).steps[0]
-    product = find_product(step.product)
-    request = ProcessingRequest(
-        product.key,
-        product.validate(step.params),
-        source,
-        out,
-        product.limits.max_pixels,
-        product.limits.max_frames,
-    )
-    VipsImageProcessor().process(request)
+    VipsImageProcessor().process(service_request(step, source, out))
 
 
-def _score(source: Path, candidate: Path, scratch: Path) -> tuple[float, int]:
-    """SSIMULACRA2 against a full-resolution decode resized once, and the bytes."""
-    made = pyvips.Image.new_from_file(str(candidate))
+def _reference(source: Path, size: tuple[int, int], path: Path) -> Reference:
+    """The full-resolution decode of ``source`` resized once to ``size``, ready to score."""
     full = pyvips.Image.new_from_file(str(source))
-    reference = full.resize(made.width / full.width, vscale=made.height / full.height)
-    if (reference.width, reference.height) != (made.width, made.height):
-        raise RuntimeError(f"reference {reference.width}x{reference.height} for {candidate}")
-    path = scratch / "reference.png"
+    reference = full.resize(size[0] / full.width, vscale=size[1] / full.height)
+    if (reference.width, reference.height) != size:
+        raise RuntimeError(f"reference {reference.width}x{reference.height} for {size}")
     reference.pngsave(str(path))
-    return Reference(path).ssimulacra2(candidate), candidate.stat().st_size
+    return Reference(path)
 
 
 def quality(
@@ -93,9 +80,16 @@ def quality(
                 with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - loopback
                     paths["thumbor"].write_bytes(response.read())
                 row: dict[str, Any] = {"image": source.name}
+                references: dict[tuple[int, int], Reference] = {}  # one per output size
                 for subject, path in paths.items():
-                    score, size = _score(source, path, scratch)
-                    row[subject] = {"ssimulacra2": score, "bytes": size}
+                    output = pyvips.Image.new_from_file(str(path))
+                    size = (int(output.width), int(output.height))
+                    if size not in references:
+                        references[size] = _reference(
+                            source, size, scratch / f"ref-{len(references)}.png"
+                        )
+                    score = references[size].ssimulacra2(path)
+                    row[subject] = {"ssimulacra2": score, "bytes": path.stat().st_size}
                 rows.append(row)
             out[key] = {
                 "rows": rows,

@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+
+if TYPE_CHECKING:
+    from imagecore.ports import ProcessingRequest
 
 __all__ = [
     "WORKLOADS",
@@ -44,6 +47,7 @@ __all__ = [
     "floor_matches_service",
     "floor_run",
     "floor_save",
+    "service_request",
 ]
 
 CORPUS: Final = Path("..") / "shared" / "corpus"
@@ -187,21 +191,27 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
         data = floor_save(pyvips.Image.new_from_file(str(middle)).rot("d90"), "jpeg", 80)
     else:  # W5: the work is the processor's own search
         from adapters.vips import VipsImageProcessor  # noqa: PLC0415
-        from imagecore.ports import ProcessingRequest  # noqa: PLC0415
-        from imagecore.products import find_product  # noqa: PLC0415
 
-        product = find_product("images/compress")
-        request = ProcessingRequest(
-            product.key,
-            product.validate({}),
-            source,
-            destination,
-            product.limits.max_pixels,
-            product.limits.max_frames,
-        )
+        request = service_request(Step("images/compress", {}), source, destination)
         return VipsImageProcessor().process(request).size
     destination.write_bytes(data)
     return len(data)
+
+
+def service_request(step: Step, source: Path, out: Path) -> ProcessingRequest:
+    """The processor's request for ``step`` on ``source``, within the product's limits."""
+    from imagecore.ports import ProcessingRequest  # noqa: PLC0415
+    from imagecore.products import find_product  # noqa: PLC0415
+
+    product = find_product(step.product)
+    return ProcessingRequest(
+        product.key,
+        product.validate(step.params),
+        source,
+        out,
+        product.limits.max_pixels,
+        product.limits.max_frames,
+    )
 
 
 def floor_setup(processes: int = 1) -> None:
@@ -229,8 +239,6 @@ def floor_run(key: str, sources: list[Path], scratch: Path) -> tuple[float, int]
 def floor_matches_service(key: str, source: Path, scratch: Path) -> bool:
     """Whether the floor writes exactly the bytes the processor writes for ``source``."""
     from adapters.vips import VipsImageProcessor  # noqa: PLC0415
-    from imagecore.ports import ProcessingRequest  # noqa: PLC0415
-    from imagecore.products import find_product  # noqa: PLC0415
 
     workload = next(w for w in WORKLOADS if w.key == key)
     floor_setup()
@@ -238,17 +246,7 @@ def floor_matches_service(key: str, source: Path, scratch: Path) -> bool:
     _floor_one(key, source, floor_out)
     current = source
     for index, step in enumerate(workload.steps):
-        product = find_product(step.product)
         out = scratch / f"match-{key}.{index}"
-        VipsImageProcessor().process(
-            ProcessingRequest(
-                product.key,
-                product.validate(step.params),
-                current,
-                out,
-                product.limits.max_pixels,
-                product.limits.max_frames,
-            )
-        )
+        VipsImageProcessor().process(service_request(step, current, out))
         current = out
     return current.read_bytes() == floor_out.read_bytes()

@@ -142,15 +142,6 @@ def _discard_begun(work: asyncio.Future[_Upload]) -> None:
         work.result().discard()
 
 
-async def _whole(path: Path, chunks: list[bytes], content_type: str) -> tuple[_Upload, str]:
-    """A put of ``chunks`` begun, written and committed in one trip to a thread.
-
-    Cancelled meanwhile, the thread still runs to its end: the object is then
-    stored whole or, if the thread fails, its temporary file is removed.
-    """
-    return await asyncio.to_thread(_Upload.whole, path, chunks, content_type)
-
-
 def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
     file = path.open("rb")
     try:
@@ -292,8 +283,10 @@ class FilesystemImageStorage:
                     batch, batched = [], 0
             with _translated(key, writing=True):
                 if upload is None:
-                    # The whole object came in one batch: write and commit in one trip.
-                    upload, etag = await _whole(path, batch, content_type)
+                    # The whole object came in one batch: write and commit in one trip
+                    # (cancelled meanwhile, the thread still stores it whole or removes it).
+                    whole = asyncio.to_thread(_Upload.whole, path, batch, content_type)
+                    upload, etag = await whole
                 else:
                     upload = await _extended(upload, path, batch)
                     etag = await asyncio.to_thread(upload.commit, content_type)

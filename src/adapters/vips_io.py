@@ -342,11 +342,11 @@ def encode(  # noqa: PLR0913 - one knob per saver option we expose
     ``thorough`` spends encoding time for bytes (``images/compress``): mozjpeg's
     trellis and scan optimisation, WebP's sharp chroma subsampling.
     """
-    longest = max(int(image.width), frame_height(image))
-    if longest > MAX_SIDE.get(fmt, longest):
+    width, height = int(image.width), frame_height(image)
+    if max(width, height) > MAX_SIDE.get(fmt, max(width, height)):
         raise ImageTooLarge(
             f"{fmt.upper()} holds at most {MAX_SIDE[fmt]} pixels a side; this output would be "
-            f"{image.width}x{frame_height(image)}"
+            f"{width}x{height}"
         )
     q = quality or DEFAULT_QUALITY.get(fmt, 90)
     if fmt == "jpeg":
