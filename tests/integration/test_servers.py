@@ -153,7 +153,10 @@ async def test_an_unacked_request_survives_kill_9_and_is_redelivered_after_resta
         devstack.stop(handle)
 
     assert taken.data == redelivered.data == b"req-7"
-    assert redelivered.metadata.num_delivered == 2
+    assert redelivered.metadata.sequence.stream == taken.metadata.sequence.stream
+    # The stream writes the message before it acknowledges the publish; the consumer's record
+    # of the first delivery is written behind it, so a SIGKILL may lose that: 1 or 2.
+    assert redelivered.metadata.num_delivered in (1, 2)
 
 
 @pytest.mark.slow
