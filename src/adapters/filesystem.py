@@ -6,13 +6,14 @@ Names starting with a dot are ours (sidecars, ``.c.<random>.tmp`` files of
 writes in flight), which is why no part of a key may start with one.
 
 A put streams into a temporary file in the object's directory while hashing,
-fsyncs it, writes the sidecar (atomically, by rename), then renames the data
-into place and fsyncs the directory. The data file alone says whether an
-object exists; the sidecar is trusted only if it names the data file's size
-and modification time. A crash between the two renames therefore leaves the
+fsyncs it, writes the sidecar (by rename), then renames the data into place
+and fsyncs the directory. The data file alone says whether an object exists;
+the sidecar is trusted only if it names the data file's size and
+modification time. A crash between the two renames therefore leaves the
 previous object (its sidecar keeps the previous record too) or, if the
 sidecar is lost, an object whose etag is computed again from its bytes and
-whose content type is guessed from its key.
+whose content type is guessed from its key. That is also why the sidecar's
+own bytes are not fsynced: a crash that tears it is read as a lost sidecar.
 """
 
 from __future__ import annotations
@@ -113,13 +114,12 @@ def _find_record(records: list[dict[str, Any]], info: os.stat_result) -> dict[st
     return same[0] if len(records) == 1 and same else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _replace_unsynced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` by rename, without fsync (for the sidecars: see the module)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -235,7 +235,7 @@ class _Upload:
             else:
                 found = _find_record(_read_records(self.path), current)
                 kept = [] if found is None else [found]
-            _atomic_write(_sidecar(self.path), json.dumps([record, *kept]).encode())
+            _replace_unsynced(_sidecar(self.path), json.dumps([record, *kept]).encode())
             self._temporary.replace(self.path)
         _fsync_directory(self.path.parent)
         return etag
@@ -314,6 +314,13 @@ class FilesystemImageStorage:
             digest = hashlib.file_digest(file, _content_digest)
         content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
         return StoredObject(key, info.st_size, _etag(digest), content_type)
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's data file (one stat on the event loop's thread: a local disk)."""
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key!r}")
+        return path
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         path = self._path(key)

@@ -14,6 +14,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import attrs
 
@@ -62,6 +63,9 @@ class MemoryImageStorage:
             raise ObjectNotFound(f"no object {key!r}") from None
         for start in range(0, len(data), chunk_size):
             yield data[start : start + chunk_size]
+
+    def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
+        return None  # objects live in this process's memory, not in files
 
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)

@@ -21,6 +21,7 @@ import io
 import queue
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Final, ParamSpec, Self, TypeVar
 
 import urllib3
@@ -308,6 +309,9 @@ class MinioImageStorage:
             else:
                 # Closed while a read was in flight: let it end before the connection goes.
                 reading.add_done_callback(lambda _: _release(response, finished=False))
+
+    def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
+        return None  # objects live on the S3 server
 
     async def delete(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound), _translated(key):

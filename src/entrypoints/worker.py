@@ -21,7 +21,7 @@ from pathlib import Path
 from imagecore import pipeline, services
 from imagecore.errors import DependencyUnavailable, ImageCoreError, NotFound
 from imagecore.model import Instruction, InstructionDetail
-from imagecore.pipeline import Outcome, PipelineSettings, RunProcessor
+from imagecore.pipeline import Handled, Instructions, Outcome, PipelineSettings, RunProcessor
 from imagecore.ports import Delivery, ImageStorage, InstructionRepository, MessageBroker
 
 __all__ = ["Observer", "OnFinished", "Worker", "utc_now"]
@@ -89,6 +89,7 @@ class Worker:
         self._scratch = scratch or Path(tempfile.gettempdir())
         self._observe = observe
         self._on_finished = on_finished
+        self._instructions = Instructions(repo)
         self._in_hand: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.processed = 0
@@ -155,7 +156,7 @@ class Worker:
         started = asyncio.get_running_loop().time()
         detail_id = delivery.job.instruction_detail_id
         try:
-            outcome = await pipeline.process_detail(
+            handled = await pipeline.process_detail(
                 self._repo,
                 self._storage,
                 self._broker,
@@ -165,37 +166,37 @@ class Worker:
                 clock=utc_now,
                 settings=self._settings,
                 heartbeat=delivery.in_progress,
+                instructions=self._instructions,
             )
         except NotFound:
-            outcome = Outcome.DONE  # the file is gone (cleaned up): nothing to do
+            handled = Handled(Outcome.DONE)  # the file is gone (cleaned up): nothing to do
         except ImageCoreError as exc:
             _log.warning("job %s not processed, will retry: %s", detail_id, exc)
-            outcome = Outcome.RETRY
+            handled = Handled(Outcome.RETRY)
         except asyncio.CancelledError:
             # Stopped past the grace period: the file was handed back, and so is its job.
             await pipeline.to_the_end(delivery.nak())
             raise
         finally:
             self._slots.release()
-        if outcome is Outcome.RETRY:
+        if handled.outcome is Outcome.RETRY:
             await delivery.nak(delay=min(30.0, 2.0 * delivery.delivery_count))
         else:
             await delivery.ack()
             self.processed += 1
-        if outcome is Outcome.FINISHED:
-            await self._finished(detail_id, asyncio.get_running_loop().time() - started)
+        if handled.final is not None:
+            await self._finished(handled.final, asyncio.get_running_loop().time() - started)
 
-    async def _finished(self, detail_id: str, elapsed: float) -> None:
+    async def _finished(self, detail: InstructionDetail, elapsed: float) -> None:
         """Metrics for a file this worker finished, and the webhook if its instruction is done."""
+        if self._observe is not None:
+            self._observe(detail.product_key, detail.status.value, elapsed)
+        if self._on_finished is None:
+            return
         with contextlib.suppress(ImageCoreError):
-            detail = await self._repo.get_detail(detail_id)
-            if self._observe is not None:
-                self._observe(detail.product_key, detail.status.value, elapsed)
-            if self._on_finished is None:
-                return
             # Reading every file of the instruction after each one is only worth it
             # when somebody waits for the whole instruction.
-            instruction = await self._repo.get_instruction(detail.instruction_id)
+            instruction = await self._instructions.get(detail.instruction_id)
             if instruction.notify_url:
                 details = await services.finished_instruction(self._repo, instruction)
                 if details is not None:

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from imagecore.errors import (
     UnsupportedMediaType,
 )
 from imagecore.formats import MIME_TYPES
-from imagecore.model import TERMINAL, InstructionDetail, OutputFile, Status
+from imagecore.model import TERMINAL, Instruction, InstructionDetail, OutputFile, Status
 from imagecore.ports import (
     DetailQuery,
     ImageStorage,
@@ -44,6 +45,8 @@ from imagecore.products import find_product
 from imagecore.services import publish_recorded
 
 __all__ = [
+    "Handled",
+    "Instructions",
     "Outcome",
     "PipelineSettings",
     "cleanup",
@@ -84,6 +87,45 @@ class Outcome(enum.Enum):
     DONE = "done"  # ack: nothing (more) to do here, or someone else owns the file
     FINISHED = "finished"  # ack: this call wrote the file's final state (DONE or FAILED)
     RETRY = "retry"  # nak with backoff: a transient failure, the file is PENDING again
+
+
+@attrs.frozen
+class Handled:
+    """What became of a job: the broker's answer, and the final state this call wrote.
+
+    ``final`` is set exactly when ``outcome`` is FINISHED.
+    """
+
+    outcome: Outcome
+    final: InstructionDetail | None = None
+
+
+_DONE = Handled(Outcome.DONE)
+_RETRY = Handled(Outcome.RETRY)
+
+
+class Instructions:
+    """Instructions by id, read from the repository once and then kept (the latest ``size``).
+
+    An instruction never changes once created, so a worker taking the files of
+    one instruction one after the other reads it once, not once per file.
+    """
+
+    def __init__(self, repo: InstructionRepository, size: int = 256) -> None:
+        self._repo = repo
+        self._size = size
+        self._kept: OrderedDict[str, Instruction] = OrderedDict()
+
+    async def get(self, instruction_id: str) -> Instruction:
+        """The instruction; `NotFound` if there is none."""
+        if (kept := self._kept.get(instruction_id)) is not None:
+            self._kept.move_to_end(instruction_id)
+            return kept
+        instruction = await self._repo.get_instruction(instruction_id)
+        self._kept[instruction_id] = instruction
+        if len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        return instruction
 
 
 def notification_for(detail: InstructionDetail) -> Notification:
@@ -149,10 +191,14 @@ async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
 _COPY_CHUNK = 1024 * 1024
 
 
-async def _download(storage: ImageStorage, key: str, path: Path) -> None:
+async def _download(storage: ImageStorage, key: str, path: Path) -> Path:
+    """Where the processor reads the original: the storage's own file, else a copy at ``path``."""
+    if (local := storage.local_path(key)) is not None:
+        return local  # only read, and not deleted while the file is held (cleanup spares it)
     with path.open("wb") as out:
         async for chunk in storage.get(key, _COPY_CHUNK):
             out.write(chunk)
+    return path
 
 
 async def _upload(storage: ImageStorage, path: Path, key: str, content_type: str) -> None:
@@ -233,19 +279,24 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
     clock: Clock,
     settings: PipelineSettings,
     heartbeat: Heartbeat | None = None,
-) -> Outcome:
+    instructions: Instructions | None = None,
+) -> Handled:
     """Claim one file, process it and record DONE or FAILED (or PENDING to retry).
 
     ``heartbeat`` is called while the work goes on (the broker's in-progress
-    signal), at each renewal of the lease.
+    signal), at each renewal of the lease. ``instructions`` keeps the
+    instructions a worker has read (else each file reads its own).
     """
     claimed = await _claim(repo, broker, detail_id, clock(), settings)
-    if isinstance(claimed, Outcome):
+    if isinstance(claimed, Handled):
         return claimed
     lease = _Lease(repo, claimed, clock, settings, heartbeat)
     keeper = asyncio.create_task(lease.keep())
+    instructions = instructions or Instructions(repo, size=1)
     try:
-        finished = await _attempt(repo, storage, run, lease=lease, scratch=scratch, clock=clock)
+        finished = await _attempt(
+            instructions, storage, run, lease=lease, scratch=scratch, clock=clock
+        )
     except asyncio.CancelledError:
 
         async def release() -> None:
@@ -266,8 +317,8 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
         )
     if await repo.update_detail(finished):
         await _tell(repo, broker, finished)
-        return Outcome.FINISHED
-    return Outcome.DONE
+        return Handled(Outcome.FINISHED, finished)
+    return _DONE
 
 
 async def _claim(
@@ -276,7 +327,7 @@ async def _claim(
     detail_id: str,
     now: datetime,
     settings: PipelineSettings,
-) -> InstructionDetail | Outcome:
+) -> InstructionDetail | Handled:
     """Take the file under a fresh lease, or say why there is nothing to do.
 
     A lost compare-and-set does not mean another worker has the file: a write
@@ -291,19 +342,19 @@ async def _claim(
         detail = await repo.get_detail(detail_id)
         if detail.status is not Status.PENDING:
             # Final, or another worker holds it: its lease decides, not this message.
-            return Outcome.DONE
+            return _DONE
         if detail.attempts >= settings.max_attempts:
             failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
             if await repo.update_detail(failed):
                 await _tell(repo, broker, failed)
-                return Outcome.FINISHED
+                return Handled(Outcome.FINISHED, failed)
             continue
         lease_until = now + timedelta(seconds=settings.lease_seconds)
         claimed = detail.claim(uuid.uuid4().hex, now, lease_until)
         if await repo.update_detail(claimed):
             await _tell(repo, broker, claimed)
             return claimed
-    return Outcome.RETRY  # still PENDING but never ours: the broker delivers the job again
+    return _RETRY  # still PENDING but never ours: the broker delivers the job again
 
 
 async def to_the_end(work: Awaitable[_T]) -> _T:
@@ -343,7 +394,7 @@ async def _hand_back(
 
 
 async def _attempt(  # noqa: PLR0913 - the pieces of one attempt
-    repo: InstructionRepository,
+    instructions: Instructions,
     storage: ImageStorage,
     run: RunProcessor,
     *,
@@ -353,7 +404,7 @@ async def _attempt(  # noqa: PLR0913 - the pieces of one attempt
 ) -> InstructionDetail | ImageCoreError:
     """The file as it should be written next, or the error to retry it for."""
     try:
-        output, result = await _run(repo, storage, run, lease.current, scratch)
+        output, result = await _run(instructions, storage, run, lease.current, scratch)
     except _PERMANENT as exc:
         return lease.current.fail(exc.code, exc.message, clock())
     except ImageCoreError as exc:
@@ -379,7 +430,7 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
     exc: ImageCoreError,
     now: datetime,
     settings: PipelineSettings,
-) -> Outcome:
+) -> Handled:
     # A dependency that was briefly away is not the file's fault: retry it with
     # backoff without spending its budget (cleanup fails it if it never recovers).
     transient = isinstance(exc, DependencyUnavailable)
@@ -388,28 +439,28 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
         failed = claimed.fail(exc.code, message, now)
         if await repo.update_detail(failed):
             await _tell(repo, broker, failed)
-            return Outcome.FINISHED
-        return Outcome.DONE
+            return Handled(Outcome.FINISHED, failed)
+        return _DONE
     released = claimed.release(now, exc.code, exc.message, refund=transient)
     if await repo.update_detail(released):
         await _tell(repo, broker, released)
-        return Outcome.RETRY
-    return Outcome.DONE
+        return _RETRY
+    return _DONE
 
 
 async def _run(
-    repo: InstructionRepository,
+    instructions: Instructions,
     storage: ImageStorage,
     run: RunProcessor,
     claimed: InstructionDetail,
     scratch: Path,
 ) -> tuple[OutputFile, ProcessingResult]:
-    instruction = await repo.get_instruction(claimed.instruction_id)
+    instruction = await instructions.get(claimed.instruction_id)
     product = find_product(claimed.product_key)
-    source = scratch / f"{claimed.id}.in"
+    copy = scratch / f"{claimed.id}.in"
     destination = scratch / f"{claimed.id}.out"
     try:
-        await _download(storage, claimed.original_key, source)
+        source = await _download(storage, claimed.original_key, copy)
         result = await run(
             ProcessingRequest(
                 product_key=product.key,
@@ -425,7 +476,7 @@ async def _run(
         await _upload(storage, destination, key, mime)
         _log.info("output written: %s", key)
     finally:
-        source.unlink(missing_ok=True)
+        copy.unlink(missing_ok=True)  # never the storage's own file
         destination.unlink(missing_ok=True)
     stem = claimed.original_name.rsplit(".", 1)[0] or "image"
     output = OutputFile(

@@ -70,6 +70,16 @@ class ImageStorage(Protocol):
         """Stream the object's bytes; raise `ObjectNotFound` (on first iteration) if absent."""
         ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's own file, when this backend keeps objects as files on this host.
+
+        None from a backend that does not (memory, S3): read the object with `get`.
+        The file is only to be read, and only while nothing deletes or replaces
+        the object (the original of a file a worker holds). A backend that has
+        files raises `ObjectNotFound` if there is no such object.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Delete the object; deleting a missing object is not an error (idempotent)."""
         ...

@@ -50,6 +50,19 @@ class ImageStorageContract:
         b = await storage.put("k/b", _chunks(b"b" * 100), "image/png")
         assert a.etag != b.etag
 
+    async def test_a_local_path_holds_the_object_or_there_is_none(
+        self, storage: ImageStorage
+    ) -> None:
+        photo = os.urandom(300_000)
+        await storage.put("originals/u1/i1/local", _chunks(photo), "image/jpeg")
+        path = storage.local_path("originals/u1/i1/local")
+        if path is None:
+            assert storage.local_path("nothing/here") is None
+            return
+        assert path.read_bytes() == photo
+        with pytest.raises(ObjectNotFound):
+            storage.local_path("nothing/here")
+
     async def test_reading_a_missing_object_raises_object_not_found(
         self, storage: ImageStorage
     ) -> None:

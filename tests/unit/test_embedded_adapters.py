@@ -283,6 +283,18 @@ async def test_data_whose_sidecar_is_lost_is_described_from_its_bytes(
     assert not await files.exists("outputs/kite.png")
 
 
+@pytest.mark.parametrize("torn", [b"", b'[{"content_type": "image/x-cus'])
+async def test_a_sidecar_torn_by_a_crash_is_read_as_lost(
+    files: FilesystemImageStorage, tmp_path: Path, torn: bytes
+) -> None:
+    # Sidecars are not fsynced: after a crash one may be empty or cut short.
+    put = await files.put("outputs/kite.png", chunks(b"png bytes"), "image/x-custom")
+    (tmp_path / "files" / "objects" / "outputs" / ".kite.png.meta").write_bytes(torn)
+    stat = await files.stat("outputs/kite.png")
+    assert (stat.size, stat.etag, stat.content_type) == (put.size, put.etag, "image/png")
+    assert await read(files, "outputs/kite.png") == b"png bytes"
+
+
 async def test_a_sidecar_without_data_is_no_object(
     files: FilesystemImageStorage, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.filesystem import FilesystemImageStorage
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
 from entrypoints.config import Settings
 from entrypoints.worker import Worker
@@ -97,6 +98,10 @@ async def uploaded(repo, storage, broker) -> InstructionDetail:
 
 
 async def run(repo, storage, broker, processor, clock, detail, tmp_path: Path):
+    return (await handle(repo, storage, broker, processor, clock, detail, tmp_path)).outcome
+
+
+async def handle(repo, storage, broker, processor, clock, detail, tmp_path: Path):
     return await pipeline.process_detail(
         repo,
         storage,
@@ -135,6 +140,96 @@ async def test_a_file_is_processed_stored_and_announced(
     assert [n.status for n in seen] == [Status.PROCESSING, Status.DONE]
     assert seen[1].output_size == len(JPEG)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_finished_file_comes_back_as_it_was_written(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+    handled = await handle(repo, storage, broker, processor, clock, detail, tmp_path)
+    assert handled.outcome is pipeline.Outcome.FINISHED
+    assert handled.final is not None
+    stored = await repo.get_detail(detail.id)
+    # The record was cleared after the final write, the rest is what the worker wrote.
+    assert handled.final.announced() == stored
+    again = await handle(repo, storage, broker, processor, clock, detail, tmp_path)
+    assert again == pipeline.Handled(pipeline.Outcome.DONE, None)
+
+
+async def test_a_filesystem_original_is_read_in_place_and_kept(
+    repo, broker, clock, tmp_path: Path
+) -> None:
+    storage = FilesystemImageStorage(tmp_path / "files")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    detail = await uploaded(repo, storage, broker)
+    sources: list[Path] = []
+
+    async def processor(request: ProcessingRequest) -> ProcessingResult:
+        sources.append(request.source)
+        return await CopyProcessor()(request)
+
+    outcome = await run(repo, storage, broker, processor, clock, detail, scratch)
+    assert outcome is pipeline.Outcome.FINISHED
+    assert sources == [storage.local_path(detail.original_key)]
+    assert sources[0].read_bytes() == JPEG  # still there: the worker removes only its copies
+    assert list(scratch.iterdir()) == []
+
+
+async def test_a_worker_reads_an_instruction_once_for_its_files(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    first = await uploaded(repo, storage, broker)
+    second = await services.upload_file(
+        repo,
+        storage,
+        broker,
+        user_id="alice",
+        instruction_id=first.instruction_id,
+        filename="kite2.jpg",
+        chunks=chunks(JPEG),
+        now=T0,
+    )
+    reads: list[str] = []
+    get_instruction = repo.get_instruction
+
+    async def counted(instruction_id: str):
+        reads.append(instruction_id)
+        return await get_instruction(instruction_id)
+
+    repo.get_instruction = counted
+    instructions = pipeline.Instructions(repo)
+    for detail in (first, second):
+        handled = await pipeline.process_detail(
+            repo,
+            storage,
+            broker,
+            processor,
+            detail_id=detail.id,
+            scratch=tmp_path,
+            clock=clock,
+            settings=SETTINGS,
+            instructions=instructions,
+        )
+        assert handled.outcome is pipeline.Outcome.FINISHED
+    assert reads == [first.instruction_id]
+
+
+async def test_kept_instructions_are_the_latest_ones(repo, storage, broker) -> None:
+    ids = [(await uploaded(repo, storage, broker)).instruction_id for _ in range(3)]
+    reads: list[str] = []
+    get_instruction = repo.get_instruction
+
+    async def counted(instruction_id: str):
+        reads.append(instruction_id)
+        return await get_instruction(instruction_id)
+
+    repo.get_instruction = counted
+    instructions = pipeline.Instructions(repo, size=2)
+    for instruction_id in [ids[0], ids[1], ids[0], ids[2], ids[0], ids[1]]:
+        assert (await instructions.get(instruction_id)).id == instruction_id
+    # ids[1] was the least recently used when ids[2] came in: it is read again.
+    assert reads == [ids[0], ids[1], ids[2], ids[1]]
 
 
 async def test_a_second_delivery_of_a_finished_file_does_nothing(
