@@ -154,7 +154,7 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
                 f"Where the worker's time goes (W1, 1 process): its pool child spends "
                 f"{worker['cpu_ms_per_image'] - parent:.1f} ms of CPU per image (the floor: "
                 f"{floor['cpu_ms_per_image']:.1f} ms), the worker's own process {parent:.1f} ms "
-                "(claim, copies into and out of storage, repository writes, events). With one "
+                "(claim, the output's copy into storage, repository writes, events). With one "
                 "process that work runs while the child waits."
             ),
             "",
