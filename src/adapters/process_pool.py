@@ -26,12 +26,14 @@ its memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -146,35 +148,6 @@ class _Child:
         theirs.close()
         self.files = 0
 
-    async def exchange(self, request: ProcessingRequest) -> ProcessingResult:
-        """Send one request and wait for its answer; EOFError if the child died."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
-        fd = self.conn.fileno()
-
-        def readable() -> None:
-            loop.remove_reader(fd)
-            if answer.done():
-                return
-            try:
-                answer.set_result(self.conn.recv())
-            except (EOFError, OSError) as exc:
-                answer.set_exception(EOFError(str(exc)))
-            except Exception as exc:  # noqa: BLE001 - an answer that would not unpickle
-                error = f"the image processor's answer could not be read ({type(exc).__name__})"
-                answer.set_exception(ProcessingError(error))
-
-        self.conn.send(request)
-        self.files += 1
-        loop.add_reader(fd, readable)
-        try:
-            ok, value = await answer
-        finally:
-            loop.remove_reader(fd)
-        if ok:
-            return value  # type: ignore[return-value]
-        raise value  # type: ignore[misc]
-
     def stop(self, *, kill: bool) -> None:
         """End the child: at once (``kill``), or after the file in hand (it has none)."""
         if kill:
@@ -187,8 +160,26 @@ class _Child:
         self.conn.close()
 
 
+class _Entry:
+    """One file for the pool: its request, the slot that took it, the child's answer."""
+
+    __slots__ = ("answer", "request", "started")
+
+    def __init__(self, request: ProcessingRequest, loop: asyncio.AbstractEventLoop) -> None:
+        self.request = request
+        self.started: asyncio.Future[int] = loop.create_future()
+        self.answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
+
+
 class ProcessPoolRunner:
-    """An async callable ``(ProcessingRequest) -> ProcessingResult`` over isolated children."""
+    """An async callable ``(ProcessingRequest) -> ProcessingResult`` over isolated children.
+
+    Files wait in one queue. The moment a child's answer is read, the next
+    waiting file is written to that child, before the answer's own caller
+    runs on: a child never waits for the server to get round to it (feeding
+    it through the callers instead left it idle 0.8-1.1 ms per file with two
+    children busy, 4-5 % of a W1 image).
+    """
 
     def __init__(
         self, workers: int = 0, timeout_seconds: float = 120.0, max_tasks_per_child: int = 1000
@@ -201,10 +192,10 @@ class ProcessPoolRunner:
         self._timeout = timeout_seconds
         self._max_tasks = max_tasks_per_child
         self._slots: list[_Child | None] = [None] * self.workers
+        self._running: dict[int, _Entry] = {}  # slot -> the file its child has
+        self._idle = list(range(self.workers))
+        self._queue: deque[_Entry] = deque()
         self._ended: list[BaseProcess] = []  # stopped children not yet reaped
-        self._free: asyncio.Queue[int] = asyncio.Queue()
-        for slot in range(self.workers):
-            self._free.put_nowait(slot)
 
     def child_pids(self) -> list[int | None]:
         """The process id of each slot's child (None: not started yet)."""
@@ -220,34 +211,104 @@ class ProcessPoolRunner:
         return child
 
     async def __call__(self, request: ProcessingRequest) -> ProcessingResult:
-        slot = await self._free.get()
+        entry = _Entry(request, asyncio.get_running_loop())
+        self._queue.append(entry)
+        self._feed()
         try:
-            child = self._child(slot)
-            try:
-                result = await asyncio.wait_for(child.exchange(request), self._timeout)
-            except TimeoutError:
-                self._discard(slot, kill=True)
-                raise ProcessingTimeout(
-                    f"processing took longer than {self._timeout:g} s and was stopped"
-                ) from None
-            except (EOFError, BrokenPipeError):
-                self._discard(slot, kill=True)
-                raise ProcessorCrashed("the image processor crashed on this file") from None
-            except asyncio.CancelledError:
-                # Nobody wants this result (the worker is stopping): end the child now,
-                # or stopping would wait for the file to finish.
-                self._discard(slot, kill=True)
-                raise
-            if child.files >= self._max_tasks:
-                self._discard(slot, kill=False)  # recycled against slow leaks
-            return result
-        finally:
-            self._free.put_nowait(slot)
+            slot = await entry.started
+        except asyncio.CancelledError:
+            if entry.started.done() and not entry.started.cancelled():
+                self._replace(entry, entry.started.result())  # taken meanwhile: stop its child
+            elif entry in self._queue:
+                self._queue.remove(entry)
+            raise
+        try:
+            ok, value = await asyncio.wait_for(entry.answer, self._timeout)
+        except TimeoutError:
+            self._replace(entry, slot)
+            raise ProcessingTimeout(
+                f"processing took longer than {self._timeout:g} s and was stopped"
+            ) from None
+        except EOFError:
+            self._replace(entry, slot)
+            raise ProcessorCrashed("the image processor crashed on this file") from None
+        except asyncio.CancelledError:
+            # Nobody wants this result (the worker is stopping): end the child now,
+            # or stopping would wait for the file to finish.
+            self._replace(entry, slot)
+            raise
+        if ok:
+            return value  # type: ignore[return-value]
+        raise value  # type: ignore[misc]
+
+    def _feed(self) -> None:
+        """Give waiting files to idle slots."""
+        while self._idle and self._queue:
+            self._give(self._idle.pop())
+
+    def _give(self, slot: int) -> None:
+        """Write the next waiting file to the slot's child, or mark the slot idle."""
+        while self._queue and self._queue[0].started.done():
+            self._queue.popleft()  # its caller was cancelled while it waited
+        if not self._queue:
+            self._idle.append(slot)
+            return
+        entry = self._queue.popleft()
+        child = self._child(slot)
+        self._running[slot] = entry
+        entry.started.set_result(slot)
+        try:
+            child.conn.send(entry.request)
+        except OSError as exc:  # the child died just now: its caller replaces it
+            entry.answer.set_exception(EOFError(str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - it would not pickle, and nothing was written
+            del self._running[slot]
+            error = f"the request could not be sent to the image processor ({type(exc).__name__})"
+            entry.answer.set_exception(ProcessingError(error))
+            self._give(slot)
+            return
+        child.files += 1
+        asyncio.get_running_loop().add_reader(child.conn.fileno(), self._readable, slot)
+
+    def _readable(self, slot: int) -> None:
+        """The slot's child answered (or died): settle its file, give it the next."""
+        child, entry = self._slots[slot], self._running.get(slot)
+        if child is None or entry is None:
+            return
+        asyncio.get_running_loop().remove_reader(child.conn.fileno())
+        try:
+            reply = child.conn.recv()
+        except (EOFError, OSError) as exc:
+            if not entry.answer.done():
+                entry.answer.set_exception(EOFError(str(exc)))
+            return  # its caller replaces the child, which then takes the next file
+        except Exception as exc:  # noqa: BLE001 - an answer that would not unpickle
+            error = f"the image processor's answer could not be read ({type(exc).__name__})"
+            if not entry.answer.done():
+                entry.answer.set_exception(ProcessingError(error))
+        else:
+            if not entry.answer.done():
+                entry.answer.set_result(reply)
+        del self._running[slot]
+        if child.files >= self._max_tasks:
+            self._discard(slot, kill=False)  # recycled against slow leaks
+        self._give(slot)
+
+    def _replace(self, entry: _Entry, slot: int) -> None:
+        """Kill the slot's child if it still has ``entry``; the slot takes the next file."""
+        if self._running.get(slot) is not entry:
+            return  # answered meanwhile: the child has moved on to another file
+        del self._running[slot]
+        self._discard(slot, kill=True)
+        self._give(slot)
 
     def _discard(self, slot: int, *, kill: bool) -> None:
         child, self._slots[slot] = self._slots[slot], None
         if child is None:
             return
+        with contextlib.suppress(RuntimeError):  # no loop runs: nothing watches the pipe
+            asyncio.get_running_loop().remove_reader(child.conn.fileno())
         child.stop(kill=kill)
         self._ended = [p for p in [*self._ended, child.process] if p.is_alive()]  # reaps
         if kill:

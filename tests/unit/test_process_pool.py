@@ -120,6 +120,67 @@ async def test_an_answer_that_cannot_be_read_fails_its_file_and_keeps_the_child(
         runner.close()
 
 
+def sleep_named(request: ProcessingRequest) -> tuple[int, str]:
+    """Sleeps as many seconds as the source's name says; the child's pid and the name."""
+    time.sleep(float(request.source.stem))
+    return os.getpid(), request.source.stem
+
+
+@pytest.fixture
+async def sleepy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
+    monkeypatch.setattr(process_pool, "run_in_child", sleep_named)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=20)
+    yield runner
+    runner.close()
+
+
+def named(seconds: str) -> ProcessingRequest:
+    return request(Path(f"{seconds}.jpg"))
+
+
+async def test_the_next_file_is_in_the_child_before_the_last_answer_is_handed_on(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    first = asyncio.create_task(sleepy(named("0.3")))
+    second = asyncio.create_task(sleepy(named("0.01")))
+    await asyncio.sleep(0.1)
+    assert [e.request.source.stem for e in sleepy._queue] == ["0.01"]
+    pid, _ = await first
+    # Nothing ran between the answer and this line, yet the child already has the next file.
+    assert list(sleepy._queue) == []
+    assert [e.request.source.stem for e in sleepy._running.values()] == ["0.01"]
+    assert await second == (pid, "0.01")
+
+
+async def test_a_file_cancelled_while_it_waits_leaves_the_child_alone(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    running = asyncio.create_task(sleepy(named("0.3")))
+    waiting = asyncio.create_task(sleepy(named("0.02")))
+    after = asyncio.create_task(sleepy(named("0.01")))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    pid, _ = await running
+    assert await after == (pid, "0.01")  # the same child, and the cancelled file never ran
+
+
+async def test_a_file_cancelled_while_it_runs_ends_its_child_and_the_next_gets_a_new_one(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    running = asyncio.create_task(sleepy(named("5")))
+    waiting = asyncio.create_task(sleepy(named("0.01")))
+    await asyncio.sleep(0.5)
+    [killed] = sleepy.child_pids()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    pid, name = await asyncio.wait_for(waiting, 15)
+    assert name == "0.01"
+    assert pid != killed
+
+
 ORPHAN_SCRIPT = """
 import asyncio, os, signal, sys
 from pathlib import Path
