@@ -191,7 +191,7 @@ async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
 _COPY_CHUNK = 1024 * 1024
 
 
-async def _download(storage: ImageStorage, key: str, path: Path) -> Path:
+async def _readable_original(storage: ImageStorage, key: str, path: Path) -> Path:
     """Where the processor reads the original: the storage's own file, else a copy at ``path``."""
     if (local := storage.local_path(key)) is not None:
         return local  # only read, and not deleted while the file is held (cleanup spares it)
@@ -460,7 +460,7 @@ async def _run(
     copy = scratch / f"{claimed.id}.in"
     destination = scratch / f"{claimed.id}.out"
     try:
-        source = await _download(storage, claimed.original_key, copy)
+        source = await _readable_original(storage, claimed.original_key, copy)
         result = await run(
             ProcessingRequest(
                 product_key=product.key,
