@@ -256,12 +256,13 @@ class ProcessPoolRunner:
             self._idle.append(slot)
             return
         entry = self._queue.popleft()
-        child = self._child(slot)
         self._running[slot] = entry
         entry.started.set_result(slot)
         try:
+            child = self._child(slot)
             child.conn.send(entry.request)
-        except OSError as exc:  # the child died just now: its caller replaces it
+        except OSError as exc:
+            # The child died just now, or none could start: the caller replaces it.
             entry.answer.set_exception(EOFError(str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - it would not pickle, and nothing was written

@@ -303,8 +303,8 @@ def _page(
 
 
 def _refresh_status(connection: sqlite3.Connection, instruction_id: str) -> None:
-    # The domain's own function decides, and it needs only which statuses occur: at
-    # most four rows (each row fetched lets go of the GIL, a cost under load).
+    # The domain's own function decides, and it needs only which statuses occur:
+    # at most four rows, whatever the number of files.
     rows = connection.execute(
         "SELECT DISTINCT status FROM details WHERE instruction_id = ?", (instruction_id,)
     ).fetchall()

@@ -101,7 +101,7 @@ async def run(repo, storage, broker, processor, clock, detail, tmp_path: Path):
     return (await handle(repo, storage, broker, processor, clock, detail, tmp_path)).outcome
 
 
-async def handle(repo, storage, broker, processor, clock, detail, tmp_path: Path):
+async def handle(repo, storage, broker, processor, clock, detail, tmp_path: Path, **options):
     return await pipeline.process_detail(
         repo,
         storage,
@@ -111,7 +111,21 @@ async def handle(repo, storage, broker, processor, clock, detail, tmp_path: Path
         scratch=tmp_path,
         clock=clock,
         settings=SETTINGS,
+        **options,
     )
+
+
+def counted_instruction_reads(repo: MemoryInstructionRepository) -> list[str]:
+    """The ids ``repo.get_instruction`` is called with from now on."""
+    reads: list[str] = []
+    get_instruction = repo.get_instruction
+
+    async def counted(instruction_id: str):
+        reads.append(instruction_id)
+        return await get_instruction(instruction_id)
+
+    repo.get_instruction = counted
+    return reads
 
 
 async def collect(events: AsyncIterator, count: int) -> list:
@@ -190,26 +204,11 @@ async def test_a_worker_reads_an_instruction_once_for_its_files(
         chunks=chunks(JPEG),
         now=T0,
     )
-    reads: list[str] = []
-    get_instruction = repo.get_instruction
-
-    async def counted(instruction_id: str):
-        reads.append(instruction_id)
-        return await get_instruction(instruction_id)
-
-    repo.get_instruction = counted
+    reads = counted_instruction_reads(repo)
     instructions = pipeline.Instructions(repo)
     for detail in (first, second):
-        handled = await pipeline.process_detail(
-            repo,
-            storage,
-            broker,
-            processor,
-            detail_id=detail.id,
-            scratch=tmp_path,
-            clock=clock,
-            settings=SETTINGS,
-            instructions=instructions,
+        handled = await handle(
+            repo, storage, broker, processor, clock, detail, tmp_path, instructions=instructions
         )
         assert handled.outcome is pipeline.Outcome.FINISHED
     assert reads == [first.instruction_id]
@@ -217,14 +216,7 @@ async def test_a_worker_reads_an_instruction_once_for_its_files(
 
 async def test_kept_instructions_are_the_latest_ones(repo, storage, broker) -> None:
     ids = [(await uploaded(repo, storage, broker)).instruction_id for _ in range(3)]
-    reads: list[str] = []
-    get_instruction = repo.get_instruction
-
-    async def counted(instruction_id: str):
-        reads.append(instruction_id)
-        return await get_instruction(instruction_id)
-
-    repo.get_instruction = counted
+    reads = counted_instruction_reads(repo)
     instructions = pipeline.Instructions(repo, size=2)
     for instruction_id in [ids[0], ids[1], ids[0], ids[2], ids[0], ids[1]]:
         assert (await instructions.get(instruction_id)).id == instruction_id

@@ -181,6 +181,25 @@ async def test_a_file_cancelled_while_it_runs_ends_its_child_and_the_next_gets_a
     assert pid != killed
 
 
+async def test_a_child_that_cannot_start_fails_its_file_and_the_next_file_gets_one(
+    sleepy: ProcessPoolRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = process_pool._Child
+    failures = [OSError(11, "Resource temporarily unavailable")]
+
+    def child_or_failure(*args: object) -> object:
+        if failures:
+            raise failures.pop()
+        return real(*args)
+
+    monkeypatch.setattr(process_pool, "_Child", child_or_failure)
+    first = asyncio.create_task(sleepy(named("0.01")))
+    second = asyncio.create_task(sleepy(named("0.02")))
+    with pytest.raises(ProcessorCrashed):
+        await asyncio.wait_for(first, 15)
+    assert (await asyncio.wait_for(second, 15))[1] == "0.02"
+
+
 ORPHAN_SCRIPT = """
 import asyncio, os, signal, sys
 from pathlib import Path
