@@ -1,11 +1,16 @@
 """The SQLite repository: the embedded system of record of ``imagecore serve``.
 
-One database file, no server. All database work runs on one dedicated worker
-thread that owns the only connection, so the event loop never blocks on disk
-and the connection is never shared between threads. Several processes may
-open the same file: WAL lets readers run beside the one writer, writes take
-the lock up front (``BEGIN IMMEDIATE``) and wait up to the busy timeout, and
-the compare-and-set on ``version`` holds across processes.
+One database file, no server, one connection. A point operation (one file
+or instruction by id, a write, a count) runs on the event loop itself, with
+no wait for a lock: that costs less than handing it to a thread, and a W1
+worker spends 0.3-0.5 ms less CPU per file. When another connection holds
+the write lock, and for the scans (listings, searches), the call goes to a
+dedicated worker thread instead, which waits up to the busy timeout; while
+the thread has work, every call queues behind it, so the connection is
+never used by two threads at once and calls keep their order. Several
+processes may open the same file: WAL lets readers run beside the one
+writer, writes take the lock up front (``BEGIN IMMEDIATE``), and the
+compare-and-set on ``version`` holds across processes.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar
 
 from adapters.documents import (
     Document,
@@ -44,6 +49,15 @@ _P = ParamSpec("_P")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+#: SQLite's primary result codes for a lock another connection holds.
+_CONTENDED: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to call
+        loop.call_soon_threadsafe(callback)
 
 
 def _micros(value: datetime) -> int:
@@ -92,10 +106,17 @@ class SqliteInstructionRepository:
     end there: a cancelled ``update_detail`` may have been written.
     """
 
-    def __init__(self, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
-        # Private: use ``open``. The connection is only ever used on the executor's thread.
+    def __init__(
+        self, executor: ThreadPoolExecutor, connection: sqlite3.Connection, busy_timeout: float
+    ) -> None:
+        # Private: use ``open``. The connection waits for no lock unless the
+        # thread sets the busy timeout for one call (`_patiently`).
         self._executor = executor
         self._connection = connection
+        self._busy_ms = round(busy_timeout * 1000)
+        # Calls handed to the thread whose end the loop has not seen yet; while
+        # there are any, the connection may be in use there.
+        self._on_thread = 0
         self._closed = False
 
     @classmethod
@@ -110,10 +131,11 @@ class SqliteInstructionRepository:
         try:
             with _translated():
                 connection = await loop.run_in_executor(executor, connect, str(path), busy_timeout)
+                await loop.run_in_executor(executor, connection.execute, "PRAGMA busy_timeout=0")
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(executor, connection)
+        return cls(executor, connection, busy_timeout)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""
@@ -133,22 +155,60 @@ class SqliteInstructionRepository:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        loop = asyncio.get_running_loop()
+        """Run a point operation here if the thread is idle and no lock is held, else queue it."""
         with _translated():
             if self._closed:
                 raise DependencyUnavailable("the sqlite repository is closed")
-            return await loop.run_in_executor(
-                self._executor, functools.partial(work, self._connection, *args, **kwargs)
-            )
+            call = functools.partial(work, self._connection, *args, **kwargs)
+            if not self._on_thread:
+                try:
+                    return call()
+                except sqlite3.OperationalError as exc:
+                    # Every operation is one transaction, rolled back when it
+                    # raises: nothing was written, and the thread may run it again.
+                    if exc.sqlite_errorcode & 0xFF not in _CONTENDED:
+                        raise
+            return await self._queue(call)
+
+    async def _scan(
+        self,
+        work: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run work whose cost grows with the data on the thread, never on the loop."""
+        with _translated():
+            if self._closed:
+                raise DependencyUnavailable("the sqlite repository is closed")
+            return await self._queue(functools.partial(work, self._connection, *args, **kwargs))
+
+    async def _queue(self, call: Callable[[], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        future = self._executor.submit(self._patiently, call)
+        self._on_thread += 1
+        # Counted down when the thread is done with the connection, not when
+        # the caller stops waiting: a cancelled call still runs to its end there.
+        future.add_done_callback(lambda _: _call_soon(loop, self._thread_done))
+        return await asyncio.wrap_future(future)
+
+    def _patiently(self, call: Callable[[], _T]) -> _T:
+        self._connection.execute(f"PRAGMA busy_timeout={self._busy_ms:d}")
+        try:
+            return call()
+        finally:
+            self._connection.execute("PRAGMA busy_timeout=0")
+
+    def _thread_done(self) -> None:
+        self._on_thread -= 1
 
     # ------------------------------------------------------------------ products
 
     async def save_products(self, products: Sequence[Product], now: datetime) -> None:
         rows = [(p.key, _micros(now), _dumps(product_to_document(p))) for p in products]
-        await self._run(_save_products, rows)
+        await self._scan(_save_products, rows)
 
     async def list_products(self) -> list[tuple[Product, datetime, datetime]]:
-        rows = await self._run(
+        rows = await self._scan(
             _fetch, "SELECT document, created_at, updated_at FROM products ORDER BY key", ()
         )
         return [
@@ -188,7 +248,9 @@ class SqliteInstructionRepository:
         if query.created_to is not None:
             where.append("created_at <= ?")
             args.append(_micros(query.created_to))
-        total, documents = await self._run(_page, " AND ".join(where), args, query.page, query.size)
+        total, documents = await self._scan(
+            _page, " AND ".join(where), args, query.page, query.size
+        )
         items = [instruction_from_document(json.loads(doc)) for doc in documents]
         return Page(items, total, query.page, query.size)
 
@@ -242,14 +304,14 @@ class SqliteInstructionRepository:
             args.append(int(query.outbox))
         condition = " AND ".join(where) or "1"
         sql = f"SELECT document FROM details WHERE {condition} ORDER BY updated_at, id LIMIT ?"  # noqa: S608 - only fixed fragments are interpolated; values are bound
-        rows = await self._run(_fetch, sql, (*args, max(query.limit, 0)))
+        rows = await self._scan(_fetch, sql, (*args, max(query.limit, 0)))
         return [detail_from_document(json.loads(doc)) for (doc,) in rows]
 
     async def ping(self) -> None:
         await self._run(_fetch, "SELECT 1", ())
 
 
-# --------------------------------------------------------------------------- on the worker thread
+# ------------------------------------------------------------------ on the loop or the thread
 
 
 def _detail_row(detail: InstructionDetail) -> dict[str, Any]:

@@ -72,7 +72,10 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     # Autocommit mode: every transaction below is explicit, so none is left open.
-    connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    # The repository uses the connection from the loop and from its thread, one at a time.
+    connection = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
     try:
         connection.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL loses at most the last commits on power loss, never consistency.

@@ -182,6 +182,58 @@ async def test_a_writer_holding_the_lock_past_the_timeout_makes_it_unavailable(
         await repo.close()
 
 
+async def test_a_write_that_meets_another_writers_lock_waits_on_the_thread_not_the_loop(
+    db_path: Path,
+) -> None:
+    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=5)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    loop = asyncio.get_running_loop()
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        waiting = instruction()
+        write = asyncio.create_task(repo.add_instruction(waiting))
+        started = loop.time()
+        await asyncio.sleep(0.2)
+        assert loop.time() - started < 1, "the event loop was blocked by the lock"
+        assert not write.done()
+        blocker.execute("ROLLBACK")
+        await write
+        assert await repo.get_instruction(waiting.id) == waiting
+    finally:
+        blocker.close()
+        await repo.close()
+
+
+async def test_a_call_cancelled_on_the_thread_keeps_later_calls_off_the_connection_until_it_ends(
+    db_path: Path,
+) -> None:
+    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=5)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    loop = asyncio.get_running_loop()
+    stored, cancelled = instruction(), instruction()
+    try:
+        await repo.add_instruction(stored)
+        blocker.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(repo.add_instruction(cancelled))
+        await asyncio.sleep(0.1)  # the write now waits for the lock on the thread
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        read = asyncio.create_task(repo.get_instruction(stored.id))
+        started = loop.time()
+        await asyncio.sleep(0.2)
+        # Run here, the read would have waited on the connection the thread holds.
+        assert loop.time() - started < 1, "the event loop was blocked by the thread's call"
+        assert not read.done()
+        blocker.execute("ROLLBACK")
+        assert await read == stored
+        # The cancelled write ran to its end on the thread, before the read.
+        assert await repo.get_instruction(cancelled.id) == cancelled
+    finally:
+        blocker.close()
+        await repo.close()
+
+
 # --------------------------------------------------------------------------- filesystem
 
 
