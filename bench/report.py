@@ -528,8 +528,9 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
             f"Written by `{document['command'].strip()}` (`make bench`) on {document['started']}, "
             f"in {document['seconds'] / 60:.0f} minutes; every number below comes from that one "
             "run, and every comparison is between subjects measured in the same rounds, "
-            "alternating. Raw results: `bench/results/*.json` (not committed). The machine is "
-            "shared: read ratios, not absolute times, and see the load averages below."
+            "alternating. Each stage runs in a fresh Python process. Raw results: "
+            "`bench/results/*.json` (not committed). The machine is shared: read ratios, not "
+            "absolute times, and see the load averages below."
         ),
         "",
         "## Goals",
