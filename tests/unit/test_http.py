@@ -155,6 +155,26 @@ async def test_an_upload_without_files_is_a_400(api: Api) -> None:
     assert "multipart" in body["message"]
 
 
+async def test_the_multipart_media_type_is_matched_without_case_or_parameters(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    boundary = "imagecore-test-boundary"
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="kite.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    )
+    status, body = await api.call(
+        "POST",
+        f"/instructions/{instruction_id}/details",
+        data=head.encode() + kite + f"\r\n--{boundary}--\r\n".encode(),
+        headers={"Content-Type": f"  Multipart/Form-Data ; boundary={boundary}"},
+    )
+    assert status == 201, body
+    assert [f["original_name"] for f in body["data"]["files"]] == ["kite.jpg"]
+
+
 async def test_another_users_objects_answer_like_missing_ones(api: Api, kite: bytes) -> None:
     instruction_id = await api.instruction("images/thumbnail", {})
     _, body = await api.upload(instruction_id, [("kite.jpg", kite)])
