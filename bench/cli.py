@@ -8,9 +8,12 @@ imagecore's and thumbor's outputs keep against a full-resolution reference), ``i
 ``memory`` (peak per workload and drift), ``compression`` (W5 against Go).
 Measured runs of different subjects are interleaved round by round, so slow
 spells of a shared machine fall on all of them; ratios are of medians. Each
-stage runs in a fresh Python process (``--one-stage``), so no stage measures
-what an earlier one left behind: in one process, the ingest stage after the
-throughput stage measured 336 MB per CPU-second, against 559 in a fresh one.
+stage runs in a fresh Python process (``--one-stage``) and its files are
+removed once it ends (unless ``--keep``), after which the next one starts with
+everything written out (``os.sync``): no stage measures what an earlier one
+left behind. On this virtual machine, 2.5 GB of other files held in the page
+cache made the ingest stage cost twice the CPU per MB (302 against 559 MB per
+CPU-second), and removing those files brought it back at once.
 """
 
 from __future__ import annotations
@@ -225,8 +228,12 @@ async def _one_stage(name: str, args: argparse.Namespace, scratch: Path) -> dict
 
 
 def _in_fresh_process(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    """Run one stage in a new ``python -m bench`` process and read back what it found."""
+    """Run one stage in a new ``python -m bench`` process and read back what it found.
+
+    The stage works in a folder of its own, removed afterwards unless ``--keep``.
+    """
     result = scratch / f"{name}.json"
+    folder = scratch / name
     command = [
         sys.executable,
         "-m",
@@ -234,7 +241,7 @@ def _in_fresh_process(name: str, args: argparse.Namespace, scratch: Path) -> dic
         "--one-stage",
         name,
         "--scratch",
-        str(scratch),
+        str(folder),
         "--result",
         str(result),
         "--rounds",
@@ -246,6 +253,8 @@ def _in_fresh_process(name: str, args: argparse.Namespace, scratch: Path) -> dic
         *(["--quick"] if args.quick else []),
     ]
     finished = subprocess.run(command, check=False)
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
     if finished.returncode != 0 or not result.is_file():
         _log(f"stage {name} ended with exit status {finished.returncode}")
         return {name: {"error": f"the stage's process ended with status {finished.returncode}"}}
@@ -258,6 +267,7 @@ def _run_stages(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"loads": [_load()]}
     for name in STAGES:
         if name in chosen:
+            os.sync()
             results |= _in_fresh_process(name, args, scratch)
             results["loads"].append(_load())
     return results
@@ -273,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.scratch is None or args.result is None:
             sys.stderr.write("bench: --one-stage needs --scratch and --result\n")
             return 2
+        args.scratch.mkdir(parents=True, exist_ok=True)
         found = asyncio.run(_one_stage(args.one_stage, args, args.scratch))
         args.result.write_text(json.dumps(found, default=str))
         return 0
