@@ -8,10 +8,11 @@ leftovers of a process that died mid-write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import attrs
@@ -166,29 +167,40 @@ async def test_a_database_from_a_newer_imagecore_is_refused(db_path: Path) -> No
         await SqliteInstructionRepository.open(db_path)
 
 
-async def test_a_writer_holding_the_lock_past_the_timeout_makes_it_unavailable(
-    db_path: Path,
-) -> None:
-    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=0.05)
-    blocker = sqlite3.connect(db_path, isolation_level=None)
+@pytest.fixture
+def blocker(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection to the database, to hold its write lock with."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(db_path, isolation_level=None)
+    yield connection
+    connection.close()
+
+
+@contextlib.asynccontextmanager
+async def opened(db_path: Path, busy_timeout: float) -> AsyncIterator[SqliteInstructionRepository]:
+    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=busy_timeout)
     try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+async def test_a_writer_holding_the_lock_past_the_timeout_makes_it_unavailable(
+    db_path: Path, blocker: sqlite3.Connection
+) -> None:
+    async with opened(db_path, 0.05) as repo:
         blocker.execute("BEGIN IMMEDIATE")
         with pytest.raises(DependencyUnavailable):
             await repo.add_instruction(instruction())
         blocker.execute("ROLLBACK")
         await repo.add_instruction(instruction())
-    finally:
-        blocker.close()
-        await repo.close()
 
 
 async def test_a_write_that_meets_another_writers_lock_waits_on_the_thread_not_the_loop(
-    db_path: Path,
+    db_path: Path, blocker: sqlite3.Connection
 ) -> None:
-    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=5)
-    blocker = sqlite3.connect(db_path, isolation_level=None)
     loop = asyncio.get_running_loop()
-    try:
+    async with opened(db_path, 5) as repo:
         blocker.execute("BEGIN IMMEDIATE")
         waiting = instruction()
         write = asyncio.create_task(repo.add_instruction(waiting))
@@ -199,19 +211,14 @@ async def test_a_write_that_meets_another_writers_lock_waits_on_the_thread_not_t
         blocker.execute("ROLLBACK")
         await write
         assert await repo.get_instruction(waiting.id) == waiting
-    finally:
-        blocker.close()
-        await repo.close()
 
 
 async def test_a_call_cancelled_on_the_thread_keeps_later_calls_off_the_connection_until_it_ends(
-    db_path: Path,
+    db_path: Path, blocker: sqlite3.Connection
 ) -> None:
-    repo = await SqliteInstructionRepository.open(db_path, busy_timeout=5)
-    blocker = sqlite3.connect(db_path, isolation_level=None)
     loop = asyncio.get_running_loop()
     stored, cancelled = instruction(), instruction()
-    try:
+    async with opened(db_path, 5) as repo:
         await repo.add_instruction(stored)
         blocker.execute("BEGIN IMMEDIATE")
         write = asyncio.create_task(repo.add_instruction(cancelled))
@@ -229,9 +236,6 @@ async def test_a_call_cancelled_on_the_thread_keeps_later_calls_off_the_connecti
         assert await read == stored
         # The cancelled write ran to its end on the thread, before the read.
         assert await repo.get_instruction(cancelled.id) == cancelled
-    finally:
-        blocker.close()
-        await repo.close()
 
 
 # --------------------------------------------------------------------------- filesystem
