@@ -15,6 +15,14 @@ in flight: that swing, not growth, moved earlier runs by -9 % to +28 %. Drift
 is therefore judged on each window's lowest resident set, what a process
 holds between files, which is what a leak raises; the medians are reported
 beside it. The pool recycles a child after 1000 files (``max_tasks_per_child``).
+
+Known weakness: even between files a child's resident set is not one level.
+One child read after every 100 of 1600 W1 files, each time idle, swung
+between 46 and 62 MiB with no trend (39 and 55 with ``malloc_trim`` first,
+so it is not glibc's free heap), and a busy child is rarely caught between
+files at all. The child's verdict therefore moves between runs of the same
+child code (-0.5 %, +0.8 % and +12.9 % in three full runs today); a steadier
+measure would fit a trend to many idle readings over one child's life.
 """
 
 from __future__ import annotations
