@@ -128,8 +128,16 @@ def _memory(results: dict[str, Any], path: Path) -> bool:
     for name, label in (("parent", "imagecore serve"), ("children", "largest pool child")):
         points = series[name]
         right.plot([d for d, _ in points], [v / MIB for _, v in points], label=label)
+    if "child_drift" in memory:
+        points = memory["child_drift"]["series"]
+        right.plot(
+            [d for d, _ in points],
+            [v / MIB for _, v in points],
+            label="one pool child, between files",
+            linewidth=0.6,
+        )
     right.set_ylim(bottom=0)
-    right.set_xlabel("images done (W1, end to end)")
+    right.set_xlabel("images done (W1)")
     right.set_ylabel("RSS, MiB")
     right.set_title("Drift")
     right.legend(fontsize=8)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import statistics
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from bench.client import ApiClient, end_to_end, requests_loop
 from bench.floor import Floor
 from bench.ingest import ingest
-from bench.memory import drift, peak_per_workload
+from bench.memory import child_drift, drift, peak_per_workload
 from bench.peer import THUMBOR_PATHS, thumbor
 from bench.probes import Watch
 from bench.stacks import Served, production_env, start, wired
@@ -41,15 +42,23 @@ def _count(workload: Workload, *, quick: bool) -> int:
     return workload.quick_count if quick else workload.count
 
 
-def _per_cpu(result: dict[str, Any], watch: Watch) -> dict[str, Any]:
+def _per_cpu(result: dict[str, Any], watch: Watch, client: float = 0.0) -> dict[str, Any]:
+    """CPU figures of a run; ``client``: CPU seconds this process spent driving it."""
     cpu = watch.cpu_seconds()
     return {
         **result,
+        "client_cpu_ms_per_image": client * 1000 / result["images"],
         "cpu_seconds": cpu,
         "images_per_cpu_second": result["images"] / cpu,
         "root_cpu_ms_per_image": watch.root_cpu_seconds() * 1000 / result["images"],
         "cpu_ms_per_image": cpu * 1000 / result["images"],
     }
+
+
+def _client_cpu(since: float, watch: Watch) -> float:
+    """CPU seconds this process spent since ``since`` (by ``time.process_time``), less the
+    watch's own sampling: what the benchmark's client cost."""
+    return max(0.0, time.process_time() - since - watch.sampling_cpu)
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -73,6 +82,9 @@ def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "cpu_ms_per_image": statistics.median(r.get("cpu_ms_per_image", 0) for r in results),
             "root_cpu_ms_per_image": statistics.median(
                 r.get("root_cpu_ms_per_image", 0) for r in results
+            ),
+            "client_cpu_ms_per_image": statistics.median(
+                r.get("client_cpu_ms_per_image", 0) for r in results
             ),
         }
     return out
@@ -101,17 +113,23 @@ async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, An
                         with Watch(os.getpid(), include=lambda pid, p=pids: pid in p) as watch:
                             result = floor.run(key, sources)
                         runs[key].setdefault("floor2", []).append(_per_cpu(result, watch))
+                        clock = time.process_time()
                         with Watch(serve.pid) as watch:
                             result = await end_to_end(
                                 client, workload.steps[0], sources, CONCURRENCY
                             )
-                        runs[key].setdefault("imagecore", []).append(_per_cpu(result, watch))
+                        runs[key].setdefault("imagecore", []).append(
+                            _per_cpu(result, watch, _client_cpu(clock, watch))
+                        )
                         servers = set(peer.pids)
+                        clock = time.process_time()
                         with Watch(os.getpid(), include=lambda pid, p=servers: pid in p) as watch:
                             result = await requests_loop(
                                 peer.bases, _peer_paths(key, sources), CONCURRENCY
                             )
-                        runs[key].setdefault("thumbor", []).append(_per_cpu(result, watch))
+                        runs[key].setdefault("thumbor", []).append(
+                            _per_cpu(result, watch, _client_cpu(clock, watch))
+                        )
     finally:
         floor.close()
         serve.stop()
@@ -247,12 +265,14 @@ async def memory(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str,
         )
     log(f"memory drift over {args.drift_images} images")
     serve: Served = start("serve", scratch / "drift", {"WORKER_CONCURRENCY": "2"})
+    w1 = _workload("W1")
     try:
-        w1 = _workload("W1")
         drifted = await drift(serve, w1, _sources(w1, args.drift_images))
     finally:
         serve.stop()
-    return {"peaks": peaks, "drift": drifted}
+    log(f"memory drift of one pool child over {args.drift_images} images")
+    child = await child_drift(w1, _sources(w1, args.drift_images), scratch / "child-drift")
+    return {"peaks": peaks, "drift": drifted, "child_drift": child}
 
 
 def compression(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
