@@ -113,14 +113,19 @@ async def child_drift(workload: Workload, sources: list[Path], scratch: Path) ->
 
 
 def _trend(series: list[tuple[int, int]], windows: int = 18) -> tuple[float, float]:
-    """A Theil-Sen line through each window's lowest reading after the first tenth: its
-    values at the first and the last window."""
+    """The fitted lowest level at the first and the last of ``windows`` windows.
+
+    The readings after the first tenth are cut into equal windows, and a Theil-Sen
+    line is fitted through the lowest reading of each.
+    """
     total = series[-1][0] if series else 0
     kept = [(done, value) for done, value in series if done > total * 0.1]
-    size = max(1, len(kept) // windows)
+    edges = [len(kept) * k // windows for k in range(windows + 1)]
+    chunks = [kept[a:b] for a, b in itertools.pairwise(edges)]
     points = [
         (statistics.fmean(done for done, _ in chunk), min(value for _, value in chunk))
-        for chunk in (kept[i : i + size] for i in range(0, len(kept), size))
+        for chunk in chunks
+        if chunk
     ]
     if len(points) < 2:  # a line needs two points
         return (float(points[0][1]),) * 2 if points else (0.0, 0.0)
