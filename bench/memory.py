@@ -12,32 +12,33 @@ compared with the lowest just after warm-up (the second tenth), the level
 a process holds between requests, which is what a leak raises. The medians
 are reported beside it, and the children's figures from this run too.
 
-Drift, a pool child: the children's samples from that run cannot judge
-them. A child's resident set swings with the image in hand (about 56 MiB
-between files, 72 with one in flight), and even between files it is not one
-level: read after every 100 of 1600 W1 files it swung between 46 and 62 MiB
-with no trend (39 and 55 with ``malloc_trim`` first, so it is not glibc's
-free heap; a ``gc.collect()`` after every file did not remove it either),
-and a busy child is rarely caught between files. That measure gave -0.5 %,
-+0.8 % and +12.9 % in three full runs of the same child code. So the verdict
-comes from one child of the service's pool (``ProcessPoolRunner(1)``) that
-runs every file of the run in turn and is never recycled: its resident set
-is read after every file, with nothing in flight. Even then the lowest level
-can stay away for hundreds of files (in one run of 3000, the child held
-68 MiB or more from file 600 to 1350, 44 MiB before and after), so two
-windows compared alone would judge that episode as growth. The readings
-after the first tenth are cut into 18 windows; a line is fitted through the
-lowest reading of each by Theil-Sen (the median of the slopes between every
-two windows, which a few windows off the lower level do not move), and its
-value at the last window is compared with its value at the first. On that
-run's readings with a leak added, the measure finds +10.8 % for 2000 bytes
-per file (+11 % true), and +6.5 % with the 750-file episode moved to the end.
+Drift, a pool child: the children's samples from that run cannot judge them.
+A child's resident set swings with the image in hand (about 56 MiB between
+files, 72 with one in flight), and even between files it is not one level:
+read after every 100 of 1600 W1 files it swung between 46 and 62 MiB with no
+trend. ``/proc/PID/smaps`` puts the steps in the malloc heaps, yet
+``malloc_trim`` first did not remove them (39 and 55 MiB), nor did a
+``gc.collect()`` after every file; and a busy child is rarely caught between
+files. Judged on the lowest sample of that run's children per window, drift
+came out at -0.5 %, +0.8 % and +12.9 % in three full runs of the same child
+code. So the verdict comes from one child of the service's pool
+(``ProcessPoolRunner(1)``) that runs every file of the run in turn and is
+never recycled: its resident set is read after every file, with nothing in
+flight. Even then the lowest level can stay away for hundreds of files (in
+one run of 3000, the child held 68 MiB or more from file 600 to 1350, 44 MiB
+before and after), so two windows compared alone would judge that episode as
+growth. The readings after the first tenth are cut into 18 windows, and
+`bench.trend` fits a line through the lowest reading of each by Theil-Sen
+(the median of the slopes between every two windows, which a few windows off
+the lower level do not move); its value at the last window is compared with
+its value at the first. On that run's readings with a leak added, the
+measure finds +10.8 % for 2000 bytes per file (+11 % true), and +6.5 % with
+the 750-file episode moved to the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import statistics
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from adapters.process_pool import ProcessPoolRunner
 from bench.client import ApiClient, end_to_end
 from bench.probes import Watch, peak_rss
 from bench.stacks import Served
+from bench.trend import DRIFT_WINDOWS, drift_line
 from bench.workloads import Workload, service_request
 
 __all__ = ["child_drift", "drift", "peak_per_workload"]
@@ -101,39 +103,16 @@ async def child_drift(workload: Workload, sources: list[Path], scratch: Path) ->
             series.append((index + 1, _resident(_pids(runner)[0])))
     finally:
         runner.close()
-    start, end = _trend(series)
+    start, end = drift_line(series)
     return {
         "images": len(sources),
         **_growth(series, "child"),
         "child_rss_start": start,
         "child_rss_end": end,
         "child_drift": end / start - 1 if start else 0.0,
+        "windows": DRIFT_WINDOWS,
         "series": series,
     }
-
-
-def _trend(series: list[tuple[int, int]], windows: int = 18) -> tuple[float, float]:
-    """The fitted lowest level at the first and the last of ``windows`` windows.
-
-    The readings after the first tenth are cut into equal windows, and a Theil-Sen
-    line is fitted through the lowest reading of each.
-    """
-    total = series[-1][0] if series else 0
-    kept = [(done, value) for done, value in series if done > total * 0.1]
-    edges = [len(kept) * k // windows for k in range(windows + 1)]
-    chunks = [kept[a:b] for a, b in itertools.pairwise(edges)]
-    points = [
-        (statistics.fmean(done for done, _ in chunk), min(value for _, value in chunk))
-        for chunk in chunks
-        if chunk
-    ]
-    if len(points) < 2:  # a line needs two points
-        return (float(points[0][1]),) * 2 if points else (0.0, 0.0)
-    slope = statistics.median(
-        (v2 - v1) / (d2 - d1) for (d1, v1), (d2, v2) in itertools.combinations(points, 2)
-    )
-    intercept = statistics.median(value - slope * done for done, value in points)
-    return intercept + slope * points[0][0], intercept + slope * points[-1][0]
 
 
 def _window(

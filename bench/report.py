@@ -407,7 +407,7 @@ def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             f"{drift['child_rss_start'] / MIB:.0f} -> {drift['child_rss_end'] / MIB:.0f} MiB "
             f"({drift['child_drift']:+.1%}; medians {drift.get('child_median_drift', 0):+.1%}), "
             "which is not the verdict: a child is rarely caught between files, and between "
-            "files its resident set sits on one of a few levels 16 MiB apart."
+            "files its resident set sits on one of a few levels 8 to 16 MiB apart."
         ),
         "",
     ]
@@ -418,7 +418,8 @@ def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
                 f"Drift of a pool child (the verdict): one child of the service's pool runs "
                 f"{child['images']} W1 files in turn, never recycled, its RSS read after "
                 f"every file with nothing in flight. A Theil-Sen line through the lowest "
-                f"reading of each of 18 windows after the first tenth (robust to the windows "
+                f"reading of each of {child.get('windows', 18)} windows after the first tenth "
+                f"(robust to the windows "
                 f"where the child sat a level higher): {child['child_rss_start'] / MIB:.0f} -> "
                 f"{child['child_rss_end'] / MIB:.0f} MiB ({child['child_drift']:+.1%}). "
                 f"Medians of the second and the last tenth: "
