@@ -39,7 +39,6 @@ the 750-file episode moved to the end.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 
 from adapters.process_pool import ProcessPoolRunner
 from bench.client import ApiClient, end_to_end
-from bench.probes import Watch, peak_rss
+from bench.probes import Watch, peak_rss, resident_set
 from bench.stacks import Served
 from bench.trend import DRIFT_WINDOWS, drift_line
 from bench.workloads import Workload, service_request
@@ -85,12 +84,6 @@ async def peak_per_workload(
     return {"images": len(sources), "child_peak_rss": max(peaks, default=0)}
 
 
-def _resident(pid: int) -> int:
-    """The resident set of ``pid`` in bytes, from ``/proc/PID/statm``."""
-    with Path(f"/proc/{pid}/statm").open("rb") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 async def child_drift(workload: Workload, sources: list[Path], scratch: Path) -> dict[str, Any]:
     """One pool child, never recycled, runs ``sources`` in turn; its idle RSS after each."""
     runner = ProcessPoolRunner(1, 300.0, max_tasks_per_child=len(sources) + 1)
@@ -100,13 +93,13 @@ async def child_drift(workload: Workload, sources: list[Path], scratch: Path) ->
         for index, source in enumerate(sources):
             out = scratch / f"drift-{index % 4}.out"
             await runner(service_request(workload.steps[0], source, out))
-            series.append((index + 1, _resident(_pids(runner)[0])))
+            series.append((index + 1, resident_set(_pids(runner)[0])))
     finally:
         runner.close()
     start, end = drift_line(series)
     return {
         "images": len(sources),
-        **_growth(series, "child"),
+        **_medians(series, "child"),
         "child_rss_start": start,
         "child_rss_end": end,
         "child_drift": end / start - 1 if start else 0.0,
@@ -126,17 +119,24 @@ def _window(
     return float(reduce(chosen)) if chosen else 0.0
 
 
+def _medians(series: list[tuple[int, int]], prefix: str) -> dict[str, float]:
+    """Median resident sets of the second tenth and the last tenth."""
+    start, end = _window(series, 0.1, 0.2), _window(series, 0.9, 1.0)
+    return {
+        f"{prefix}_median_start": start,
+        f"{prefix}_median_end": end,
+        f"{prefix}_median_drift": end / start - 1 if start else 0.0,
+    }
+
+
 def _growth(series: list[tuple[int, int]], prefix: str) -> dict[str, float]:
     """Second tenth against last tenth: lowest (the verdict) and median resident sets."""
-    low_start, low_end = _window(series, 0.1, 0.2, min), _window(series, 0.9, 1.0, min)
-    mid_start, mid_end = _window(series, 0.1, 0.2), _window(series, 0.9, 1.0)
+    start, end = _window(series, 0.1, 0.2, min), _window(series, 0.9, 1.0, min)
     return {
-        f"{prefix}_rss_start": low_start,
-        f"{prefix}_rss_end": low_end,
-        f"{prefix}_drift": low_end / low_start - 1 if low_start else 0.0,
-        f"{prefix}_median_start": mid_start,
-        f"{prefix}_median_end": mid_end,
-        f"{prefix}_median_drift": mid_end / mid_start - 1 if mid_start else 0.0,
+        f"{prefix}_rss_start": start,
+        f"{prefix}_rss_end": end,
+        f"{prefix}_drift": end / start - 1 if start else 0.0,
+        **_medians(series, prefix),
     }
 
 

@@ -27,7 +27,7 @@ from typing import Self
 import attrs
 import psutil
 
-__all__ = ["Sample", "Watch", "peak_rss"]
+__all__ = ["Sample", "Watch", "peak_rss", "resident_set"]
 
 MIB = 1024 * 1024
 
@@ -41,6 +41,11 @@ def peak_rss(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def resident_set(pid: int) -> int:
+    """The resident set of ``pid`` now, in bytes."""
+    return int(psutil.Process(pid).memory_info().rss)
 
 
 @attrs.frozen
