@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import pyvips
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.vips import VipsImageProcessor
@@ -100,11 +100,19 @@ def test_planned_size_fits_the_box_and_never_enlarges_unless_asked(
     fit=fits,
     upscale=st.booleans(),
 )
+# Scaled to 16415x245 to cover the box, then cut to it: a 1x245 WebP, no error.
+@example(
+    width=67, height=1, bands=1, fmt="webp", box_width=1, box_height=245, fit="cover", upscale=True
+)
 def test_resize_output_fits_the_requested_box(
     width, height, bands, fmt, box_width, box_height, fit, upscale
 ):
     planned = plan_resize(width, height, box_width, box_height, fit, upscale=upscale)
-    too_long = max(planned) > MAX_SIDE.get(fmt, max(planned))  # say, 16384 px of WebP
+    # The output must fit the format, not the scaled image a cover then cuts to the box.
+    encoded = (
+        (min(planned[0], box_width), min(planned[1], box_height)) if fit == "cover" else planned
+    )
+    too_long = max(encoded) > MAX_SIDE.get(fmt, max(encoded))  # say, 16384 px of WebP
     with tempfile.TemporaryDirectory() as folder:
         source = write_input(Path(folder), synthetic(width, height, bands), fmt)
         with pytest.raises(ImageTooLarge, match="pixels a side") if too_long else nullcontext():
