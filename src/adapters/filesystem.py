@@ -5,9 +5,13 @@ type and etag sit beside it in the sidecar ``ROOT/objects/a/b/.c.meta``.
 Names starting with a dot are ours (sidecars, ``.c.<random>.tmp`` files of
 writes in flight), which is why no part of a key may start with one.
 
-A put streams into a temporary file in the object's directory while hashing,
-fsyncs it, writes the sidecar (by rename), then renames the data into place
-and fsyncs the directory. The data file alone says whether an object exists;
+A put streams into a temporary file in the object's directory, fsyncs it,
+writes the sidecar (by rename), then renames the data into place and fsyncs
+the directory. A put's etag is a random 128-bit token, kept in the sidecar:
+it changes with every put, which is all an HTTP validator needs, where
+hashing the content cost an upload 0.39 ms of CPU per 650 KB photo (SHA-256
+with the CPU's SHA instructions). An object whose sidecar was lost gets its
+etag from its content's hash instead. The data file alone says whether an object exists;
 the sidecar is trusted only if it names the data file's size and
 modification time. A crash between the two renames therefore leaves the
 previous object (its sidecar keeps the previous record too) or, if the
@@ -152,25 +156,27 @@ def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
 
 
 def _content_digest() -> hashlib._Hash:
-    # SHA-256 rather than MD5: with the CPU's SHA instructions it hashes about 1.5
-    # times as fast, and hashing is a good share of an upload's CPU time.
     return hashlib.sha256()
 
 
-def _etag(digest: hashlib._Hash) -> str:
-    """An object's etag: the first 128 bits of its content's SHA-256, in hex."""
+def _new_etag() -> str:
+    """The etag of a put: 128 random bits in hex."""
+    return os.urandom(16).hex()
+
+
+def _content_etag(digest: hashlib._Hash) -> str:
+    """The etag of an object whose sidecar was lost: its content's SHA-256, cut to 128 bits."""
     return digest.hexdigest()[:32]
 
 
 class _Upload:
-    """One put in flight: a temporary file in the object's directory, hashed as it grows."""
+    """One put in flight: a temporary file in the object's directory."""
 
     def __init__(self, path: Path, temporary: Path, file: IO[bytes]) -> None:
         self.path = path
         self.size = 0
         self._temporary = temporary
         self._file = file
-        self._digest = _content_digest()
 
     @classmethod
     def begin(cls, path: Path) -> _Upload:
@@ -188,9 +194,7 @@ class _Upload:
         """Write ``chunks`` to ``upload``, begun first if None (one trip to a thread)."""
         upload = upload or cls.begin(path)
         try:
-            # One write and one hash update per batch rather than per chunk (no change
-            # was measurable either way; the batch is at most _WRITE_BATCH bytes).
-            upload.write(b"".join(chunks))
+            upload.write(b"".join(chunks))  # one write per batch (per chunk: no faster)
         except BaseException:
             upload.discard()
             raise
@@ -208,7 +212,6 @@ class _Upload:
 
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
-        self._digest.update(chunk)
         self.size += len(chunk)
 
     def commit(self, content_type: str) -> str:
@@ -216,7 +219,7 @@ class _Upload:
         os.fsync(self._file.fileno())
         info = os.fstat(self._file.fileno())
         self._file.close()
-        etag = _etag(self._digest)
+        etag = _new_etag()
         record = {
             "content_type": content_type,
             "etag": etag,
@@ -314,7 +317,7 @@ class FilesystemImageStorage:
                 return StoredObject(key, info.st_size, record["etag"], record["content_type"])
             digest = hashlib.file_digest(file, _content_digest)
         content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
-        return StoredObject(key, info.st_size, _etag(digest), content_type)
+        return StoredObject(key, info.st_size, _content_etag(digest), content_type)
 
     def local_path(self, key: str) -> Path | None:
         """The object's data file (one stat on the event loop's thread: a local disk)."""
