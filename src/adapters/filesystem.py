@@ -7,17 +7,18 @@ writes in flight), which is why no part of a key may start with one.
 
 A put streams into a temporary file in the object's directory, fsyncs it,
 writes the sidecar (by rename), then renames the data into place and fsyncs
-the directory. A put's etag is a random 128-bit token, kept in the sidecar:
-it changes with every put, which is all an HTTP validator needs, where
-hashing the content cost an upload 0.39 ms of CPU per 650 KB photo (SHA-256
-with the CPU's SHA instructions). An object whose sidecar was lost gets its
-etag from its content's hash instead. The data file alone says whether an object exists;
-the sidecar is trusted only if it names the data file's size and
-modification time. A crash between the two renames therefore leaves the
-previous object (its sidecar keeps the previous record too) or, if the
-sidecar is lost, an object whose etag is computed again from its bytes and
+the directory. The data file alone says whether an object exists; the
+sidecar is trusted only if it names the data file's size and modification
+time. A crash between the two renames therefore leaves the previous object
+(its sidecar keeps the previous record too) or, if the sidecar is lost, an
+object whose etag is computed from its bytes (SHA-256, cut to 128 bits) and
 whose content type is guessed from its key. That is also why the sidecar's
 own bytes are not fsynced: a crash that tears it is read as a lost sidecar.
+
+A put's etag is a random 128-bit token kept in the sidecar: it changes with
+every put, which is all an HTTP validator needs. Hashing the content instead
+cost an upload 0.39 ms of CPU per 650 KB photo (SHA-256 with the CPU's SHA
+instructions).
 """
 
 from __future__ import annotations
