@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment
-from bench.workloads import CORPUS, WORKLOADS, Workload, floor_matches_service
+from bench.workloads import CORPUS, WORKLOADS, floor_matches_service
 
 __all__ = ["main"]
 
@@ -69,15 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(workload: Workload, *, quick: bool) -> int:
-    return workload.quick_count if quick else workload.count
-
-
-def _sources(workload: Workload, count: int) -> list[Path]:
-    images = workload.images(CORPUS)
-    return (images * (count // len(images) + 1))[:count]
-
-
 def _log(message: str) -> None:
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
@@ -106,7 +97,7 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                 await services[n].run(workload, images[: 2 * n], scratch / "warm")
         for round_ in range(args.rounds):
             for workload in WORKLOADS:
-                sources = _sources(workload, _count(workload, quick=args.quick))
+                sources = workload.sources(workload.run_count(quick=args.quick))
                 _log(f"throughput round {round_ + 1}/{args.rounds} {workload.key}")
                 for n in (1, 2):
                     with Watch(os.getpid()) as watch:

@@ -10,6 +10,7 @@ from bench.compression import VARIANTS
 from bench.goals import goals
 from bench.plots import plot_all
 from bench.probes import MIB
+from bench.trend import DRIFT_WINDOWS
 from bench.workloads import WORKLOADS
 
 __all__ = ["headline", "write_report"]
@@ -418,9 +419,9 @@ def _memory(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
                 f"Drift of a pool child (the verdict): one child of the service's pool runs "
                 f"{child['images']} W1 files in turn, never recycled, its RSS read after "
                 f"every file with nothing in flight. A Theil-Sen line through the lowest "
-                f"reading of each of {child.get('windows', 18)} windows after the first tenth "
-                f"(robust to the windows "
-                f"where the child sat a level higher): {child['child_rss_start'] / MIB:.0f} -> "
+                f"reading of each of {child.get('windows', DRIFT_WINDOWS)} windows after the "
+                f"first tenth (robust to the windows where the child sat a level higher): "
+                f"{child['child_rss_start'] / MIB:.0f} -> "
                 f"{child['child_rss_end'] / MIB:.0f} MiB ({child['child_drift']:+.1%}). "
                 f"Medians of the second and the last tenth: "
                 f"{child['child_median_start'] / MIB:.0f} -> "

@@ -33,17 +33,8 @@ def _workload(key: str) -> Workload:
     return next(w for w in WORKLOADS if w.key == key)
 
 
-def _sources(workload: Workload, count: int) -> list[Path]:
-    images = workload.images(CORPUS)
-    return (images * (count // len(images) + 1))[:count]
-
-
 #: W1 images per production round: FerretDB's scans make it about 20 times slower.
 PRODUCTION_IMAGES = 96
-
-
-def _count(workload: Workload, *, quick: bool) -> int:
-    return workload.quick_count if quick else workload.count
 
 
 def _per_cpu(result: dict[str, Any], watch: Watch, client: float = 0.0) -> dict[str, Any]:
@@ -112,7 +103,7 @@ async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, An
                     for key in PEER_WORKLOADS:
                         log(f"end to end round {round_ + 1}/{args.rounds} {key}")
                         workload = _workload(key)
-                        sources = _sources(workload, _count(workload, quick=args.quick))
+                        sources = workload.sources(workload.run_count(quick=args.quick))
                         pids = floor.pids
                         with Watch(os.getpid(), include=lambda pid, p=pids: pid in p) as watch:
                             result = floor.run(key, sources)
@@ -189,7 +180,7 @@ async def production(args: argparse.Namespace, scratch: Path, log: Log) -> dict[
             worker_runs, e2e_runs = [], []
             for round_ in range(args.rounds):
                 log(f"production round {round_ + 1}/{args.rounds}")
-                sources = _sources(w1, w1.quick_count if args.quick else PRODUCTION_IMAGES)
+                sources = w1.sources(w1.quick_count if args.quick else PRODUCTION_IMAGES)
                 if worker is not None:
                     worker_runs.append(await _paused_worker(client, worker, w1, sources))
                 e2e_runs.append(await end_to_end(client, w1.steps[0], sources, CONCURRENCY))
@@ -265,17 +256,17 @@ async def memory(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str,
         log(f"memory peak {workload.key}")
         count = 2 if workload.key == "W5" else (4 if args.quick else 16)
         peaks[workload.key] = await peak_per_workload(
-            workload, _sources(workload, count), scratch / workload.key
+            workload, workload.sources(count), scratch / workload.key
         )
     log(f"memory drift over {args.drift_images} images")
     serve: Served = start("serve", scratch / "drift", {"WORKER_CONCURRENCY": "2"})
     w1 = _workload("W1")
     try:
-        drifted = await drift(serve, w1, _sources(w1, args.drift_images))
+        drifted = await drift(serve, w1, w1.sources(args.drift_images))
     finally:
         serve.stop()
     log(f"memory drift of one pool child over {args.drift_images} images")
-    child = await child_drift(w1, _sources(w1, args.drift_images), scratch / "child-drift")
+    child = await child_drift(w1, w1.sources(args.drift_images), scratch / "child-drift")
     return {"peaks": peaks, "drift": drifted, "child_drift": child}
 
 

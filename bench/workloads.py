@@ -83,6 +83,15 @@ class Workload:
         """The corpus images this workload runs on."""
         return sorted((root / self.folder).glob("*.jpg"))
 
+    def run_count(self, *, quick: bool) -> int:
+        """Images per measured run."""
+        return self.quick_count if quick else self.count
+
+    def sources(self, count: int) -> list[Path]:
+        """``count`` images of the corpus, the workload's images over and over."""
+        images = self.images(CORPUS)
+        return (images * (count // len(images) + 1))[:count]
+
     def describe(self) -> str:
         """The steps as ``product k=v ...`` joined by arrows."""
         return " -> ".join(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import mimetypes
 import os
@@ -156,18 +157,14 @@ def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
         raise
 
 
-def _content_digest() -> hashlib._Hash:
-    return hashlib.sha256()
-
-
 def _new_etag() -> str:
     """The etag of a put: 128 random bits in hex."""
     return os.urandom(16).hex()
 
 
-def _content_etag(digest: hashlib._Hash) -> str:
+def _content_etag(file: io.BufferedReader) -> str:
     """The etag of an object whose sidecar was lost: its content's SHA-256, cut to 128 bits."""
-    return digest.hexdigest()[:32]
+    return hashlib.file_digest(file, hashlib.sha256).hexdigest()[:32]
 
 
 class _Upload:
@@ -195,7 +192,7 @@ class _Upload:
         """Write ``chunks`` to ``upload``, begun first if None (one trip to a thread)."""
         upload = upload or cls.begin(path)
         try:
-            upload.write(b"".join(chunks))  # one write per batch (per chunk: no faster)
+            upload.write(b"".join(chunks))
         except BaseException:
             upload.discard()
             raise
@@ -316,9 +313,9 @@ class FilesystemImageStorage:
             record = _find_record(_read_records(path), info)
             if record is not None:
                 return StoredObject(key, info.st_size, record["etag"], record["content_type"])
-            digest = hashlib.file_digest(file, _content_digest)
+            etag = _content_etag(file)
         content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
-        return StoredObject(key, info.st_size, _content_etag(digest), content_type)
+        return StoredObject(key, info.st_size, etag, content_type)
 
     def local_path(self, key: str) -> Path | None:
         """The object's data file (one stat on the event loop's thread: a local disk)."""
