@@ -15,6 +15,10 @@ object whose etag is computed from its bytes (SHA-256, cut to 128 bits) and
 whose content type is guessed from its key. That is also why the sidecar's
 own bytes are not fsynced: a crash that tears it is read as a lost sidecar.
 
+A finished file on the same filesystem (a worker's output) is adopted
+rather than copied: renamed over a fresh temporary file of the object's
+directory, then committed as a put's is.
+
 A put's etag is a random 128-bit token kept in the sidecar: it changes with
 every put, which is all an HTTP validator needs. Hashing the content instead
 cost an upload 0.39 ms of CPU per 650 KB photo (SHA-256 with the CPU's SHA
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -208,6 +213,48 @@ class _Upload:
             upload.discard()
             raise
 
+    @classmethod
+    def adopted(cls, path: Path, source: Path, content_type: str) -> tuple[_Upload, str] | None:
+        """Commit the finished file ``source`` as ``path`` by rename, with no copy.
+
+        ``source`` is renamed over a fresh temporary file of the object's
+        directory (so the directory cannot be pruned meanwhile), then committed
+        as a put's temporary file is. None, with ``source`` untouched, if it
+        lies on another filesystem.
+        """
+        file = source.open("rb")
+        try:
+            upload = cls.begin(path)
+        except BaseException:
+            file.close()
+            raise
+        if not upload.take(source, file):
+            return None
+        try:
+            return upload, upload.commit(content_type)
+        except BaseException:
+            upload.discard()
+            raise
+
+    def take(self, source: Path, file: IO[bytes]) -> bool:
+        """Rename ``source`` (open as ``file``) over this upload's still empty temporary file.
+
+        False, with ``source`` untouched and this upload discarded, if it lies
+        on another filesystem.
+        """
+        self._file.close()
+        self._file = file
+        try:
+            source.rename(self._temporary)
+        except OSError as exc:
+            self.discard()  # closes ``file``, removes the empty temporary file
+            if exc.errno == errno.EXDEV:
+                return False
+            raise
+        os.fchmod(file.fileno(), stat.S_IRUSR | stat.S_IWUSR)  # as mkstemp makes a put's
+        self.size = os.fstat(file.fileno()).st_size
+        return True
+
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
         self.size += len(chunk)
@@ -296,6 +343,16 @@ class FilesystemImageStorage:
             if upload is not None:
                 upload.discard()
             raise
+        return StoredObject(key, upload.size, etag, content_type)
+
+    async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
+        target = self._path(key)
+        with _translated(key, writing=True):
+            # Cancelled meanwhile, the thread still stores it whole or leaves it out.
+            adopted = await asyncio.to_thread(_Upload.adopted, target, path, content_type)
+        if adopted is None:
+            return None
+        upload, etag = adopted
         return StoredObject(key, upload.size, etag, content_type)
 
     async def stat(self, key: str) -> StoredObject:

@@ -67,6 +67,14 @@ class MemoryImageStorage:
     def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
         return None  # objects live in this process's memory, not in files
 
+    async def adopt(
+        self,
+        key: str,  # noqa: ARG002 - the port's signature
+        path: Path,  # noqa: ARG002
+        content_type: str,  # noqa: ARG002
+    ) -> StoredObject | None:
+        return None  # no files to move into: the caller puts the bytes
+
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)
 

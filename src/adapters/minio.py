@@ -313,6 +313,14 @@ class MinioImageStorage:
     def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
         return None  # objects live on the S3 server
 
+    async def adopt(
+        self,
+        key: str,  # noqa: ARG002 - the port's signature
+        path: Path,  # noqa: ARG002
+        content_type: str,  # noqa: ARG002
+    ) -> StoredObject | None:
+        return None  # objects live on the S3 server: the caller puts the bytes
+
     async def delete(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound), _translated(key):
             await self._call(self._client.remove_object, self._bucket, key)

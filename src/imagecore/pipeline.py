@@ -473,7 +473,8 @@ async def _run(
         )
         mime = MIME_TYPES.get(result.format, result.mime_type)
         key = f"outputs/{claimed.instruction_id}/{claimed.id}.{result.extension}"
-        await _upload(storage, destination, key, mime)
+        if await storage.adopt(key, destination, mime) is None:
+            await _upload(storage, destination, key, mime)
         _log.info("output written: %s", key)
     finally:
         copy.unlink(missing_ok=True)  # never the storage's own file

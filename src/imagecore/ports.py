@@ -80,6 +80,17 @@ class ImageStorage(Protocol):
         """
         ...
 
+    async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
+        """Move the finished file at ``path`` in as the object ``key``, without copying it.
+
+        For a backend that keeps objects as files on this host, when ``path``
+        is on the same filesystem: the object is then stored as `put` would
+        store the file's bytes, and ``path`` is gone. None otherwise, with
+        ``path`` untouched: store the bytes with `put`. Nothing may write to
+        ``path`` any more. If the move fails, ``path`` may still be there.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Delete the object; deleting a missing object is not an error (idempotent)."""
         ...

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -289,6 +290,57 @@ async def test_objects_survive_a_new_storage_on_the_same_root(tmp_path: Path) ->
     assert await again.stat("o/kite.webp") == put
     assert re.fullmatch("[0-9a-f]{32}", put.etag)
     assert await read(again, "o/kite.webp") == data
+
+
+async def test_an_adopted_file_is_kept_like_a_put_one(tmp_path: Path) -> None:
+    files = FilesystemImageStorage(tmp_path / "files")
+    put = await files.put("outputs/i1/a.jpg", chunks(b"jpeg"), "image/jpeg")
+    source = tmp_path / "b.out"
+    source.write_bytes(b"another jpeg")
+    source.chmod(0o644)
+    adopted = await files.adopt("outputs/i1/b.jpg", source, "image/jpeg")
+    assert adopted is not None
+    assert re.fullmatch("[0-9a-f]{32}", adopted.etag)
+    assert adopted.etag != put.etag
+    # Described by its sidecar after a restart, private as a put's file, no temporary left.
+    assert await FilesystemImageStorage(tmp_path / "files").stat("outputs/i1/b.jpg") == adopted
+    modes = {
+        (files.local_path(key) or tmp_path).stat().st_mode
+        for key in ("outputs/i1/a.jpg", "outputs/i1/b.jpg")
+    }
+    assert len(modes) == 1
+    folder = tmp_path / "files" / "objects" / "outputs" / "i1"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".a.jpg.meta",
+        ".b.jpg.meta",
+        "a.jpg",
+        "b.jpg",
+    ]
+
+
+async def test_a_file_on_another_filesystem_is_left_for_a_put(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")  # noqa: S108 - only as a second filesystem, a file of our own
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's folder")
+    files = FilesystemImageStorage(tmp_path / "files")
+    with tempfile.NamedTemporaryFile(dir=shm) as elsewhere:
+        elsewhere.write(b"jpeg")
+        elsewhere.flush()
+        assert await files.adopt("outputs/i1/far.jpg", Path(elsewhere.name), "image/jpeg") is None
+        assert Path(elsewhere.name).read_bytes() == b"jpeg"
+    assert await files.keys() == []
+    assert list((tmp_path / "files" / "objects" / "outputs" / "i1").iterdir()) == []
+
+
+async def test_an_adopted_file_inside_another_key_is_refused_and_left(tmp_path: Path) -> None:
+    files = FilesystemImageStorage(tmp_path / "files")
+    await files.put("outputs/kite.jpg", chunks(b"jpeg"), "image/jpeg")
+    source = tmp_path / "thumb.out"
+    source.write_bytes(b"x")
+    with pytest.raises(ValidationError):
+        await files.adopt("outputs/kite.jpg/thumb", source, "image/jpeg")
+    assert source.read_bytes() == b"x"
+    assert await files.keys() == ["outputs/kite.jpg"]
 
 
 async def test_a_temporary_file_left_by_a_dead_write_is_no_object(

@@ -190,6 +190,31 @@ async def test_a_filesystem_original_is_read_in_place_and_kept(
     assert list(scratch.iterdir()) == []
 
 
+async def test_a_filesystem_output_is_moved_into_the_storage_not_copied(
+    repo, broker, clock, tmp_path: Path
+) -> None:
+    storage = FilesystemImageStorage(tmp_path / "files")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    detail = await uploaded(repo, storage, broker)
+    written: list[int] = []
+
+    async def processor(request: ProcessingRequest) -> ProcessingResult:
+        result = await CopyProcessor()(request)
+        written.append(request.destination.stat().st_ino)
+        return result
+
+    outcome = await run(repo, storage, broker, processor, clock, detail, scratch)
+    assert outcome is pipeline.Outcome.FINISHED
+    done = await repo.get_detail(detail.id)
+    assert done.output is not None
+    stored = storage.local_path(done.output.key)
+    assert stored is not None
+    assert stored.stat().st_ino == written[0]  # the processor's own file: a copy has another
+    assert stored.read_bytes() == JPEG
+    assert list(scratch.iterdir()) == []
+
+
 async def test_a_worker_reads_an_instruction_once_for_its_files(
     repo, storage, broker, processor, clock, tmp_path
 ) -> None:
