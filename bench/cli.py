@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -35,6 +36,9 @@ from typing import Any
 
 from bench import environment
 from bench.workloads import CORPUS, WORKLOADS, floor_matches_service
+
+#: Result names of the W1 worker runs with fewer jobs claimed ahead than the default.
+_PREFETCH_SUFFIX = {1: "_prefetch1", 0: "_noprefetch"}
 
 __all__ = ["main"]
 
@@ -104,11 +108,11 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                         result = floors[n].run(workload.key, sources)
                     result["cpu_seconds"] = watch.cpu_seconds()
                     runs[workload.key].setdefault(f"floor{n}", []).append(result)
-                    # W1 also runs without the job claimed ahead (WORKER_PREFETCH=0).
+                    # W1 also runs with fewer jobs claimed ahead: WORKER_PREFETCH=1 (one in
+                    # all, not one per slot) and 0 (none).
                     default = services[n].prefetch
-                    for prefetch in (
-                        (default, 0) if workload.key == "W1" and default else (default,)
-                    ):
+                    fewer = [p for p in (1, 0) if p < default] if workload.key == "W1" else []
+                    for prefetch in (default, *fewer):
                         services[n].prefetch = prefetch
                         watches: list[Watch] = []
                         result = await services[n].run(
@@ -118,7 +122,9 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                         result["root_cpu_ms_per_image"] = (
                             sum(w.root_cpu_seconds() for w in watches) * 1000 / len(sources)
                         )
-                        subject = f"worker{n}" + ("_noprefetch" if prefetch != default else "")
+                        subject = f"worker{n}" + (
+                            "" if prefetch == default else _PREFETCH_SUFFIX[prefetch]
+                        )
                         runs[workload.key].setdefault(subject, []).append(result)
                     services[n].prefetch = default
     finally:
@@ -148,15 +154,15 @@ def _throughput_summary(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dic
             worker, floor = row[f"worker{n}"], row[f"floor{n}"]
             row[f"ratio{n}_wall"] = worker["images_per_second"] / floor["images_per_second"]
             row[f"ratio{n}_cpu"] = worker["images_per_cpu_second"] / floor["images_per_cpu_second"]
-        for n in (1, 2):
-            without = row.get(f"worker{n}_noprefetch")
-            if without:
+        for n, suffix in itertools.product((1, 2), _PREFETCH_SUFFIX.values()):
+            fewer = row.get(f"worker{n}{suffix}")
+            if fewer:
                 floor = row[f"floor{n}"]
-                row[f"ratio{n}_noprefetch_wall"] = (
-                    without["images_per_second"] / floor["images_per_second"]
+                row[f"ratio{n}{suffix}_wall"] = (
+                    fewer["images_per_second"] / floor["images_per_second"]
                 )
-                row[f"ratio{n}_noprefetch_cpu"] = (
-                    without["images_per_cpu_second"] / floor["images_per_cpu_second"]
+                row[f"ratio{n}{suffix}_cpu"] = (
+                    fewer["images_per_cpu_second"] / floor["images_per_cpu_second"]
                 )
         row["scaling_worker"] = (
             row["worker2"]["images_per_second"] / row["worker1"]["images_per_second"]

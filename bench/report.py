@@ -160,7 +160,23 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             ),
             "",
         ]
-    if "ratio1_noprefetch_wall" in w1:
+    if "ratio2_prefetch1_wall" in w1:
+        out += [
+            (
+                "The worker claims one job ahead per pool slot (`WORKER_PREFETCH`, by default the "
+                "number of slots), so each child's next file is claimed, fetched and written "
+                "into its pipe while it processes the current one. Measured in the same rounds "
+                "with one job ahead in all (`WORKER_PREFETCH=1`), 2 processes: "
+                f"{w1['ratio2_prefetch1_wall']:.2f}x wall clock / "
+                f"{w1['ratio2_prefetch1_cpu']:.2f}x per CPU-second; with none "
+                "(`WORKER_PREFETCH=0`): "
+                f"{w1['ratio1_noprefetch_wall']:.2f}x / {w1['ratio1_noprefetch_cpu']:.2f}x with "
+                f"1 process, {w1['ratio2_noprefetch_wall']:.2f}x / "
+                f"{w1['ratio2_noprefetch_cpu']:.2f}x with 2."
+            ),
+            "",
+        ]
+    elif "ratio1_noprefetch_wall" in w1:  # results written before WORKER_PREFETCH's default grew
         out += [
             (
                 "The worker claims one job more than it has pool slots (`WORKER_PREFETCH=1`, the "

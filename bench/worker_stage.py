@@ -46,7 +46,7 @@ class ServiceWorker:
         self.runtime = runtime
         self.processes = runtime.settings.concurrency
         # Jobs in hand beyond the pool slots: the service's WORKER_PREFETCH.
-        self.prefetch = runtime.settings.worker_prefetch
+        self.prefetch = runtime.settings.prefetch
 
     @classmethod
     async def open(cls, settings: Settings, processes: int) -> ServiceWorker:

@@ -56,6 +56,12 @@ class _Env:
             raise ValidationError(f"{name} must be a whole number >= 0, got {value}")
         return int(value)
 
+    def whole_or_none(self, name: str) -> int | None:
+        """`whole`, or None when the variable is unset or empty."""
+        if not self._source.get(self.declare(name), "").strip():
+            return None
+        return self.whole(name, 0)
+
 
 @attrs.frozen
 class Settings:
@@ -96,7 +102,7 @@ class Settings:
     rate_limit_address_per_minute: int = 120
     # The worker.
     worker_concurrency: int = 0
-    worker_prefetch: int = 1
+    worker_prefetch: int | None = None  # None: one per pool slot
     processing_timeout_seconds: float = 120.0
     cleanup_interval_seconds: float = 1800.0
     reap_interval_seconds: float = 15.0
@@ -109,14 +115,22 @@ class Settings:
         return self.worker_concurrency or os.cpu_count() or 1
 
     @property
+    def prefetch(self) -> int:
+        """Files held beyond the pool slots (``WORKER_PREFETCH``, default: one per slot)."""
+        return self.concurrency if self.worker_prefetch is None else self.worker_prefetch
+
+    @property
     def jobs_in_hand(self) -> int:
-        """Files one worker holds at once: one per pool slot, plus ``WORKER_PREFETCH``.
+        """Files one worker holds at once: one per pool slot, plus `prefetch`.
 
         A file held beyond the slots is claimed and its input fetched while the
-        others are processed, so a pool child never waits for storage or the
-        repository between files (its lease is renewed meanwhile).
+        others are processed, and written ahead into a busy child's pipe, so a
+        pool child never waits for storage, the repository or the event loop
+        between files (its lease is renewed meanwhile). With one per slot each
+        child has its next file at hand; with fewer, the child that finishes
+        first may find none.
         """
-        return self.concurrency + self.worker_prefetch
+        return self.concurrency + self.prefetch
 
     @property
     def repository_kind(self) -> str:
@@ -179,7 +193,7 @@ class Settings:
                 "RATE_LIMIT_ADDRESS_PER_MINUTE", default.rate_limit_address_per_minute
             ),
             worker_concurrency=env.whole("WORKER_CONCURRENCY", default.worker_concurrency),
-            worker_prefetch=env.whole("WORKER_PREFETCH", default.worker_prefetch),
+            worker_prefetch=env.whole_or_none("WORKER_PREFETCH"),
             processing_timeout_seconds=env.number(
                 "PROCESSING_TIMEOUT_SECONDS", default.processing_timeout_seconds
             ),

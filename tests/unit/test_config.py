@@ -53,3 +53,13 @@ def test_each_production_variable_switches_one_port() -> None:
 def test_a_malformed_value_names_its_variable(name: str, value: str) -> None:
     with pytest.raises(ValidationError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_worker_claims_one_file_ahead_per_pool_slot_unless_told() -> None:
+    unset = Settings.from_env({"WORKER_CONCURRENCY": "3"})
+    assert (unset.prefetch, unset.jobs_in_hand) == (3, 6)
+    for value, ahead in (("0", 0), ("1", 1), (" 5 ", 5)):
+        told = Settings.from_env({"WORKER_CONCURRENCY": "3", "WORKER_PREFETCH": value})
+        assert (told.prefetch, told.jobs_in_hand) == (ahead, 3 + ahead)
+    with pytest.raises(ValidationError, match="WORKER_PREFETCH"):
+        Settings.from_env({"WORKER_PREFETCH": "-1"})

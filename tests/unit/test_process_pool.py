@@ -138,24 +138,41 @@ def named(seconds: str) -> ProcessingRequest:
     return request(Path(f"{seconds}.jpg"))
 
 
-async def test_the_next_file_is_in_the_child_before_the_last_answer_is_handed_on(
+async def test_the_next_file_is_in_the_childs_pipe_while_it_runs_the_last(
     sleepy: ProcessPoolRunner,
 ) -> None:
     first = asyncio.create_task(sleepy(named("0.3")))
     second = asyncio.create_task(sleepy(named("0.01")))
+    third = asyncio.create_task(sleepy(named("0.02")))
     await asyncio.sleep(0.1)
-    assert [e.request.source.stem for e in sleepy._queue] == ["0.01"]
+    assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.01"]
+    assert [e.request.source.stem for e in sleepy._queue] == ["0.02"]
     pid, _ = await first
-    # Nothing ran between the answer and this line, yet the child already has the next file.
-    assert list(sleepy._queue) == []
+    # Nothing ran between the answer and this line: the child is on the file sent
+    # ahead, and the one after it has been written ahead in turn.
     assert [e.request.source.stem for e in sleepy._running.values()] == ["0.01"]
+    assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.02"]
+    assert list(sleepy._queue) == []
     assert await second == (pid, "0.01")
+    assert await third == (pid, "0.02")
+
+
+async def test_a_file_sent_ahead_gets_its_full_time_limit_from_the_answer_before_it(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    await sleepy(named("0.01"))  # the child is up: its start does not count below
+    sleepy._timeout = 0.6
+    first = asyncio.create_task(sleepy(named("0.4")))
+    second = asyncio.create_task(sleepy(named("0.4")))  # sent ahead at once: 0.8 s from now
+    pid, _ = await asyncio.wait_for(first, 15)
+    assert await second == (pid, "0.4")
 
 
 async def test_a_file_cancelled_while_it_waits_leaves_the_child_alone(
     sleepy: ProcessPoolRunner,
 ) -> None:
     running = asyncio.create_task(sleepy(named("0.3")))
+    ahead = asyncio.create_task(sleepy(named("0.01")))
     waiting = asyncio.create_task(sleepy(named("0.02")))
     after = asyncio.create_task(sleepy(named("0.01")))
     await asyncio.sleep(0.1)
@@ -163,7 +180,57 @@ async def test_a_file_cancelled_while_it_waits_leaves_the_child_alone(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     pid, _ = await running
+    assert await ahead == (pid, "0.01")
     assert await after == (pid, "0.01")  # the same child, and the cancelled file never ran
+
+
+async def test_a_file_cancelled_while_sent_ahead_ends_the_child_when_it_comes_to_it(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    running = asyncio.create_task(sleepy(named("0.3")))
+    ahead = asyncio.create_task(sleepy(named("0.01")))
+    after = asyncio.create_task(sleepy(named("0.01")))
+    await asyncio.sleep(0.1)
+    ahead.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ahead
+    pid, _ = await running
+    later, name = await asyncio.wait_for(after, 15)
+    assert (name, later != pid) == ("0.01", True)  # a new child: nobody waits for the old one
+
+
+async def test_a_file_sent_ahead_of_a_crash_runs_on_the_next_child(
+    monkeypatch: pytest.MonkeyPatch, killer: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(crash_hook.MARKER_ENV, MARKER)
+    monkeypatch.setattr(process_pool, "run_in_child", crash_hook.run_or_crash)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=60)
+    source = tmp_path / "small.jpg"
+    source.write_bytes(valid("jpeg"))
+    try:
+        crashing = asyncio.create_task(runner(request(killer)))
+        behind = asyncio.create_task(runner(request(source)))
+        await asyncio.sleep(0.05)
+        assert [e.request.source for e in runner._ahead.values()] == [source]
+        with pytest.raises(ProcessorCrashed):
+            await crashing
+        assert (await asyncio.wait_for(behind, 15)).width == 48
+    finally:
+        runner.close()
+
+
+async def test_a_file_sent_ahead_of_a_timeout_runs_on_the_next_child(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    sleepy._timeout = 3
+    stuck = asyncio.create_task(sleepy(named("30")))
+    behind = asyncio.create_task(sleepy(named("0.01")))
+    await asyncio.sleep(0.5)
+    [first] = sleepy.child_pids()
+    with pytest.raises(ProcessingTimeout):
+        await asyncio.wait_for(stuck, 15)
+    pid, name = await asyncio.wait_for(behind, 15)
+    assert (name, pid != first) == ("0.01", True)
 
 
 async def test_a_file_cancelled_while_it_runs_ends_its_child_and_the_next_gets_a_new_one(
