@@ -157,6 +157,23 @@ async def test_the_next_file_is_in_the_childs_pipe_while_it_runs_the_last(
     assert await third == (pid, "0.02")
 
 
+async def test_a_child_is_recycled_after_its_files_and_nothing_is_sent_ahead_past_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(process_pool, "run_in_child", sleep_named)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=20, max_tasks_per_child=2)
+    try:
+        names = ["0.2", "0.01", "0.02", "0.03", "0.04"]
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(runner(named(name)) for name in names)), 30
+        )
+        assert [name for _, name in answers] == names
+        pids = [pid for pid, _ in answers]
+        assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4], pids
+    finally:
+        runner.close()
+
+
 async def test_a_file_sent_ahead_gets_its_full_time_limit_from_the_answer_before_it(
     sleepy: ProcessPoolRunner,
 ) -> None:
