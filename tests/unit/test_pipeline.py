@@ -170,7 +170,7 @@ async def test_a_finished_file_comes_back_as_it_was_written(
     assert again == pipeline.Handled(pipeline.Outcome.DONE, None)
 
 
-async def test_a_filesystem_original_is_read_in_place_and_kept(
+async def test_a_filesystem_original_is_read_in_place_and_the_output_moved_in(
     repo, broker, clock, tmp_path: Path
 ) -> None:
     storage = FilesystemImageStorage(tmp_path / "files")
@@ -178,34 +178,18 @@ async def test_a_filesystem_original_is_read_in_place_and_kept(
     scratch.mkdir()
     detail = await uploaded(repo, storage, broker)
     sources: list[Path] = []
-
-    async def processor(request: ProcessingRequest) -> ProcessingResult:
-        sources.append(request.source)
-        return await CopyProcessor()(request)
-
-    outcome = await run(repo, storage, broker, processor, clock, detail, scratch)
-    assert outcome is pipeline.Outcome.FINISHED
-    assert sources == [storage.local_path(detail.original_key)]
-    assert sources[0].read_bytes() == JPEG  # still there: the worker removes only its copies
-    assert list(scratch.iterdir()) == []
-
-
-async def test_a_filesystem_output_is_moved_into_the_storage_not_copied(
-    repo, broker, clock, tmp_path: Path
-) -> None:
-    storage = FilesystemImageStorage(tmp_path / "files")
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    detail = await uploaded(repo, storage, broker)
     written: list[int] = []
 
     async def processor(request: ProcessingRequest) -> ProcessingResult:
+        sources.append(request.source)
         result = await CopyProcessor()(request)
         written.append(request.destination.stat().st_ino)
         return result
 
     outcome = await run(repo, storage, broker, processor, clock, detail, scratch)
     assert outcome is pipeline.Outcome.FINISHED
+    assert sources == [storage.local_path(detail.original_key)]
+    assert sources[0].read_bytes() == JPEG  # still there: the worker removes only its copies
     done = await repo.get_detail(detail.id)
     assert done.output is not None
     stored = storage.local_path(done.output.key)
