@@ -155,7 +155,7 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
                 f"Where the worker's time goes (W1, 1 process): its pool child spends "
                 f"{worker['cpu_ms_per_image'] - parent:.1f} ms of CPU per image (the floor: "
                 f"{floor['cpu_ms_per_image']:.1f} ms), the worker's own process {parent:.1f} ms "
-                "(claim, the output's copy into storage, repository writes, events). With one "
+                "(claim, moving the output into storage, repository writes, events). With one "
                 "process that work runs while the child waits."
             ),
             "",
