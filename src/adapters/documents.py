@@ -129,9 +129,9 @@ def _output_from(document: Mapping[str, Any] | None) -> OutputFile | None:
 def detail_to_document(detail: InstructionDetail) -> Document:
     """The document of a detail; ``status`` is the enum's value.
 
-    ``metadata`` is the detail's own mapping, not a copy (both stores write
-    it out as JSON at once; a deep copy of a W1 file's metadata costs 9 us): serialise
-    the document, do not change it.
+    ``metadata`` is the detail's own mapping, not a copy: both stores write
+    the document out as JSON at once (a deep copy of a W1 file's metadata
+    costs 9 us). Serialise the document; do not change it.
     """
     return {
         "id": detail.id,

@@ -179,10 +179,10 @@ class ProcessPoolRunner:
     moment it has answered, with no trip through the server's event loop in
     between (two children, W1: each waited 0.6 ms per file for its next
     request when it was written only after the answer was read, 0.2-0.3 ms
-    with one written ahead). A file sent ahead
-    is started, and its time limit counted, from the answer before it. If the
-    child dies or is stopped before reaching it, it goes back to the front
-    of the queue: only the file a child was running can fail with it.
+    with one written ahead). A file sent ahead is started, and its time limit
+    counted, from the answer before it. If the child dies or is stopped
+    before reaching it, it goes back to the front of the queue: only the file
+    a child was running can fail with it.
     """
 
     def __init__(

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 import crash_hook
@@ -172,6 +173,20 @@ async def test_a_child_is_recycled_after_its_files_and_nothing_is_sent_ahead_pas
         assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4], pids
     finally:
         runner.close()
+
+
+async def test_a_request_that_cannot_be_sent_fails_alone_idle_or_ahead(
+    sleepy: ProcessPoolRunner,
+) -> None:
+    unpicklable = attrs.evolve(named("0.01"), params={"hook": lambda: None})
+    with pytest.raises(ProcessingError, match="could not be sent"):
+        await sleepy(unpicklable)  # to an idle child
+    running = asyncio.create_task(sleepy(named("0.3")))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ProcessingError, match="could not be sent"):
+        await asyncio.wait_for(sleepy(unpicklable), 15)  # ahead of the running file
+    pid, _ = await running
+    assert await sleepy(named("0.01")) == (pid, "0.01")  # the same child goes on
 
 
 async def test_a_file_sent_ahead_gets_its_full_time_limit_from_the_answer_before_it(
