@@ -111,7 +111,9 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                     # W1 also runs with fewer jobs claimed ahead: WORKER_PREFETCH=1 (one in
                     # all, not one per slot) and 0 (none).
                     default = services[n].prefetch
-                    fewer = [p for p in (1, 0) if p < default] if workload.key == "W1" else []
+                    fewer = (
+                        [p for p in _PREFETCH_SUFFIX if p < default] if workload.key == "W1" else []
+                    )
                     for prefetch in (default, *fewer):
                         services[n].prefetch = prefetch
                         watches: list[Watch] = []

@@ -176,18 +176,6 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             ),
             "",
         ]
-    elif "ratio1_noprefetch_wall" in w1:  # results written before WORKER_PREFETCH's default grew
-        out += [
-            (
-                "The worker claims one job more than it has pool slots (`WORKER_PREFETCH=1`, the "
-                "default), so the next file is claimed and fetched while the current one is "
-                "processed. Measured in the same rounds without it (`WORKER_PREFETCH=0`): "
-                f"{w1['ratio1_noprefetch_wall']:.2f}x wall clock / "
-                f"{w1['ratio1_noprefetch_cpu']:.2f}x per CPU-second with 1 process, "
-                f"{w1['ratio2_noprefetch_wall']:.2f}x / {w1['ratio2_noprefetch_cpu']:.2f}x with 2."
-            ),
-            "",
-        ]
     if "throughput" in plots:
         out += [f"![throughput](bench/plots/{plots['throughput']})", ""]
     return out
