@@ -39,7 +39,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -157,6 +157,32 @@ def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
     file = path.open("rb")
     try:
         return file, file.read(size)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _described(key: str, path: Path, file: io.BufferedReader) -> StoredObject:
+    """The object whose data file ``path`` is open as ``file``; the file is left at its start."""
+    # One open file: the size, the record and the hash all describe the same version.
+    info = os.fstat(file.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise FileNotFoundError(path)
+    record = _find_record(_read_records(path), info)
+    if record is not None:
+        return StoredObject(key, info.st_size, record["etag"], record["content_type"])
+    etag = _content_etag(file)
+    file.seek(0)
+    content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
+    return StoredObject(key, info.st_size, etag, content_type)
+
+
+def _open_described(
+    key: str, path: Path, size: int
+) -> tuple[StoredObject, io.BufferedReader, bytes]:
+    file = path.open("rb")
+    try:
+        return _described(key, path, file), file, file.read(size)
     except BaseException:
         file.close()
         raise
@@ -363,16 +389,16 @@ class FilesystemImageStorage:
     @staticmethod
     def _describe(key: str, path: Path) -> StoredObject:
         with path.open("rb") as file:
-            # One open file: the size, the record and the hash all describe the same version.
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise FileNotFoundError(path)
-            record = _find_record(_read_records(path), info)
-            if record is not None:
-                return StoredObject(key, info.st_size, record["etag"], record["content_type"])
-            etag = _content_etag(file)
-        content_type = mimetypes.guess_type(key, strict=False)[0] or _FALLBACK_TYPE
-        return StoredObject(key, info.st_size, etag, content_type)
+            return _described(key, path, file)
+
+    async def fetch(
+        self, key: str, chunk_size: int = 256 * 1024
+    ) -> tuple[StoredObject, AsyncIterator[bytes]]:
+        path = self._path(key)
+        with _translated(key):
+            # Described and read in one trip to a thread, from one open file: one version.
+            stored, file, chunk = await asyncio.to_thread(_open_described, key, path, chunk_size)
+        return stored, self._stream(key, file, chunk, chunk_size)
 
     def local_path(self, key: str) -> Path | None:
         """The object's data file (one stat on the event loop's thread: a local disk)."""
@@ -386,6 +412,15 @@ class FilesystemImageStorage:
         with _translated(key):
             # Opened and read in one trip to a thread: most objects are one chunk.
             file, chunk = await asyncio.to_thread(_open_and_read, path, chunk_size)
+        async with contextlib.aclosing(self._stream(key, file, chunk, chunk_size)) as parts:
+            async for part in parts:
+                yield part
+
+    @staticmethod
+    async def _stream(
+        key: str, file: IO[bytes], chunk: bytes, chunk_size: int
+    ) -> AsyncGenerator[bytes, None]:
+        """``chunk``, read from ``file`` already, then the rest of it; the file is closed after."""
         try:
             while chunk:
                 yield chunk

@@ -34,6 +34,11 @@ from imagecore.queries import detail_matches, instruction_matches
 __all__ = ["MemoryImageStorage", "MemoryInstructionRepository", "MemoryMessageBroker"]
 
 
+async def _slices(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
 class MemoryImageStorage:
     """Objects in a dict; a put is stored only once its stream has ended."""
 
@@ -57,12 +62,18 @@ class MemoryImageStorage:
             raise ObjectNotFound(f"no object {key!r}") from None
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        _, chunks = await self.fetch(key, chunk_size)
+        async for chunk in chunks:
+            yield chunk
+
+    async def fetch(
+        self, key: str, chunk_size: int = 256 * 1024
+    ) -> tuple[StoredObject, AsyncIterator[bytes]]:
         try:
-            data = self._objects[key][0]
+            data, stored = self._objects[key]
         except KeyError:
             raise ObjectNotFound(f"no object {key!r}") from None
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
+        return stored, _slices(data, chunk_size)
 
     def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
         return None  # objects live in this process's memory, not in files

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import io
 import queue
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, ParamSpec, Self, TypeVar
@@ -285,13 +285,45 @@ class MinioImageStorage:
         return StoredObject(key, int(found.size), etag, content_type)
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        response = await self._get_object(key)
+        async with contextlib.aclosing(self._body(key, response, chunk_size)) as parts:
+            async for part in parts:
+                yield part
+
+    async def fetch(
+        self, key: str, chunk_size: int = 256 * 1024
+    ) -> tuple[StoredObject, AsyncIterator[bytes]]:
+        # One GET: its headers describe the very body it streams.
+        response = await self._get_object(key)
+        headers = response.headers
+        try:
+            stored = StoredObject(
+                key,
+                int(headers["Content-Length"]),
+                str(headers.get("ETag", "")).strip('"'),
+                str(headers.get("Content-Type", "application/octet-stream")),
+            )
+        except (KeyError, ValueError) as exc:
+            _release(response, finished=False)
+            raise DependencyUnavailable(f"S3 storage: no length for {key!r}") from exc
+        return stored, self._body(key, response, chunk_size)
+
+    async def _get_object(self, key: str) -> Any:  # noqa: ANN401 - urllib3's response
         opening = self._submit(self._calls, self._client.get_object, self._bucket, key)
         try:
             with _translated(key):
-                response = await asyncio.wrap_future(opening)
+                return await asyncio.wrap_future(opening)
         except asyncio.CancelledError:
             opening.add_done_callback(_release_opened)  # it may still open: close it then
             raise
+
+    async def _body(
+        self,
+        key: str,
+        response: Any,  # noqa: ANN401 - urllib3's response
+        chunk_size: int,
+    ) -> AsyncGenerator[bytes, None]:
+        """The body of an open GET, ``chunk_size`` at a time; the connection is given back after."""
         reading: Future[bytes] | None = None
         finished = False
         try:

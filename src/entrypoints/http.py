@@ -8,6 +8,7 @@ storage and downloads stream out of it; neither is ever whole in memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -236,7 +237,8 @@ async def download(request: web.Request) -> web.StreamResponse:
     if variant not in {"output", "original"}:
         raise ValidationError("variant must be output or original")
     runtime = request.app[RUNTIME]
-    found = await services.open_download(
+    opening = functools.partial(
+        services.open_download,
         runtime.repository,
         runtime.storage,
         user_id=who.user_id,
@@ -244,7 +246,15 @@ async def download(request: web.Request) -> web.StreamResponse:
         detail_id=request.match_info["detail_id"],
         original=variant == "original",
     )
+    cached = request.headers.get("If-None-Match")
+    # A HEAD, or a GET that may be answered 304, needs only the description.
+    found = await opening(body=request.method != "HEAD" and cached is None)
     etag = f'"{found.stored.etag}"'
+    if cached == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    if request.method != "HEAD" and cached is not None:
+        found = await opening()  # the client's copy is stale: now the bytes too
+        etag = f'"{found.stored.etag}"'
     headers = {
         "Content-Type": found.content_type,
         "Content-Disposition": _disposition(found.name),
@@ -252,12 +262,10 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, max-age=3600",
         "X-Content-Type-Options": "nosniff",
     }
-    if request.headers.get("If-None-Match") == etag:
-        return web.Response(status=304, headers={"ETag": etag})
     # The first chunk before the headers: storage that fails to open the object
     # (stopped, or restarting with its metadata up before its data) is still a
     # 503 with Retry-After, not a connection dropped after the headers went out.
-    first = b"" if request.method == "HEAD" else await anext(found.chunks, b"")
+    first = await anext(found.chunks, b"")
     response = web.StreamResponse(headers=headers)
     response.content_length = found.stored.size
     await response.prepare(request)

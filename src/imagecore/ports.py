@@ -70,6 +70,17 @@ class ImageStorage(Protocol):
         """Stream the object's bytes; raise `ObjectNotFound` (on first iteration) if absent."""
         ...
 
+    async def fetch(
+        self, key: str, chunk_size: int = 256 * 1024
+    ) -> tuple[StoredObject, AsyncIterator[bytes]]:
+        """Describe the object and start streaming it, in one request to the backend.
+
+        The description is of the very bytes streamed, even if the object is
+        replaced meanwhile (`stat` then `get` may see two versions). Raises
+        `ObjectNotFound` here, not on the first iteration, if there is none.
+        """
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """The object's own file, when this backend keeps objects as files on this host.
 

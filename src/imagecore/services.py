@@ -380,6 +380,11 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
+
+
 async def open_download(  # noqa: PLR0913 - ports and the request's facts
     repo: InstructionRepository,
     storage: ImageStorage,
@@ -388,8 +393,14 @@ async def open_download(  # noqa: PLR0913 - ports and the request's facts
     instruction_id: str,
     detail_id: str,
     original: bool = False,
+    body: bool = True,
 ) -> Download:
-    """Open the processed file (or the original) of the caller's file for streaming."""
+    """Open the processed file (or the original) of the caller's file for streaming.
+
+    The description and the bytes come from one request to the storage. With
+    ``body=False`` (a HEAD, a conditional GET) the file is only described,
+    nothing is opened, and ``chunks`` is empty.
+    """
     detail = await get_detail(
         repo, user_id=user_id, instruction_id=instruction_id, detail_id=detail_id
     )
@@ -402,5 +413,7 @@ async def open_download(  # noqa: PLR0913 - ports and the request's facts
     else:
         key, name = detail.output.key, detail.output.name
         content_type = detail.output.mime_type
-    stored = await storage.stat(key)
-    return Download(name, content_type, stored, storage.get(key))
+    if not body:
+        return Download(name, content_type, await storage.stat(key), _no_chunks())
+    stored, chunks = await storage.fetch(key)
+    return Download(name, content_type, stored, chunks)

@@ -106,6 +106,32 @@ class ImageStorageContract:
             await _read(storage, "nothing/here")
         with pytest.raises(ObjectNotFound):
             await storage.stat("nothing/here")
+        with pytest.raises(ObjectNotFound):
+            await storage.fetch("nothing/here")
+
+    async def test_fetch_describes_and_streams_the_object(self, storage: ImageStorage) -> None:
+        data = os.urandom(700_000)
+        put = await storage.put("k/fetched", _chunks(data), "image/webp")
+        stored, chunks = await storage.fetch("k/fetched", chunk_size=64 * 1024)
+        assert stored == put == await storage.stat("k/fetched")
+        parts = [chunk async for chunk in chunks]
+        assert len(parts) > 1
+        assert b"".join(parts) == data
+        empty = await storage.put("k/fetched-empty", _chunks(b""), "image/png")
+        stored, chunks = await storage.fetch("k/fetched-empty")
+        assert stored == empty
+        assert [chunk async for chunk in chunks] == []
+
+    async def test_fetch_streams_the_version_it_describes(self, storage: ImageStorage) -> None:
+        old = os.urandom(300_000)
+        await storage.put("k/versions", _chunks(old), "image/jpeg")
+        stored, chunks = await storage.fetch("k/versions", chunk_size=64 * 1024)
+        first = await anext(chunks)
+        new = await storage.put("k/versions", _chunks(b"new version"), "image/png")
+        rest = [chunk async for chunk in chunks]
+        assert (stored.size, stored.content_type) == (len(old), "image/jpeg")
+        assert stored.etag != new.etag
+        assert first + b"".join(rest) == old
 
     async def test_delete_is_idempotent(self, storage: ImageStorage) -> None:
         await storage.put("k/gone", _chunks(b"x"), "image/gif")

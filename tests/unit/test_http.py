@@ -99,6 +99,15 @@ async def test_a_whole_job_from_upload_to_download(api: Api, kite: bytes) -> Non
     ) as response:
         assert response.status == 304
     async with api.session.get(
+        api.base + path, headers={**api.token("alice"), "If-None-Match": '"stale"'}
+    ) as response:
+        assert (response.status, response.headers["ETag"]) == (200, etag)
+        assert await response.read() == data
+    async with api.session.head(api.base + path, headers=api.token("alice")) as response:
+        assert (response.status, response.headers["ETag"]) == (200, etag)
+        assert int(response.headers["Content-Length"]) == len(data)
+        assert await response.read() == b""
+    async with api.session.get(
         api.base + path + "?variant=original", headers=api.token("alice")
     ) as response:
         assert await response.read() == kite
