@@ -6,7 +6,8 @@ Everything that stands between a hostile upload and a decoder lives here:
   `imagecore.products.INPUT_FORMATS` (SVG, PDF, matrix, CSV, raw, vips, Ultra
   HDR... stay blocked) and turns the operation cache off. It runs once per
   process, lazily, so a processor pickled into a process pool configures the
-  child on first use. `self_test` proves the block list took effect.
+  child on first use. It also takes libvips' log messages away from Python
+  (see `configure_vips`). `self_test` proves the block list took effect.
 * `sniff_format` reads the magic bytes itself: libvips is only ever handed a
   file whose first bytes already say it is one of our formats.
 * `scan_gif` walks a GIF's blocks without decoding: libvips reports a
@@ -77,13 +78,24 @@ _SIGNATURES: tuple[tuple[tuple[tuple[int, bytes], ...], str], ...] = (
 
 
 def configure_vips() -> None:
-    """Block untrusted loaders and the operation cache; idempotent, once per process."""
+    """Block untrusted loaders and the operation cache; idempotent, once per process.
+
+    libvips' own log messages (warnings about a damaged file, mostly) go to
+    GLib's default handler, on stderr, instead of pyvips' handler into
+    Python logging. That handler runs Python on whichever thread logs,
+    libvips' worker threads included, and any Python code can start a
+    garbage collection there, running finalizers on a libvips thread in the
+    middle of an operation. The unit suite has died of it (SIGABRT in a
+    collection inside that handler, during the fuzz test); a pool child
+    would die the same way on an innocent file.
+    """
     global _configured  # noqa: PLW0603 - per-process state is what a worker process needs
     if _configured:
         return
     with _lock:
         if _configured:
             return
+        pyvips._remove_log_handler()  # noqa: SLF001 - pyvips has no public way to do it
         pyvips.cache_set_max(0)
         pyvips.operation_block_set("VipsForeignLoad", True)  # noqa: FBT003 - pyvips' signature
         for loader in sorted(set(LOADER_CLASSES.values())):

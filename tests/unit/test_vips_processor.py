@@ -110,6 +110,18 @@ def test_self_test_passes_and_svg_loaders_stay_blocked():
         )
 
 
+def test_libvips_messages_go_to_stderr_not_through_python(processor, tmp_path, caplog, capfd):
+    # pyvips' handler would run Python on libvips' worker threads (see configure_vips).
+    configure_vips()
+    data = PHOTOS[0].read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    with caplog.at_level("DEBUG", logger="pyvips"), pytest.raises(CorruptImage):
+        run(processor, "images/thumbnail", cut, tmp_path, width=200)
+    assert not [r for r in caplog.records if r.getMessage().startswith("VIPS:")]
+    assert "VIPS-WARNING" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("name", "content"),
     [
