@@ -227,12 +227,13 @@ def service_request(step: Step, source: Path, out: Path) -> ProcessingRequest:
 
 
 def floor_setup(processes: int = 1) -> None:
-    """Pool initializer: libvips' operation cache off and its threads shared out, as the
-    service's pool children have them."""
+    """Pool initializer: libvips' operation cache off, its threads shared out and its log
+    messages kept out of Python, as the service's pool children have them."""
     import pyvips  # noqa: PLC0415
 
     from adapters.process_pool import child_threads  # noqa: PLC0415
 
+    pyvips._remove_log_handler()  # noqa: SLF001 - as configure_vips does in the service
     pyvips.cache_set_max(0)
     pyvips.concurrency_set(child_threads(processes))
 
