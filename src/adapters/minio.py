@@ -293,19 +293,11 @@ class MinioImageStorage:
     async def fetch(
         self, key: str, chunk_size: int = 256 * 1024
     ) -> tuple[StoredObject, AsyncIterator[bytes]]:
-        # One GET: its headers describe the very body it streams.
+        # One GET: its headers (S3 always sends these three) describe the very body it streams.
         response = await self._get_object(key)
         headers = response.headers
-        try:
-            stored = StoredObject(
-                key,
-                int(headers["Content-Length"]),
-                str(headers.get("ETag", "")).strip('"'),
-                str(headers.get("Content-Type", "application/octet-stream")),
-            )
-        except (KeyError, ValueError) as exc:
-            _release(response, finished=False)
-            raise DependencyUnavailable(f"S3 storage: no length for {key!r}") from exc
+        etag, content_type = headers["ETag"].strip('"'), headers["Content-Type"]
+        stored = StoredObject(key, int(headers["Content-Length"]), etag, content_type)
         return stored, self._body(key, response, chunk_size)
 
     async def _get_object(self, key: str) -> Any:  # noqa: ANN401 - urllib3's response
