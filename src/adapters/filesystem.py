@@ -153,15 +153,6 @@ def _discard_begun(work: asyncio.Future[_Upload]) -> None:
         work.result().discard()
 
 
-def _open_and_read(path: Path, size: int) -> tuple[IO[bytes], bytes]:
-    file = path.open("rb")
-    try:
-        return file, file.read(size)
-    except BaseException:
-        file.close()
-        raise
-
-
 def _described(key: str, path: Path, file: io.BufferedReader) -> StoredObject:
     """The object whose data file ``path`` is open as ``file``; the file is left at its start."""
     # One open file: the size, the record and the hash all describe the same version.
@@ -393,7 +384,7 @@ class FilesystemImageStorage:
 
     async def fetch(
         self, key: str, chunk_size: int = 256 * 1024
-    ) -> tuple[StoredObject, AsyncIterator[bytes]]:
+    ) -> tuple[StoredObject, AsyncGenerator[bytes, None]]:
         path = self._path(key)
         with _translated(key):
             # Described and read in one trip to a thread, from one open file: one version.
@@ -408,11 +399,9 @@ class FilesystemImageStorage:
         return path
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        path = self._path(key)
-        with _translated(key):
-            # Opened and read in one trip to a thread: most objects are one chunk.
-            file, chunk = await asyncio.to_thread(_open_and_read, path, chunk_size)
-        async with contextlib.aclosing(self._stream(key, file, chunk, chunk_size)) as parts:
+        # Most objects are one chunk: opened, described and read in one trip to a thread.
+        _, chunks = await self.fetch(key, chunk_size)
+        async with contextlib.aclosing(chunks) as parts:
             async for part in parts:
                 yield part
 
