@@ -104,7 +104,7 @@ async def _stage_throughput(args: argparse.Namespace, scratch: Path) -> dict[str
                 sources = workload.sources(workload.run_count(quick=args.quick))
                 _log(f"throughput round {round_ + 1}/{args.rounds} {workload.key}")
                 for n in (1, 2):
-                    with Watch(os.getpid()) as watch:
+                    with Watch(os.getpid(), interval=None) as watch:
                         result = floors[n].run(workload.key, sources)
                     result["cpu_seconds"] = watch.cpu_seconds()
                     runs[workload.key].setdefault(f"floor{n}", []).append(result)

@@ -155,7 +155,7 @@ class ServiceWorker:
         current = sources
         for index, step in enumerate(workload.steps):
             ids = await self.queue(step, current)
-            with Watch(os.getpid()) as watch:
+            with Watch(os.getpid(), interval=None) as watch:
                 result = await self.drain(ids)
             if watches is not None:
                 watches.append(watch)
