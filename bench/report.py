@@ -126,9 +126,11 @@ def _throughput(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             "Jobs are queued first (with the API's own use case), then the service's worker drains "
             "them: time from the first claim to the last DONE, read from the repository. "
             "Cells: images per second, wall clock (images per CPU-second of the processes doing "
-            "the work: for the worker, its own process *and* its pool children). Ratios: worker "
-            "/ floor, "
-            "wall clock / per CPU-second. Medians of the rounds, floor and worker alternating."
+            "the work: for the worker, its own process *and* its pool children, read at the "
+            "start and the end of each run with no sampling thread beside the worker; children "
+            "recycled meanwhile count from the kernel's record of reaped children). Ratios: "
+            "worker / floor, wall clock / per CPU-second. Medians of the rounds, floor and "
+            "worker alternating."
         ),
         "",
         *_table(
