@@ -8,6 +8,8 @@ with SIGSEGV on a file carrying the marker.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import mmap
 import os
 import signal
 import subprocess
@@ -365,3 +367,49 @@ async def test_children_share_the_cores_out_among_their_libvips_threads(
     finally:
         runner.close()
     assert threads == max(1, (os.cpu_count() or 1) // workers)
+
+
+def _resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the kernel's page cache (mincore)."""
+    mincore = ctypes.CDLL(None, use_errno=True).mincore
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as view:
+        start = ctypes.c_char.from_buffer(view)
+        try:
+            if mincore(ctypes.addressof(start), size, vector) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+        finally:
+            del start  # the mapping cannot close while a ctypes object points into it
+    return sum(byte & 1 for byte in vector)
+
+
+def _synced_copy(source: Path, path: Path) -> Path:
+    """``source`` copied to ``path`` and synced: clean pages, as the storage leaves a put's."""
+    with path.open("wb") as out:
+        out.write(source.read_bytes())
+        out.flush()
+        os.fsync(out.fileno())
+    return path
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore and fadvise as on Linux")
+async def test_a_child_done_with_its_source_drops_it_from_the_page_cache(
+    photo: Path, tmp_path: Path
+) -> None:
+    probe = _synced_copy(photo, tmp_path / "probe.jpg")
+    with probe.open("rb") as file:
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if _resident_pages(probe):
+        pytest.skip("this filesystem keeps files in memory whatever it is told (tmpfs)")
+    source = _synced_copy(photo, tmp_path / "photo.jpg")
+    assert _resident_pages(source) > 0  # just written: its pages are in the cache
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=60)
+    try:
+        result = await runner(request(source))
+    finally:
+        runner.close()
+    assert result.width == 256
+    assert _resident_pages(source) == 0
