@@ -2,7 +2,8 @@
 
 Each workload is one or more product steps (a step's output is the next
 step's input) run on a set of corpus images. The floor is the same libvips
-work written as the shortest pyvips loop: the same loader (shrink-on-load),
+work written as the shortest pyvips loop: the same loader (shrink-on-load;
+at 1/8 a progressive JPEG read from its DC scans, `adapters.jpeg_scans`),
 resize, crop or rotation and the same saver options as `adapters.vips_io`
 (`floor_matches_service` checks the two write the same bytes), without the
 service's sniffing, header limits, metadata report, process pool, storage,
@@ -168,13 +169,23 @@ def _size(source: Path) -> tuple[int, int]:
 
 
 def _thumbnail(source: Path, width: int, height: int) -> Any:  # noqa: ANN401 - a pyvips.Image
-    """Shrink on load by the largest power of two that stays above the target, then Lanczos."""
+    """Shrink on load by the largest power of two that stays above the target, then Lanczos.
+
+    At 1/8 a progressive JPEG is read from its DC scans, as the processor reads it.
+    """
     import pyvips  # noqa: PLC0415 - loaded in the floor's children only
 
-    source_width, source_height = _size(source)
-    factor = min(source_width / width, source_height / height)
+    from adapters.jpeg_scans import dc_scans_only  # noqa: PLC0415
+
+    header = pyvips.Image.new_from_file(str(source), access="sequential")
+    factor = min(header.width / width, header.height / height)
     shrink = next((s for s in (8, 4, 2) if factor >= s), 1)
-    image = pyvips.Image.jpegload(str(source), shrink=shrink, access="sequential")
+    interlaced = header.get_typeof("interlaced") and header.get("interlaced")
+    reduced = dc_scans_only(source.read_bytes()) if shrink == 8 and interlaced else None
+    if reduced is None:
+        image = pyvips.Image.jpegload(str(source), shrink=shrink, access="sequential")
+    else:
+        image = pyvips.Image.jpegload_buffer(reduced, shrink=shrink, access="sequential")
     return image.thumbnail_image(width, height=height, size="force")
 
 

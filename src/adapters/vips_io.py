@@ -29,6 +29,7 @@ from typing import Any, Final
 import attrs
 import pyvips
 
+from adapters.jpeg_scans import dc_scans_only
 from adapters.vips_guard import scan_gif, sniff_format
 from imagecore.errors import CorruptImage, ImageTooLarge, ProcessingError
 from imagecore.model import ImageInfo
@@ -102,6 +103,8 @@ _LOADERS: Final = {
     "heif": "heifload",
 }
 _FAIL_ON: Final = {"tiff": "error"}
+#: The JPEG scale at which a pixel comes from a block's DC coefficient alone.
+JPEG_DC_SHRINK: Final = 8
 _EIGHT_BIT_ONLY: Final = frozenset({"jpeg", "webp", "gif", "avif"})
 _KEEP_ALL_BUT_GAINMAP: Final = (
     pyvips.enums.ForeignKeep.EXIF
@@ -131,6 +134,7 @@ class Source:
     bands: int
     interpretation: str
     size: int
+    progressive: bool = False
 
 
 @attrs.frozen
@@ -179,6 +183,9 @@ def open_source(path: Path, max_pixels: int, max_frames: int) -> Source:
         bands=int(header.bands),
         interpretation=str(header.interpretation),
         size=path.stat().st_size,
+        progressive=fmt == "jpeg"
+        and bool(header.get_typeof("interlaced"))
+        and bool(header.get("interlaced")),
     )
 
 
@@ -207,14 +214,7 @@ def thumbnail(source: Source, width: int, height: int) -> pyvips.Image:
     """
     shrink = jpeg_shrink(source, width, height)
     if shrink > 1:
-        image = _call(
-            "jpegload",
-            str(source.path),
-            shrink=shrink,
-            access="sequential",
-            fail_on=_fail_on(source.format),
-        )
-        _check_loader(image, source.format)
+        image = _jpeg_at_scale(source, shrink)
         return image.thumbnail_image(width, height=height, size="force")
     stream = pyvips.Source.new_from_file(str(source.path))
     image = pyvips.Image.thumbnail_source(
@@ -224,6 +224,25 @@ def thumbnail(source: Source, width: int, height: int) -> pyvips.Image:
         size="force",
         option_string=f"fail_on={_fail_on(source.format)}",
     )
+    _check_loader(image, source.format)
+    return image
+
+
+def _jpeg_at_scale(source: Source, shrink: int) -> pyvips.Image:
+    """Decode a JPEG at 1/``shrink`` scale; a progressive one at 1/8 from its DC scans.
+
+    On the 5120x2880 progressive corpus photo (4:4:4) that decode costs about
+    a quarter of the CPU of the whole file's, for the same pixels
+    (`adapters.jpeg_scans`).
+    """
+    options = {"shrink": shrink, "access": "sequential", "fail_on": _fail_on(source.format)}
+    reduced = None
+    if shrink == JPEG_DC_SHRINK and source.progressive:
+        reduced = dc_scans_only(source.path.read_bytes())
+    if reduced is None:
+        image = _call("jpegload", str(source.path), **options)
+    else:
+        image = _call("jpegload_buffer", reduced, **options)
     _check_loader(image, source.format)
     return image
 

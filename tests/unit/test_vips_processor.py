@@ -22,6 +22,8 @@ import attrs
 import pytest
 import pyvips
 
+from adapters import vips_io
+from adapters.jpeg_scans import dc_scans_only
 from adapters.vips import VipsImageProcessor, configure_vips, self_test
 from adapters.vips_container import Keep, strip
 from adapters.vips_guard import sniff_bytes
@@ -475,6 +477,41 @@ def test_a_shrunk_on_load_jpeg_is_upright_and_close_to_libvips_thumbnail(tmp_pat
     libvips = pyvips.Image.thumbnail(str(rotated), 320, height=512, size="force")
     assert (ours.width, ours.height) == (libvips.width, libvips.height) == (320, 512)
     assert (ours - libvips).abs().avg() < 3 < (ours - libvips.flip("horizontal")).abs().avg()
+
+
+def _rotated_progressive(tmp_path: Path) -> Path:
+    rotated = tmp_path / "rotated-progressive.jpg"
+    photo = pyvips.Image.new_from_file(str(PHOTOS[0])).copy()
+    photo.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    photo.jpegsave(str(rotated), Q=90, interlace=True, subsample_mode="off")
+    return rotated
+
+
+@pytest.mark.parametrize("name", ["volna", "rotated"])
+def test_a_progressive_jpeg_shrunk_by_8_is_read_from_its_dc_scans_with_the_same_result(
+    processor, tmp_path, monkeypatch, name
+):
+    # Resizing by 8 or more reads a progressive JPEG through jpeg_scans.dc_scans_only;
+    # the output must be byte for byte the one decoding the whole file gives.
+    source = (
+        CORPUS / "large/volna-5120x2880.jpg" if name == "volna" else _rotated_progressive(tmp_path)
+    )
+    rewrites: list[bool] = []
+
+    def spy(data: bytes) -> bytes | None:
+        reduced = dc_scans_only(data)
+        rewrites.append(reduced is not None)
+        return reduced
+
+    monkeypatch.setattr(vips_io, "dc_scans_only", spy)
+    result, reduced = run(processor, "images/resize", source, tmp_path, width=200, format="jpeg")
+    monkeypatch.setattr(vips_io, "dc_scans_only", lambda _: None)
+    (tmp_path / "whole").mkdir()
+    _, whole = run(processor, "images/resize", source, tmp_path / "whole", width=200, format="jpeg")
+    assert rewrites == [True]
+    assert reduced.read_bytes() == whole.read_bytes()
+    assert result.width == 200
+    assert (result.width < result.height) == (name == "rotated")
 
 
 def test_thumbnail_defaults_to_a_256_box(processor, tmp_path):
