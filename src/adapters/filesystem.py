@@ -6,8 +6,9 @@ Names starting with a dot are ours (sidecars, ``.c.<random>.tmp`` files of
 writes in flight), which is why no part of a key may start with one.
 
 A put streams into a temporary file in the object's directory, fsyncs it,
-writes the sidecar (by rename), then renames the data into place and fsyncs
-the directory. The data file alone says whether an object exists; the
+writes the sidecar (in place for a new object, whose sidecar nobody reads
+before its data file exists; by rename when it replaces one), then renames
+the data into place and fsyncs the directory. The data file alone says whether an object exists; the
 sidecar is trusted only if it names the data file's size and modification
 time. A crash between the two renames therefore leaves the previous object
 (its sidecar keeps the previous record too) or, if the sidecar is lost, an
@@ -16,8 +17,8 @@ whose content type is guessed from its key. That is also why the sidecar's
 own bytes are not fsynced: a crash that tears it is read as a lost sidecar.
 
 A finished file on the same filesystem (a worker's output) is adopted
-rather than copied: renamed over a fresh temporary file of the object's
-directory, then committed as a put's is.
+rather than copied: fsynced where it lies, described in its sidecar and
+renamed into place, then the directory is fsynced, as for a put.
 
 A put's etag is a random 128-bit token kept in the sidecar: it changes with
 every put, which is all an HTTP validator needs. Hashing the content instead
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import io
 import json
@@ -123,6 +123,18 @@ def _find_record(records: list[dict[str, Any]], info: os.stat_result) -> dict[st
     if exact:
         return exact[0]
     return same[0] if len(records) == 1 and same else None
+
+
+def _write_unsynced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in place, without fsync (a new object's sidecar).
+
+    Nobody reads a sidecar before its data file exists, so a new object's
+    sidecar need not be replaced atomically: a write cut short by a crash is
+    a torn sidecar, read as lost (see the module).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
 
 
 def _replace_unsynced(path: Path, data: bytes) -> None:
@@ -230,47 +242,22 @@ class _Upload:
             upload.discard()
             raise
 
-    @classmethod
-    def adopted(cls, path: Path, source: Path, content_type: str) -> tuple[_Upload, str] | None:
-        """Commit the finished file ``source`` as ``path`` by rename, with no copy.
+    @staticmethod
+    def adopted(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
+        """Commit the finished file ``source`` as ``path`` by rename, with no copy; (size, etag).
 
-        ``source`` is renamed over a fresh temporary file of the object's
-        directory (so the directory cannot be pruned meanwhile), then committed
-        as a put's temporary file is. None, with ``source`` untouched, if it
-        lies on another filesystem.
+        ``source`` is made private and fsynced where it lies, described in the
+        sidecar and renamed into place. None, with ``source`` untouched, if it
+        lies on another filesystem than ``path``.
         """
-        file = source.open("rb")
-        try:
-            upload = cls.begin(path)
-        except BaseException:
-            file.close()
-            raise
-        if not upload.take(source, file):
-            return None
-        try:
-            return upload, upload.commit(content_type)
-        except BaseException:
-            upload.discard()
-            raise
-
-    def take(self, source: Path, file: IO[bytes]) -> bool:
-        """Rename ``source`` (open as ``file``) over this upload's still empty temporary file.
-
-        False, with ``source`` untouched and this upload discarded, if it lies
-        on another filesystem.
-        """
-        self._file.close()
-        self._file = file
-        try:
-            source.rename(self._temporary)
-        except OSError as exc:
-            self.discard()  # closes ``file``, removes the empty temporary file
-            if exc.errno == errno.EXDEV:
-                return False
-            raise
-        os.fchmod(file.fileno(), stat.S_IRUSR | stat.S_IWUSR)  # as mkstemp makes a put's
-        self.size = os.fstat(file.fileno()).st_size
-        return True
+        with source.open("rb") as file:
+            info = os.fstat(file.fileno())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent.stat().st_dev != info.st_dev:
+                return None
+            os.fchmod(file.fileno(), stat.S_IRUSR | stat.S_IWUSR)  # as mkstemp makes a put's
+            os.fsync(file.fileno())
+        return info.st_size, _commit(path, source, info, content_type)
 
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
@@ -281,35 +268,58 @@ class _Upload:
         os.fsync(self._file.fileno())
         info = os.fstat(self._file.fileno())
         self._file.close()
-        etag = _new_etag()
-        record = {
-            "content_type": content_type,
-            "etag": etag,
-            "size": info.st_size,
-            "mtime_ns": info.st_mtime_ns,
-            "inode": info.st_ino,
-        }
-        # Two puts of one key in this process must not interleave their renames,
-        # or the sidecar would describe the loser (other processes: see _find_record).
-        with _COMMIT_LOCKS[hash(self.path) % len(_COMMIT_LOCKS)]:
-            # Keep the record of the object being replaced: if we die before the
-            # data rename below, that object is still described rightly.
-            try:
-                current = self.path.stat()
-            except FileNotFoundError:
-                kept = []
-            else:
-                found = _find_record(_read_records(self.path), current)
-                kept = [] if found is None else [found]
-            _replace_unsynced(_sidecar(self.path), json.dumps([record, *kept]).encode())
-            self._temporary.replace(self.path)
-        _fsync_directory(self.path.parent)
-        return etag
+        return _commit(self.path, self._temporary, info, content_type)
 
     def discard(self) -> None:
         # Synchronous on purpose: it must run even in a task being cancelled.
         self._file.close()
         self._temporary.unlink(missing_ok=True)
+
+
+def _commit(path: Path, data: Path, info: os.stat_result, content_type: str) -> str:
+    """Describe the fsynced file ``data`` (``info``) in the sidecar, rename it to ``path``.
+
+    The folder is fsynced after the rename; returns the new etag.
+    """
+    etag = _new_etag()
+    record = {
+        "content_type": content_type,
+        "etag": etag,
+        "size": info.st_size,
+        "mtime_ns": info.st_mtime_ns,
+        "inode": info.st_ino,
+    }
+    # Two puts of one key in this process must not interleave their renames,
+    # or the sidecar would describe the loser (other processes: see _find_record).
+    with _COMMIT_LOCKS[hash(path) % len(_COMMIT_LOCKS)]:
+        _describe_next(path, record)
+        data.replace(path)
+    _fsync_directory(path.parent)
+    return etag
+
+
+def _describe_next(path: Path, record: dict[str, Any]) -> None:
+    """Write the sidecar of the object about to be renamed to ``path``."""
+    try:
+        current = path.stat()
+    except FileNotFoundError:
+        records, write = [record], _write_unsynced
+    else:
+        # Keep the record of the object being replaced: if we die before the data
+        # rename, that object is still described rightly.
+        found = _find_record(_read_records(path), current)
+        records, write = [record, *([] if found is None else [found])], _replace_unsynced
+    content = json.dumps(records).encode()
+    for _ in range(2):
+        try:
+            write(_sidecar(path), content)
+        except FileNotFoundError:
+            # A delete pruned the empty folder since it was made (an adopted file
+            # is not in it yet): make it again. Once the sidecar is in, it stays.
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            return
+    write(_sidecar(path), content)
 
 
 class FilesystemImageStorage:
@@ -369,8 +379,8 @@ class FilesystemImageStorage:
             adopted = await asyncio.to_thread(_Upload.adopted, target, path, content_type)
         if adopted is None:
             return None
-        upload, etag = adopted
-        return StoredObject(key, upload.size, etag, content_type)
+        size, etag = adopted
+        return StoredObject(key, size, etag, content_type)
 
     async def stat(self, key: str) -> StoredObject:
         path = self._path(key)

@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from adapters import filesystem
 from adapters.filesystem import FilesystemImageStorage
 from adapters.sqlite import SqliteInstructionRepository
 from adapters.sqlite_schema import SCHEMA_VERSION
@@ -312,6 +313,32 @@ async def test_an_adopted_file_is_kept_like_a_put_one(tmp_path: Path) -> None:
         "a.jpg",
         "b.jpg",
     ]
+
+
+async def test_an_adoption_whose_empty_folder_is_pruned_meanwhile_makes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delete of the folder's last object prunes it between the adoption's mkdir
+    # and its sidecar: the folder is made again and the file still adopted.
+    files = FilesystemImageStorage(tmp_path / "files")
+    write = filesystem._write_unsynced
+    pruned: list[Path] = []
+
+    def prune_first(path: Path, data: bytes) -> None:
+        if not pruned:
+            path.parent.rmdir()
+            pruned.append(path.parent)
+        write(path, data)
+
+    monkeypatch.setattr(filesystem, "_write_unsynced", prune_first)
+    source = tmp_path / "c.out"
+    source.write_bytes(b"jpeg")
+    adopted = await files.adopt("outputs/i2/c.jpg", source, "image/jpeg")
+    assert pruned == [tmp_path / "files" / "objects" / "outputs" / "i2"]
+    assert adopted is not None
+    assert await files.stat("outputs/i2/c.jpg") == adopted
+    assert await read(files, "outputs/i2/c.jpg") == b"jpeg"
+    assert not source.exists()
 
 
 async def test_a_file_on_another_filesystem_is_left_for_a_put(tmp_path: Path) -> None:
