@@ -5,6 +5,8 @@ multipart request), awaited on the live event stream (``GET /events``) until
 DONE, then downloaded; its latency runs from the first byte of the upload to
 the last byte of the download. `requests_loop` drives a plain GET service
 (thumbor) the same way, so the two are compared at the same concurrency.
+Both speak through the same lean connection (`bench.connection`): the client
+shares the cores with the servers it measures.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
-import aiohttp
-
+from bench.connection import Body, Connection, HttpError
 from bench.workloads import Step
 
 __all__ = ["ApiClient", "end_to_end", "percentiles", "requests_loop"]
@@ -27,10 +29,11 @@ __all__ = ["ApiClient", "end_to_end", "percentiles", "requests_loop"]
 _PER_INSTRUCTION = 50
 _FINAL = frozenset({"DONE", "FAILED"})
 #: Files up to this size are uploaded from a body built once and kept: the client
-#: shares the machine's cores with the service, and reading the file again for
-#: every upload costs it trips to a thread. Larger files stream from disk.
+#: shares the machine's cores with the service. Larger files stream from disk.
 _KEPT_BODY = 4 * 1024 * 1024
 _BOUNDARY = "imagecore-bench-boundary"
+_MULTIPART = {"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"}
+_JSON = {"Content-Type": "application/json"}
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -45,16 +48,24 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": statistics.median(ordered), "p95": rank(0.95), "p99": rank(0.99)}
 
 
+def _connection(
+    base: str, headers: dict[str, str] | None = None, request_seconds: float = 600
+) -> Connection:
+    url = urlsplit(base)
+    return Connection(url.hostname or "127.0.0.1", url.port or 80, headers, request_seconds)
+
+
 class ApiClient:
-    """One user's session with the API, following its own file events."""
+    """One user's session with the API, following its own file events.
+
+    Each call takes a kept connection that is not in use (or opens one), so
+    ``end_to_end``'s loops each keep to a connection of their own.
+    """
 
     def __init__(self, base: str, token: str) -> None:
-        self._session = aiohttp.ClientSession(
-            base,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
-            connector=aiohttp.TCPConnector(limit=64),
-        )
+        self._base = base
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._idle: list[Connection] = []
         self._final: dict[str, str] = {}
         self._bodies: dict[Path, bytes] = {}
         self._waiting: dict[str, asyncio.Future[str]] = {}
@@ -71,17 +82,32 @@ class ApiClient:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        await self._session.close()
+        for connection in self._idle:
+            connection.close()
 
     async def _listen(self, ready: asyncio.Future[None]) -> None:
-        async with self._session.get("/events") as response:
-            response.raise_for_status()
-            ready.set_result(None)
-            async for raw in response.content:
-                line = raw.decode().strip()
-                if not line.startswith("data:"):
-                    continue
-                event = json.loads(line.removeprefix("data:"))
+        events = _connection(self._base, self._auth).stream("/events")
+        pending = b""
+        try:
+            async with contextlib.aclosing(events) as chunks:
+                async for chunk in chunks:
+                    if not ready.done():
+                        ready.set_result(None)  # the stream has begun: we are subscribed
+                    pending += chunk
+                    *frames, pending = pending.split(b"\n\n")
+                    for frame in frames:
+                        self._event(frame)
+        except Exception as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def _event(self, frame: bytes) -> None:
+        if b'"DONE"' not in frame and b'"FAILED"' not in frame:
+            return  # only the final events are waited for
+        for line in frame.split(b"\n"):
+            if line.startswith(b"data:"):
+                event = json.loads(line[5:])
                 if event.get("status") in _FINAL:
                     detail_id = event["instruction_detail_id"]
                     self._final[detail_id] = event["status"]
@@ -89,32 +115,37 @@ class ApiClient:
                     if waiter is not None and not waiter.done():
                         waiter.set_result(event["status"])
 
+    async def _call(
+        self, method: str, target: str, body: Body = b"", headers: dict[str, str] | None = None
+    ) -> bytes:
+        connection = self._idle.pop() if self._idle else _connection(self._base, self._auth)
+        status, answer = await connection.request(method, target, body, headers)
+        self._idle.append(connection)
+        if not 200 <= status < 300:
+            raise HttpError(status, answer)
+        return answer
+
     async def instruction(self, step: Step) -> str:
         """Create an instruction for ``step``; its id."""
-        body = {"product_key": step.product, "params": step.params}
-        async with self._session.post("/instructions", json=body) as response:
-            response.raise_for_status()
-            return str((await response.json())["data"]["instruction"]["id"])
+        body = json.dumps({"product_key": step.product, "params": step.params}).encode()
+        answer = await self._call("POST", "/instructions", body, _JSON)
+        return str(json.loads(answer)["data"]["instruction"]["id"])
 
     async def upload(self, instruction_id: str, path: Path) -> str:
         """Upload one file as the multipart part ``file``; its detail id."""
-        url = f"/instructions/{instruction_id}/details"
-        body = self._kept_body(path)
-        if body is not None:
-            headers = {"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"}
-            async with self._session.post(url, data=body, headers=headers) as response:
-                return await _uploaded(response)
-        form = aiohttp.FormData()
-        with path.open("rb") as stream:
-            form.add_field("file", stream, filename=path.name, content_type="image/jpeg")
-            async with self._session.post(url, data=form) as response:
-                return await _uploaded(response)
+        body = self._kept_body(path) or _multipart_parts(path)
+        answer = await self._call(
+            "POST", f"/instructions/{instruction_id}/details", body, _MULTIPART
+        )
+        return str(json.loads(answer)["data"]["files"][0]["id"])
 
     def _kept_body(self, path: Path) -> bytes | None:
         """The whole multipart body for a small file, built on its first upload."""
         body = self._bodies.get(path)
         if body is None and path.stat().st_size <= _KEPT_BODY:
-            body = self._bodies[path] = _multipart_body(path)
+            body = self._bodies[path] = b"".join(
+                p if isinstance(p, bytes) else p.read_bytes() for p in _multipart_parts(path)
+            )
         return body
 
     async def finished(self, detail_id: str, seconds: float = 120) -> str:
@@ -128,36 +159,23 @@ class ApiClient:
 
     async def download(self, instruction_id: str, detail_id: str) -> int:
         """Download the output; its size."""
-        url = f"/instructions/{instruction_id}/details/{detail_id}/file"
-        size = 0
-        async with self._session.get(url) as response:
-            response.raise_for_status()
-            async for chunk in response.content.iter_chunked(256 * 1024):
-                size += len(chunk)
-        return size
+        answer = await self._call("GET", f"/instructions/{instruction_id}/details/{detail_id}/file")
+        return len(answer)
 
     async def detail(self, instruction_id: str, detail_id: str) -> dict[str, Any]:
         """``GET .../details/{id}`` data."""
-        async with self._session.get(f"/instructions/{instruction_id}/details/{detail_id}") as r:
-            r.raise_for_status()
-            return dict((await r.json())["data"]["detail"])
+        answer = await self._call("GET", f"/instructions/{instruction_id}/details/{detail_id}")
+        return dict(json.loads(answer)["data"]["detail"])
 
 
-def _multipart_body(path: Path) -> bytes:
-    """A multipart/form-data body with ``path`` as its one part, ``file``."""
+def _multipart_parts(path: Path) -> tuple[bytes, Path, bytes]:
+    """A multipart/form-data body with ``path`` as its one part, ``file``: head, file, tail."""
     head = (
         f"--{_BOUNDARY}\r\n"
         f'Content-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
     )
-    return head.encode() + path.read_bytes() + f"\r\n--{_BOUNDARY}--\r\n".encode()
-
-
-async def _uploaded(response: aiohttp.ClientResponse) -> str:
-    """The detail id an upload's answer names."""
-    if response.status != 201:
-        raise RuntimeError(f"upload answered {response.status}: {await response.text()}")
-    return str((await response.json())["data"]["files"][0]["id"])
+    return head.encode(), path, f"\r\n--{_BOUNDARY}--\r\n".encode()
 
 
 async def _instruction_ids(client: ApiClient, step: Step, count: int) -> AsyncIterator[str]:
@@ -226,17 +244,17 @@ async def requests_loop(
     latencies: list[float] = []
     sizes: list[int] = []
     failed = 0
-    timeout = aiohttp.ClientTimeout(total=300)
-    sessions = [aiohttp.ClientSession(base, timeout=timeout) for base in bases]
+    connections = [
+        _connection(bases[i % len(bases)], request_seconds=300) for i in range(concurrency)
+    ]
 
-    async def run(session: aiohttp.ClientSession) -> None:
+    async def run(connection: Connection) -> None:
         nonlocal failed
         while not work.empty():
             path = work.get_nowait()
             started = time.perf_counter()
-            async with session.get(path) as response:
-                body = await response.read()
-            if response.status != 200:
+            status, body = await connection.request("GET", path)
+            if status != 200:
                 failed += 1
                 continue
             latencies.append(time.perf_counter() - started)
@@ -244,11 +262,11 @@ async def requests_loop(
 
     try:
         started = time.perf_counter()
-        await asyncio.gather(*(run(sessions[i % len(sessions)]) for i in range(concurrency)))
+        await asyncio.gather(*(run(connection) for connection in connections))
         seconds = time.perf_counter() - started
     finally:
-        for session in sessions:
-            await session.close()
+        for connection in connections:
+            connection.close()
     return {
         "images": len(paths),
         "failed": failed,
