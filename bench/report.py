@@ -243,16 +243,58 @@ def _e2e(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
                 "storage, repository, job, events, download) and "
                 f"the rest in its pool; thumbor {peer['cpu_ms_per_image']:.1f} ms for the whole "
                 "request. The client, in the benchmark's own process on the same cores, is not "
-                f"counted: it spent {ours.get('client_cpu_ms_per_image', 0):.1f} ms per image "
-                "driving imagecore (upload, event stream, download; each image's multipart body "
-                f"is built once and kept) and {peer.get('client_cpu_ms_per_image', 0):.1f} ms "
-                "driving thumbor (one GET)."
+                "counted; it is the same lean keep-alive HTTP/1.1 connection for both sides "
+                f"(`bench/connection.py`), and spent {ours.get('client_cpu_ms_per_image', 0):.1f} "
+                "ms per image driving imagecore (upload, event stream, download; each image's "
+                f"multipart body is built once and kept) and "
+                f"{peer.get('client_cpu_ms_per_image', 0):.1f} ms driving thumbor (one GET)."
             ),
             "",
         ]
+    out += _w6_by_source(e2e.get("w6_by_source", {}))
     if "e2e" in plots:
         out += [f"![end to end](bench/plots/{plots['e2e']})", ""]
     return out
+
+
+def _w6_by_source(by_source: dict[str, dict[str, Any]]) -> list[str]:
+    if not by_source:
+        return []
+    rows = [
+        [
+            f"`{name}`",
+            f"{r['floor2']['images_per_second']:.1f}",
+            f"{r['imagecore']['images_per_second']:.1f}",
+            f"{r['thumbor']['images_per_second']:.1f}",
+            f"{r['imagecore']['images_per_second'] / r['thumbor']['images_per_second']:.2f}",
+            f"{r['imagecore']['cpu_ms_per_image']:.0f} / {r['thumbor']['cpu_ms_per_image']:.0f}",
+        ]
+        for name, r in by_source.items()
+    ]
+    return [
+        (
+            "W6 takes its two 5120x2880 sources in turn, and they differ: one is a baseline "
+            "JPEG, the other progressive. imagecore decodes a progressive JPEG resized by 8 "
+            "or more from its DC scans (at 1/8 scale a pixel comes from a block's DC "
+            "coefficient alone; `src/adapters/jpeg_scans.py`, the same pixels bit for bit), "
+            "while thumbor's Pillow decodes every scan. Each source alone, one run of each "
+            "subject (images per second wall clock; CPU ms per image):"
+        ),
+        "",
+        *_table(
+            [
+                "",
+                "floor, 2 processes",
+                "imagecore",
+                "thumbor",
+                "imagecore / thumbor",
+                "CPU ms: imagecore / thumbor",
+            ],
+            rows,
+            "lrrrrr",
+        ),
+        "",
+    ]
 
 
 def _quality(document: dict[str, Any]) -> list[str]:

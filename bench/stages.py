@@ -86,13 +86,20 @@ def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, Any]:
-    """Embedded stack end to end against the 2-process floor and thumbor, round by round."""
+    """Embedded stack end to end against the 2-process floor and thumbor, round by round.
+
+    Then each W6 source alone, once: one is a baseline JPEG, the other a
+    progressive one that imagecore decodes from its DC scans, and the
+    workload's figure mixes the two.
+    """
     serve = start("serve", scratch / "serve", {"WORKER_CONCURRENCY": "2"})
     floor = Floor(2, scratch / "floor")
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in PEER_WORKLOADS}
+    by_source: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         with thumbor(CORPUS, scratch / "thumbor", 2) as peer:
             async with ApiClient(serve.base, serve.token("bench")) as client:
+                side = _SideBySide(floor, serve, client, peer.bases, set(peer.pids))
                 for key in PEER_WORKLOADS:
                     workload = _workload(key)
                     images = workload.images(CORPUS)
@@ -104,27 +111,13 @@ async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, An
                         log(f"end to end round {round_ + 1}/{args.rounds} {key}")
                         workload = _workload(key)
                         sources = workload.sources(workload.run_count(quick=args.quick))
-                        pids = floor.pids
-                        with Watch(os.getpid(), include=lambda pid, p=pids: pid in p) as watch:
-                            result = floor.run(key, sources)
-                        runs[key].setdefault("floor2", []).append(_per_cpu(result, watch))
-                        clock = time.process_time()
-                        with Watch(serve.pid) as watch:
-                            result = await end_to_end(
-                                client, workload.steps[0], sources, CONCURRENCY
-                            )
-                        runs[key].setdefault("imagecore", []).append(
-                            _per_cpu(result, watch, _client_cpu(clock, watch))
-                        )
-                        servers = set(peer.pids)
-                        clock = time.process_time()
-                        with Watch(os.getpid(), include=lambda pid, p=servers: pid in p) as watch:
-                            result = await requests_loop(
-                                peer.bases, _peer_paths(key, sources), CONCURRENCY
-                            )
-                        runs[key].setdefault("thumbor", []).append(
-                            _per_cpu(result, watch, _client_cpu(clock, watch))
-                        )
+                        for subject, result in (await side.run(key, sources)).items():
+                            runs[key].setdefault(subject, []).append(result)
+                w6 = _workload("W6")
+                for source in w6.images(CORPUS):
+                    log(f"end to end W6, {source.name} alone")
+                    sources = [source] * (w6.run_count(quick=args.quick) // 2)
+                    by_source[source.name] = await side.run("W6", sources)
     finally:
         floor.close()
         serve.stop()
@@ -132,7 +125,45 @@ async def e2e(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, An
         "concurrency": CONCURRENCY,
         "runs": runs,
         "summary": {key: _summary(subjects) for key, subjects in runs.items()},
+        "w6_by_source": {
+            name: _summary({k: [v] for k, v in r.items()}) for name, r in by_source.items()
+        },
     }
+
+
+class _SideBySide:
+    """The floor, imagecore and thumbor, one after another on the same sources."""
+
+    def __init__(
+        self,
+        floor: Floor,
+        serve: Served,
+        client: ApiClient,
+        bases: list[str],
+        peer_pids: set[int],
+    ) -> None:
+        self._floor = floor
+        self._serve = serve
+        self._client = client
+        self._bases = bases
+        self._peer_pids = peer_pids
+
+    async def run(self, key: str, sources: list[Path]) -> dict[str, dict[str, Any]]:
+        """One run of each subject over ``sources``: "floor2", "imagecore", "thumbor"."""
+        pids = self._floor.pids
+        with Watch(os.getpid(), include=lambda pid, p=pids: pid in p) as watch:
+            result = self._floor.run(key, sources)
+        out = {"floor2": _per_cpu(result, watch)}
+        clock = time.process_time()
+        with Watch(self._serve.pid) as watch:
+            result = await end_to_end(self._client, _workload(key).steps[0], sources, CONCURRENCY)
+        out["imagecore"] = _per_cpu(result, watch, _client_cpu(clock, watch))
+        servers = self._peer_pids
+        clock = time.process_time()
+        with Watch(os.getpid(), include=lambda pid, p=servers: pid in p) as watch:
+            result = await requests_loop(self._bases, _peer_paths(key, sources), CONCURRENCY)
+        out["thumbor"] = _per_cpu(result, watch, _client_cpu(clock, watch))
+        return out
 
 
 def _peer_paths(key: str, sources: list[Path]) -> list[str]:
