@@ -8,13 +8,14 @@ writes in flight), which is why no part of a key may start with one.
 A put streams into a temporary file in the object's directory, fsyncs it,
 writes the sidecar (in place for a new object, whose sidecar nobody reads
 before its data file exists; by rename when it replaces one), then renames
-the data into place and fsyncs the directory. The data file alone says whether an object exists; the
-sidecar is trusted only if it names the data file's size and modification
-time. A crash between the two renames therefore leaves the previous object
-(its sidecar keeps the previous record too) or, if the sidecar is lost, an
-object whose etag is computed from its bytes (SHA-256, cut to 128 bits) and
-whose content type is guessed from its key. That is also why the sidecar's
-own bytes are not fsynced: a crash that tears it is read as a lost sidecar.
+the data into place and fsyncs the directory. The data file alone says
+whether an object exists; the sidecar is trusted only if it names the data
+file's size and modification time. A crash between the two renames therefore
+leaves the previous object (its sidecar keeps the previous record too) or,
+if the sidecar is lost, an object whose etag is computed from its bytes
+(SHA-256, cut to 128 bits) and whose content type is guessed from its key.
+That is also why the sidecar's own bytes are not fsynced: a crash that tears
+it is read as a lost sidecar.
 
 A finished file on the same filesystem (a worker's output) is adopted
 rather than copied: fsynced where it lies, described in its sidecar and

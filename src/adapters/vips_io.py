@@ -104,7 +104,7 @@ _LOADERS: Final = {
 }
 _FAIL_ON: Final = {"tiff": "error"}
 #: The JPEG scale at which a pixel comes from a block's DC coefficient alone.
-JPEG_DC_SHRINK: Final = 8
+_JPEG_DC_SHRINK: Final = 8
 _EIGHT_BIT_ONLY: Final = frozenset({"jpeg", "webp", "gif", "avif"})
 _KEEP_ALL_BUT_GAINMAP: Final = (
     pyvips.enums.ForeignKeep.EXIF
@@ -237,7 +237,7 @@ def _jpeg_at_scale(source: Source, shrink: int) -> pyvips.Image:
     """
     options = {"shrink": shrink, "access": "sequential", "fail_on": _fail_on(source.format)}
     reduced = None
-    if shrink == JPEG_DC_SHRINK and source.progressive:
+    if shrink == _JPEG_DC_SHRINK and source.progressive:
         reduced = dc_scans_only(source.path.read_bytes())
     if reduced is None:
         image = _call("jpegload", str(source.path), **options)
