@@ -161,14 +161,14 @@ def floor_save(image: Any, fmt: str, quality: int) -> bytes:  # noqa: ANN401 - a
     )
 
 
-def _size(source: Path) -> tuple[int, int]:
+def _header(source: Path) -> Any:  # noqa: ANN401 - a pyvips.Image
+    """The source's header (no pixel decoded), read once per image as the processor does."""
     import pyvips  # noqa: PLC0415 - loaded in the floor's children only
 
-    header = pyvips.Image.new_from_file(str(source), access="sequential")
-    return int(header.width), int(header.height)
+    return pyvips.Image.new_from_file(str(source), access="sequential")
 
 
-def _thumbnail(source: Path, width: int, height: int) -> Any:  # noqa: ANN401 - a pyvips.Image
+def _thumbnail(source: Path, header: Any, width: int, height: int) -> Any:  # noqa: ANN401
     """Shrink on load by the largest power of two that stays above the target, then Lanczos.
 
     At 1/8 a progressive JPEG is read from its DC scans, as the processor reads it.
@@ -177,7 +177,6 @@ def _thumbnail(source: Path, width: int, height: int) -> Any:  # noqa: ANN401 - 
 
     from adapters.jpeg_scans import dc_scans_only  # noqa: PLC0415
 
-    header = pyvips.Image.new_from_file(str(source), access="sequential")
     factor = min(header.width / width, header.height / height)
     shrink = next((s for s in (8, 4, 2) if factor >= s), 1)
     interlaced = header.get_typeof("interlaced") and header.get("interlaced")
@@ -194,19 +193,23 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
 
     if key in ("W1", "W2", "W3"):
         fmt = {"W1": "jpeg", "W2": "webp", "W3": "avif"}[key]
-        width, height = _size(source)
+        header = _header(source)
+        width, height = header.width, header.height
         scale = min(512 / width, 512 / height)
-        data = floor_save(_thumbnail(source, round(width * scale), round(height * scale)), fmt, 80)
+        image = _thumbnail(source, header, round(width * scale), round(height * scale))
+        data = floor_save(image, fmt, 80)
     elif key == "W6":
         # The service plans integer sizes itself (500 x round(h * 500 / w)) and forces them.
-        width, height = _size(source)
-        data = floor_save(_thumbnail(source, 500, round(height * 500 / width)), "jpeg", 80)
+        header = _header(source)
+        image = _thumbnail(source, header, 500, round(header.height * 500 / header.width))
+        data = floor_save(image, "jpeg", 80)
     elif key == "W4":
         # Cover: scale so both sides reach the box (rounding up), then cut the centre.
-        width, height = _size(source)
-        scale = max(512 / width, 512 / height)
-        cover_w, cover_h = math.ceil(width * scale - 1e-9), math.ceil(height * scale - 1e-9)
-        image = _thumbnail(source, cover_w, cover_h).crop(
+        header = _header(source)
+        scale = max(512 / header.width, 512 / header.height)
+        cover_w = math.ceil(header.width * scale - 1e-9)
+        cover_h = math.ceil(header.height * scale - 1e-9)
+        image = _thumbnail(source, header, cover_w, cover_h).crop(
             round((cover_w - 512) / 2), round((cover_h - 512) / 2), 512, 512
         )
         middle = destination.with_suffix(".step1.jpg")

@@ -243,23 +243,6 @@ class _Upload:
             upload.discard()
             raise
 
-    @staticmethod
-    def adopted(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
-        """Commit the finished file ``source`` as ``path`` by rename, with no copy; (size, etag).
-
-        ``source`` is made private and fsynced where it lies, described in the
-        sidecar and renamed into place. None, with ``source`` untouched, if it
-        lies on another filesystem than ``path``.
-        """
-        with source.open("rb") as file:
-            info = os.fstat(file.fileno())
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.parent.stat().st_dev != info.st_dev:
-                return None
-            os.fchmod(file.fileno(), stat.S_IRUSR | stat.S_IWUSR)  # as mkstemp makes a put's
-            os.fsync(file.fileno())
-        return info.st_size, _commit(path, source, info, content_type)
-
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
         self.size += len(chunk)
@@ -275,6 +258,23 @@ class _Upload:
         # Synchronous on purpose: it must run even in a task being cancelled.
         self._file.close()
         self._temporary.unlink(missing_ok=True)
+
+
+def _adopted(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
+    """Commit the finished file ``source`` as ``path`` by rename, with no copy; (size, etag).
+
+    ``source`` is made private and fsynced where it lies, described in the
+    sidecar and renamed into place. None, with ``source`` untouched, if it
+    lies on another filesystem than ``path``.
+    """
+    with source.open("rb") as file:
+        info = os.fstat(file.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.stat().st_dev != info.st_dev:
+            return None
+        os.fchmod(file.fileno(), stat.S_IRUSR | stat.S_IWUSR)  # as mkstemp makes a put's
+        os.fsync(file.fileno())
+    return info.st_size, _commit(path, source, info, content_type)
 
 
 def _commit(path: Path, data: Path, info: os.stat_result, content_type: str) -> str:
@@ -377,7 +377,7 @@ class FilesystemImageStorage:
         target = self._path(key)
         with _translated(key, writing=True):
             # Cancelled meanwhile, the thread still stores it whole or leaves it out.
-            adopted = await asyncio.to_thread(_Upload.adopted, target, path, content_type)
+            adopted = await asyncio.to_thread(_adopted, target, path, content_type)
         if adopted is None:
             return None
         size, etag = adopted

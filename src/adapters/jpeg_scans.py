@@ -100,24 +100,26 @@ def dc_scans_only(data: bytes) -> bytes | None:
 def _rewrite(data: bytes) -> bytes:
     kept = [_SOI]
     frame: _Frame | None = None
+    full: set[int] = set()
     known: dict[int, list[int]] = {}
     for marker, start, header_end, end in _segments(data):
         if marker in _FRAMES:
             if marker != _PROGRESSIVE_HUFFMAN or frame is not None:
                 raise _LeftAlone
             frame = _read_frame(data[start + 4 : end])
+            full = frame.full_resolution()
             known = {c.ident: [-1] * _COEFFICIENTS for c in frame.components}
         elif marker == _SOS:
             if frame is None:
                 raise _LeftAlone
             components, first = _read_scan(data[start + 4 : header_end], known)
-            if first > 0 and components <= frame.full_resolution():
+            if first > 0 and components <= full:
                 continue
         kept.append(data[start:end])
     if frame is None or any(bit != 0 for bits in known.values() for bit in bits):
         raise _LeftAlone
     kept += [_ZERO_DHT, _NO_RESTARTS]
-    kept += [_zero_scan(ident, frame.blocks()) for ident in sorted(frame.full_resolution())]
+    kept += [_zero_scan(ident, frame.blocks()) for ident in sorted(full)]
     kept.append(b"\xff\xd9")
     return b"".join(kept)
 
