@@ -19,7 +19,10 @@ it is read as a lost sidecar.
 
 A finished file on the same filesystem (a worker's output) is adopted
 rather than copied: fsynced where it lies, described in its sidecar and
-renamed into place, then the directory is fsynced, as for a put.
+renamed into place, then the directory is fsynced, as for a put. A small
+one (up to ``ADOPT_ON_LOOP``) is adopted on the event loop itself, like the
+SQLite repository's point writes, while the disk answers quickly; other
+blocking file work goes to threads.
 
 A put's etag is a random 128-bit token kept in the sidecar: it changes with
 every put, which is all an HTTP validator needs. Hashing the content instead
@@ -54,6 +57,17 @@ _HASH_CHUNK = 1024 * 1024
 _WRITE_BATCH = 1024 * 1024  # bytes gathered before a trip to a writing thread
 _FALLBACK_TYPE = "application/octet-stream"
 _COMMIT_LOCKS = tuple(threading.Lock() for _ in range(32))
+#: Largest file adopted on the event loop rather than in a thread (nearly every output).
+#: An adoption makes about twenty system calls, and in a thread each one waits for the
+#: GIL to come back from the busy loop. Drains of 400 W1 files, 1 process, alternating:
+#: the worker's own CPU per file 3.13 ms (median of 3) with threads, 2.83 on the loop.
+#: The loop waits meanwhile for two fsyncs of a small file: 0.44 ms median, 1.9 ms at
+#: p99 on this machine's disk. On a slower disk see `_LoopAdoptions`.
+ADOPT_ON_LOOP = 1024 * 1024
+#: Mean time of the adoptions on the loop above which they go back to threads.
+SLOW_ADOPTION = 0.003
+#: While adoptions go to threads, every so many still runs on the loop, to look again.
+_PROBE_EVERY = 64
 
 
 def validate_key(key: str) -> tuple[str, ...]:
@@ -323,6 +337,34 @@ def _describe_next(path: Path, record: dict[str, Any]) -> None:
     write(_sidecar(path), content)
 
 
+class _LoopAdoptions:
+    """Whether the next adoption runs on the event loop: while the disk answers quickly.
+
+    A disk whose fsyncs take tens of milliseconds (a busy or slow one) would hold
+    up every request on the loop; its adoptions go to threads, where the wait
+    costs nothing, and every ``_PROBE_EVERY``-th one runs on the loop to see
+    whether the disk got quick again.
+    """
+
+    def __init__(self) -> None:
+        self.mean = 0.0  # seconds, exponentially weighted over the adoptions on the loop
+        self._in_threads = 0
+
+    def on_loop(self, size: int) -> bool:
+        if size > ADOPT_ON_LOOP:
+            return False
+        if self.mean <= SLOW_ADOPTION:
+            return True
+        self._in_threads += 1
+        if self._in_threads < _PROBE_EVERY:
+            return False
+        self._in_threads = 0
+        return True
+
+    def took(self, seconds: float) -> None:
+        self.mean += (seconds - self.mean) / 10
+
+
 class FilesystemImageStorage:
     """`ImageStorage` on a local directory: atomic puts, a sidecar per object.
 
@@ -331,13 +373,15 @@ class FilesystemImageStorage:
     `validate_key`; a bad key raises `ValidationError`), and one key cannot
     be a folder of another (``a`` and ``a/b``): that put raises
     `ValidationError`. Blocking file work runs in the default executor, one
-    chunk at a time, so neither direction holds an object in memory.
+    chunk at a time, so neither direction holds an object in memory; only a
+    small adoption runs on the event loop (``ADOPT_ON_LOOP``).
     Disk errors raise `DependencyUnavailable`.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._objects = root / "objects"
+        self._loop_adoptions = _LoopAdoptions()
 
     def _path(self, key: str) -> Path:
         return self._objects.joinpath(*validate_key(key))
@@ -376,8 +420,13 @@ class FilesystemImageStorage:
     async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
         target = self._path(key)
         with _translated(key, writing=True):
-            # Cancelled meanwhile, the thread still stores it whole or leaves it out.
-            adopted = await asyncio.to_thread(_adopted, target, path, content_type)
+            if self._loop_adoptions.on_loop(path.stat().st_size):  # noqa: ASYNC240 - see ADOPT_ON_LOOP
+                started = time.perf_counter()
+                adopted = _adopted(target, path, content_type)
+                self._loop_adoptions.took(time.perf_counter() - started)
+            else:
+                # Cancelled meanwhile, the thread still stores it whole or leaves it out.
+                adopted = await asyncio.to_thread(_adopted, target, path, content_type)
         if adopted is None:
             return None
         size, etag = adopted

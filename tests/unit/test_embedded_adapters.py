@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -339,6 +340,76 @@ async def test_an_adoption_whose_empty_folder_is_pruned_meanwhile_makes_it_again
     assert await files.stat("outputs/i2/c.jpg") == adopted
     assert await read(files, "outputs/i2/c.jpg") == b"jpeg"
     assert not source.exists()
+
+
+class _Threads:
+    """Counts the trips to a thread the filesystem storage makes (``asyncio.to_thread``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.trips = 0
+        to_thread = asyncio.to_thread
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            self.trips += 1
+            return await to_thread(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(filesystem.asyncio, "to_thread", counted)
+
+
+async def _adopt_new(files: FilesystemImageStorage, folder: Path, name: str, size: int) -> None:
+    source = folder / f"{name}.out"
+    source.write_bytes(b"j" * size)
+    adopted = await files.adopt(f"outputs/i1/{name}.jpg", source, "image/jpeg")
+    assert adopted is not None
+    assert adopted.size == size
+    assert await read(files, f"outputs/i1/{name}.jpg") == b"j" * size
+
+
+async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "ADOPT_ON_LOOP", 8)
+    files = FilesystemImageStorage(tmp_path / "files")
+    threads = _Threads(monkeypatch)
+    await _adopt_new(files, tmp_path, "small", 8)
+    assert threads.trips == 1  # the read back only
+    await _adopt_new(files, tmp_path, "large", 9)
+    assert threads.trips == 3
+
+
+async def test_adoptions_go_to_threads_while_the_disk_is_slow_and_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "_PROBE_EVERY", 4)
+    files = FilesystemImageStorage(tmp_path / "files")
+    threads = _Threads(monkeypatch)
+    slow = [True]
+    adopted = filesystem._adopted
+
+    def maybe_slow(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
+        if slow[0]:
+            time.sleep(filesystem.SLOW_ADOPTION * 20)
+        return adopted(path, source, content_type)
+
+    async def on_loop(folder: str, count: int) -> list[bool]:
+        ran = []
+        for index in range(count):
+            before = threads.trips
+            source = tmp_path / f"{folder}-{index}.out"
+            source.write_bytes(b"jpeg")
+            assert await files.adopt(f"outputs/{folder}/{index}.jpg", source, "image/jpeg")
+            ran.append(threads.trips == before)
+        return ran
+
+    monkeypatch.setattr(filesystem, "_adopted", maybe_slow)
+    # One slow adoption on the loop brings the mean above the limit: the next go to
+    # threads, but for one in every _PROBE_EVERY, which looks again on the loop.
+    assert await on_loop("i1", 9) == [True, False, False, False, True, False, False, False, True]
+    # The disk is quick again: the probes bring the mean down, adoptions back to the loop.
+    slow[0] = False
+    ran = await on_loop("i2", 100)
+    assert ran[0] is False
+    assert all(ran[-8:])
 
 
 async def test_a_file_on_another_filesystem_is_left_for_a_put(tmp_path: Path) -> None:
