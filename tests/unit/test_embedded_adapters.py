@@ -356,13 +356,14 @@ class _Threads:
         monkeypatch.setattr(filesystem.asyncio, "to_thread", counted)
 
 
-async def _adopt_new(files: FilesystemImageStorage, folder: Path, name: str, size: int) -> None:
-    source = folder / f"{name}.out"
+async def _adopt_new(files: FilesystemImageStorage, folder: Path, key: str, size: int) -> None:
+    """Adopt a new ``size``-byte file as ``key``, and read it back."""
+    source = folder / f"{key.replace('/', '-')}.out"
     source.write_bytes(b"j" * size)
-    adopted = await files.adopt(f"outputs/i1/{name}.jpg", source, "image/jpeg")
+    adopted = await files.adopt(key, source, "image/jpeg")
     assert adopted is not None
     assert adopted.size == size
-    assert await read(files, f"outputs/i1/{name}.jpg") == b"j" * size
+    assert await read(files, key) == b"j" * size
 
 
 async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
@@ -371,9 +372,9 @@ async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
     monkeypatch.setattr(filesystem, "ADOPT_ON_LOOP", 8)
     files = FilesystemImageStorage(tmp_path / "files")
     threads = _Threads(monkeypatch)
-    await _adopt_new(files, tmp_path, "small", 8)
+    await _adopt_new(files, tmp_path, "outputs/i1/small.jpg", 8)
     assert threads.trips == 1  # the read back only
-    await _adopt_new(files, tmp_path, "large", 9)
+    await _adopt_new(files, tmp_path, "outputs/i1/large.jpg", 9)
     assert threads.trips == 3
 
 
@@ -395,10 +396,8 @@ async def test_adoptions_go_to_threads_while_the_disk_is_slow_and_come_back(
         ran = []
         for index in range(count):
             before = threads.trips
-            source = tmp_path / f"{folder}-{index}.out"
-            source.write_bytes(b"jpeg")
-            assert await files.adopt(f"outputs/{folder}/{index}.jpg", source, "image/jpeg")
-            ran.append(threads.trips == before)
+            await _adopt_new(files, tmp_path, f"outputs/{folder}/{index}.jpg", 4)
+            ran.append(threads.trips == before + 1)  # one trip: the read back
         return ran
 
     monkeypatch.setattr(filesystem, "_adopted", maybe_slow)
