@@ -145,18 +145,18 @@ async def test_the_next_file_is_in_the_childs_pipe_while_it_runs_the_last(
     sleepy: ProcessPoolRunner,
 ) -> None:
     first = asyncio.create_task(sleepy(named("0.3")))
-    second = asyncio.create_task(sleepy(named("0.01")))
+    second = asyncio.create_task(sleepy(named("0.5")))
     third = asyncio.create_task(sleepy(named("0.02")))
     await asyncio.sleep(0.1)
-    assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.01"]
+    assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.5"]
     assert [e.request.source.stem for e in sleepy._queue] == ["0.02"]
     pid, _ = await first
-    # Nothing ran between the answer and this line: the child is on the file sent
-    # ahead, and the one after it has been written ahead in turn.
-    assert [e.request.source.stem for e in sleepy._running.values()] == ["0.01"]
+    # The child is on the file sent ahead (long enough that a loaded machine cannot
+    # let it finish before this line runs), and the one after it is written ahead.
+    assert [e.request.source.stem for e in sleepy._running.values()] == ["0.5"]
     assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.02"]
     assert list(sleepy._queue) == []
-    assert await second == (pid, "0.01")
+    assert await second == (pid, "0.5")
     assert await third == (pid, "0.02")
 
 
