@@ -356,6 +356,11 @@ class _Threads:
         monkeypatch.setattr(filesystem.asyncio, "to_thread", counted)
 
 
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> _Threads:
+    return _Threads(monkeypatch)
+
+
 async def _adopt_new(files: FilesystemImageStorage, folder: Path, key: str, size: int) -> None:
     """Adopt a new ``size``-byte file as ``key``, and read it back."""
     source = folder / f"{key.replace('/', '-')}.out"
@@ -367,11 +372,12 @@ async def _adopt_new(files: FilesystemImageStorage, folder: Path, key: str, size
 
 
 async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    files: FilesystemImageStorage,
+    threads: _Threads,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(filesystem, "ADOPT_ON_LOOP", 8)
-    files = FilesystemImageStorage(tmp_path / "files")
-    threads = _Threads(monkeypatch)
     await _adopt_new(files, tmp_path, "outputs/i1/small.jpg", 8)
     assert threads.trips == 1  # the read back only
     await _adopt_new(files, tmp_path, "outputs/i1/large.jpg", 9)
@@ -379,11 +385,12 @@ async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
 
 
 async def test_adoptions_go_to_threads_while_the_disk_is_slow_and_come_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    files: FilesystemImageStorage,
+    threads: _Threads,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(filesystem, "_PROBE_EVERY", 4)
-    files = FilesystemImageStorage(tmp_path / "files")
-    threads = _Threads(monkeypatch)
     slow = [True]
     adopted = filesystem._adopted
 
