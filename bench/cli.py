@@ -36,6 +36,7 @@ from typing import Any
 
 from bench import environment
 from bench.workloads import CORPUS, WORKLOADS, floor_matches_service
+from entrypoints import loop
 
 #: Result names of the W1 worker runs with fewer jobs claimed ahead than the default.
 _PREFETCH_SUFFIX = {1: "_prefetch1", 0: "_noprefetch"}
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("bench: --one-stage needs --scratch and --result\n")
             return 2
         args.scratch.mkdir(parents=True, exist_ok=True)
-        found = asyncio.run(_one_stage(args.one_stage, args, args.scratch))
+        # The service's own loop: the worker stage runs the service's worker in this process.
+        found = loop.run(_one_stage(args.one_stage, args, args.scratch))
         args.result.write_text(json.dumps(found, default=str))
         return 0
     if not (CORPUS / "photos").is_dir():

@@ -11,13 +11,13 @@ could not be processed, 2 bad usage, parameters or configuration.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from entrypoints import loop
 from entrypoints.config import Settings
 from imagecore.errors import ImageCoreError, ValidationError
 from imagecore.ports import ProcessingRequest
@@ -125,6 +125,7 @@ def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
     sys.stderr.write(f"imagecore listening on http://{settings.host}:{settings.port}\n")
     web.run_app(
         create_app(settings, run_worker=run_worker),
+        loop=loop.new_event_loop(),
         host=settings.host,
         port=settings.port,
         print=None,
@@ -141,13 +142,13 @@ def _worker(args: argparse.Namespace) -> int:
     if settings.broker_kind == "memory":
         raise ValidationError("imagecore worker needs NATS_URI to receive jobs from the API")
     configure_logging(settings.log_level)
-    return asyncio.run(run_worker(settings, signals=(signal.SIGINT, signal.SIGTERM)))
+    return loop.run(run_worker(settings, signals=(signal.SIGINT, signal.SIGTERM)))
 
 
 def _cleanup(args: argparse.Namespace) -> int:
     from entrypoints.service import run_cleanup  # noqa: PLC0415
 
-    cleaned, failed = asyncio.run(run_cleanup(_settings(args)))
+    cleaned, failed = loop.run(run_cleanup(_settings(args)))
     _print_json({"cleaned": cleaned, "failed": failed})
     return 0
 
