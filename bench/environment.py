@@ -18,6 +18,7 @@ PACKAGES = (
     "pyvips",
     "pyvips-binary",
     "aiohttp",
+    "uvloop",
     "thumbor",
     "pillow",
     "numpy",
