@@ -3,10 +3,12 @@
 uvloop (libuv under asyncio's interface) is a dependency of the package on
 every platform it supports, so ``imagecore serve``, ``api`` and ``worker``
 run on it; elsewhere (Windows) they run on asyncio's own loop, which behaves
-the same, only slower. Measured on W1 against asyncio's loop: the worker's
-own CPU per file 2.02 -> 1.89 ms and 1.93 -> 1.69 ms (two pairs of drains of
-400 queued files, medians of 3 rounds); the serve process's CPU per image end
-to end 5.37 -> 5.23 ms (two serve processes side by side, 4 rounds of 300).
+the same, only slower. Measured on W1 against asyncio's loop, the worker's
+own CPU per file in four pairs of drains of 400 queued files (medians of 3
+rounds): 2.02 -> 1.89, 1.93 -> 1.69, 1.82 -> 1.55 and 1.87 -> 1.86 ms. End
+to end the serve process's CPU per image did not move beyond the noise: 5.37
+-> 5.23 ms in one pair of runs, 6.07 -> 6.17 ms in another (two serve
+processes side by side, medians of 4 rounds of 300 images each).
 """
 
 from __future__ import annotations
