@@ -1,8 +1,8 @@
 """The event loop the service's processes run on: uvloop's where it is installed.
 
 uvloop (libuv under asyncio's interface) is a dependency of the package on
-every platform it supports, so ``imagecore serve``, ``api`` and ``worker``
-run on it; elsewhere (Windows) they run on asyncio's own loop, which behaves
+every platform it supports, so ``imagecore serve``, ``api``, ``worker`` and
+``cleanup`` run on it; elsewhere (Windows) they run on asyncio's own loop, which behaves
 the same, only slower. Measured on W1 against asyncio's loop, the worker's
 own CPU per file in four pairs of drains of 400 queued files (medians of 3
 rounds): 2.02 -> 1.89, 1.93 -> 1.69, 1.82 -> 1.55 and 1.87 -> 1.86 ms. End
