@@ -4,7 +4,8 @@ Stages (``--stages`` picks some): ``throughput`` (the pyvips floor against the
 worker, 1 and 2 processes, every workload), ``production`` (the worker, end
 to end and ingest on the production servers), ``e2e`` (embedded stack end
 to end, with the floor and thumbor in the same rounds), ``quality`` (what
-imagecore's and thumbor's outputs keep against a full-resolution reference), ``ingest``,
+imagecore's and thumbor's outputs keep against a full-resolution reference), ``codecs``
+(the floor's decode, resize and encode against Pillow's, thumbor's engine), ``ingest``,
 ``memory`` (peak per workload and drift), ``compression`` (W5 against Go).
 Measured runs of different subjects are interleaved round by round, so slow
 spells of a shared machine fall on all of them; ratios are of medians. Each
@@ -44,7 +45,16 @@ _PREFETCH_SUFFIX = {1: "_prefetch1", 0: "_noprefetch"}
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent
-STAGES = ("throughput", "e2e", "quality", "ingest", "production", "memory", "compression")
+STAGES = (
+    "throughput",
+    "e2e",
+    "quality",
+    "codecs",
+    "ingest",
+    "production",
+    "memory",
+    "compression",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -202,6 +212,12 @@ async def _quality(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     return await asyncio.to_thread(quality, scratch, _log, limit=2 if args.quick else None)
 
 
+async def _codecs(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.codecs import codecs  # noqa: PLC0415
+
+    return await asyncio.to_thread(codecs, _log, limit=2 if args.quick else None)
+
+
 async def _one_stage(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     """Run one stage here; the result's keys go into the run's document."""
     from bench import stages  # noqa: PLC0415
@@ -218,6 +234,7 @@ async def _one_stage(name: str, args: argparse.Namespace, scratch: Path) -> dict
         "throughput": lambda: _stage_throughput(args, scratch / "throughput"),
         "e2e": lambda: stages.e2e(args, scratch / "e2e", _log),
         "quality": lambda: _quality(args, scratch / "quality"),
+        "codecs": lambda: _codecs(args),
         "ingest": lambda: stages.ingest_embedded(args, scratch / "ingest", _log),
         "production": lambda: stages.production(args, scratch / "production", _log),
         "memory": lambda: stages.memory(args, scratch / "memory", _log),

@@ -330,6 +330,60 @@ def _quality(document: dict[str, Any]) -> list[str]:
     ]
 
 
+def _codecs(document: dict[str, Any]) -> list[str]:
+    study = document.get("codecs")
+    if not study or "error" in study:
+        return []
+    rows = []
+    for key, result in study.items():
+        mean = result["mean"]
+        total = {lib: sum(mean[lib].values()) for lib in ("libvips", "pillow")}
+        for lib, name in (("libvips", "libvips (the floor)"), ("pillow", "Pillow (thumbor)")):
+            rows.append(
+                [
+                    f"{key} {name}",
+                    *(f"{mean[lib][step]:.2f}" for step in ("decode", "resize", "encode")),
+                    f"{total[lib]:.2f}",
+                    f"{total['libvips'] / total['pillow']:.2f}x" if lib == "libvips" else "",
+                ]
+            )
+    floor_vs_peer = _floor_vs_thumbor(document)
+    return [
+        "### The floor's own work against thumbor's engine",
+        "",
+        (
+            "imagecore cannot be faster than its floor, plain pyvips"
+            + (f" ({floor_vs_peer})" if floor_vs_peer else "")
+            + ". Here each step of the work on each photo, in each library, in one process "
+            "with one libvips thread (as each floor process has it): libvips' JPEG load at the "
+            "floor's shrink, its Lanczos resize and its encoder (W1: progressive JPEG with the "
+            "processor's options; W2: WebP at effort 4); Pillow as thumbor's engine runs it "
+            "(`draft` to the target size, `resize(LANCZOS)`, `save` at quality 80: JPEG "
+            "`optimize` and `progressive`, or WebP). CPU ms per image, means over the "
+            f"{len(next(iter(study.values()))['rows'])} photos, each a median of repeats; each "
+            "step's cost is the difference between cumulative timings."
+        ),
+        "",
+        *_table(
+            ["", "decode", "resize", "encode", "total", "libvips / Pillow"],
+            rows,
+            "lrrrrr",
+        ),
+    ]
+
+
+def _floor_vs_thumbor(document: dict[str, Any]) -> str:
+    summary = document.get("e2e", {}).get("summary", {})
+    parts = []
+    for key in ("W1", "W2"):
+        if key in summary:
+            rates = {s: summary[key][s]["images_per_second"] for s in ("floor2", "thumbor")}
+            parts.append(f"{key} {rates['floor2'] / rates['thumbor']:.2f}x")
+    if not parts:
+        return ""
+    return "against thumbor in the end-to-end rounds: " + ", ".join(parts)
+
+
 def _production(document: dict[str, Any]) -> list[str]:
     production = document.get("production")
     if not production:
@@ -612,6 +666,7 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
         *_throughput(document, plots),
         *_e2e(document, plots),
         *_quality(document),
+        *_codecs(document),
         *_production(document),
         *_ingest(document, plots),
         *_memory(document, plots),

@@ -48,6 +48,8 @@ __all__ = [
     "floor_matches_service",
     "floor_run",
     "floor_save",
+    "floor_setup",
+    "floor_shrunk",
     "service_request",
 ]
 
@@ -168,8 +170,8 @@ def _header(source: Path) -> Any:  # noqa: ANN401 - a pyvips.Image
     return pyvips.Image.new_from_file(str(source), access="sequential")
 
 
-def _thumbnail(source: Path, header: Any, width: int, height: int) -> Any:  # noqa: ANN401
-    """Shrink on load by the largest power of two that stays above the target, then Lanczos.
+def floor_shrunk(source: Path, header: Any, width: int, height: int) -> Any:  # noqa: ANN401
+    """The JPEG ``source`` loaded at the largest power-of-two shrink that stays above the target.
 
     At 1/8 a progressive JPEG is read from its DC scans, as the processor reads it.
     """
@@ -182,10 +184,14 @@ def _thumbnail(source: Path, header: Any, width: int, height: int) -> Any:  # no
     interlaced = header.get_typeof("interlaced") and header.get("interlaced")
     reduced = dc_scans_only(source.read_bytes()) if shrink == 8 and interlaced else None
     if reduced is None:
-        image = pyvips.Image.jpegload(str(source), shrink=shrink, access="sequential")
-    else:
-        image = pyvips.Image.jpegload_buffer(reduced, shrink=shrink, access="sequential")
-    return image.thumbnail_image(width, height=height, size="force")
+        return pyvips.Image.jpegload(str(source), shrink=shrink, access="sequential")
+    return pyvips.Image.jpegload_buffer(reduced, shrink=shrink, access="sequential")
+
+
+def _thumbnail(source: Path, header: Any, width: int, height: int) -> Any:  # noqa: ANN401
+    """Shrink on load (`floor_shrunk`), then Lanczos to exactly ``width`` x ``height``."""
+    shrunk = floor_shrunk(source, header, width, height)
+    return shrunk.thumbnail_image(width, height=height, size="force")
 
 
 def _floor_one(key: str, source: Path, destination: Path) -> int:
