@@ -2,9 +2,9 @@
 
 The floor (plain pyvips, `bench.workloads`) is the most imagecore can do, and
 on W1 and W2 thumbor beats it. This stage says by how much each step of the
-work costs in each library, so that the report can show why. For each W1
-photo, in this one process with one libvips thread (as each of two floor
-processes has it), the CPU time of:
+work costs in each library, so that the report can show why. For each photo
+of W1 and W2 (the same photos, to JPEG and to WebP), in this one process with
+one libvips thread (as each of two floor processes has it), the CPU time of:
 
 * libvips: ``jpegload`` at the floor's shrink (written to memory), then that
   plus the Lanczos resize, then that plus the floor's encoder
