@@ -30,7 +30,15 @@ from typing import Any
 import pyvips
 from PIL import Image
 
-from bench.workloads import CORPUS, WORKLOADS, floor_save, floor_setup, floor_shrunk
+from bench.workloads import (
+    CORPUS,
+    WORKLOADS,
+    fit_size,
+    floor_save,
+    floor_setup,
+    floor_shrunk,
+    floor_thumbnail,
+)
 
 __all__ = ["LIBRARIES", "STEPS", "codecs"]
 
@@ -56,27 +64,23 @@ def _cpu_ms(work: Callable[[], object], repeats: int, rounds: int) -> float:
 
 def _vips_steps(source: Path, fmt: str) -> list[Callable[[], object]]:
     header = pyvips.Image.new_from_file(str(source), access="sequential")
-    scale = min(512 / header.width, 512 / header.height)
-    size = (round(header.width * scale), round(header.height * scale))
+    size = fit_size(header.width, header.height)
 
     def decode() -> object:
         return floor_shrunk(source, header, *size).write_to_memory()
 
     def resize() -> object:
-        shrunk = floor_shrunk(source, header, *size)
-        return shrunk.thumbnail_image(size[0], height=size[1], size="force").write_to_memory()
+        return floor_thumbnail(source, header, *size).write_to_memory()
 
     def encode() -> object:
-        shrunk = floor_shrunk(source, header, *size)
-        return floor_save(shrunk.thumbnail_image(size[0], height=size[1], size="force"), fmt, 80)
+        return floor_save(floor_thumbnail(source, header, *size), fmt, 80)
 
     return [decode, resize, encode]
 
 
 def _pillow_steps(source: Path, fmt: str) -> list[Callable[[], object]]:
     with Image.open(source) as image:
-        scale = min(512 / image.width, 512 / image.height)
-        size = (round(image.width * scale), round(image.height * scale))
+        size = fit_size(image.width, image.height)
     data = source.read_bytes()
 
     def decode() -> Image.Image:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.compression import VARIANTS
-from bench.goals import goals
+from bench.goals import floor_vs_thumbor, goals
 from bench.plots import plot_all
 from bench.probes import MIB
 from bench.trend import DRIFT_WINDOWS
@@ -374,11 +374,7 @@ def _codecs(document: dict[str, Any]) -> list[str]:
 
 def _floor_vs_thumbor(document: dict[str, Any]) -> str:
     summary = document.get("e2e", {}).get("summary", {})
-    parts = []
-    for key in ("W1", "W2"):
-        if key in summary:
-            rates = {s: summary[key][s]["images_per_second"] for s in ("floor2", "thumbor")}
-            parts.append(f"{key} {rates['floor2'] / rates['thumbor']:.2f}x")
+    parts = [f"{k} {floor_vs_thumbor(summary[k]):.2f}x" for k in ("W1", "W2") if k in summary]
     if not parts:
         return ""
     return "against thumbor in the end-to-end rounds: " + ", ".join(parts)

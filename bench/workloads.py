@@ -45,11 +45,13 @@ __all__ = [
     "WORKLOADS",
     "Step",
     "Workload",
+    "fit_size",
     "floor_matches_service",
     "floor_run",
     "floor_save",
     "floor_setup",
     "floor_shrunk",
+    "floor_thumbnail",
     "service_request",
 ]
 
@@ -188,7 +190,13 @@ def floor_shrunk(source: Path, header: Any, width: int, height: int) -> Any:  # 
     return pyvips.Image.jpegload_buffer(reduced, shrink=shrink, access="sequential")
 
 
-def _thumbnail(source: Path, header: Any, width: int, height: int) -> Any:  # noqa: ANN401
+def fit_size(width: int, height: int, box: int = 512) -> tuple[int, int]:
+    """``width`` x ``height`` scaled to fit inside ``box`` x ``box``, as W1-W3 size it."""
+    scale = min(box / width, box / height)
+    return round(width * scale), round(height * scale)
+
+
+def floor_thumbnail(source: Path, header: Any, width: int, height: int) -> Any:  # noqa: ANN401
     """Shrink on load (`floor_shrunk`), then Lanczos to exactly ``width`` x ``height``."""
     shrunk = floor_shrunk(source, header, width, height)
     return shrunk.thumbnail_image(width, height=height, size="force")
@@ -200,14 +208,12 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
     if key in ("W1", "W2", "W3"):
         fmt = {"W1": "jpeg", "W2": "webp", "W3": "avif"}[key]
         header = _header(source)
-        width, height = header.width, header.height
-        scale = min(512 / width, 512 / height)
-        image = _thumbnail(source, header, round(width * scale), round(height * scale))
+        image = floor_thumbnail(source, header, *fit_size(header.width, header.height))
         data = floor_save(image, fmt, 80)
     elif key == "W6":
         # The service plans integer sizes itself (500 x round(h * 500 / w)) and forces them.
         header = _header(source)
-        image = _thumbnail(source, header, 500, round(header.height * 500 / header.width))
+        image = floor_thumbnail(source, header, 500, round(header.height * 500 / header.width))
         data = floor_save(image, "jpeg", 80)
     elif key == "W4":
         # Cover: scale so both sides reach the box (rounding up), then cut the centre.
@@ -215,7 +221,7 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
         scale = max(512 / header.width, 512 / header.height)
         cover_w = math.ceil(header.width * scale - 1e-9)
         cover_h = math.ceil(header.height * scale - 1e-9)
-        image = _thumbnail(source, header, cover_w, cover_h).crop(
+        image = floor_thumbnail(source, header, cover_w, cover_h).crop(
             round((cover_w - 512) / 2), round((cover_h - 512) / 2), 512, 512
         )
         middle = destination.with_suffix(".step1.jpg")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from bench.codecs import _differences, _pillow_steps, _vips_steps
-from bench.workloads import _floor_one, floor_setup
+from bench.workloads import _floor_one
 from PIL import Image
 
 from unit.conftest import CORPUS
@@ -26,7 +26,6 @@ def photo() -> Path:
 def test_the_libvips_steps_end_in_the_floors_bytes(
     photo: Path, tmp_path: Path, key: str, fmt: str
 ) -> None:
-    floor_setup()
     floor_out = tmp_path / "floor.out"
     _floor_one(key, photo, floor_out)
 
@@ -38,7 +37,6 @@ def test_the_libvips_steps_end_in_the_floors_bytes(
 def test_the_pillow_steps_decode_small_and_end_in_a_progressive_jpeg_of_the_floors_size(
     photo: Path, tmp_path: Path
 ) -> None:
-    floor_setup()
     floor_out = tmp_path / "floor.out"
     _floor_one("W1", photo, floor_out)
     with Image.open(floor_out) as floor_image:
