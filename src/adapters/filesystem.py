@@ -20,9 +20,9 @@ it is read as a lost sidecar.
 A finished file on the same filesystem (a worker's output) is adopted
 rather than copied: fsynced where it lies, described in its sidecar and
 renamed into place, then the directory is fsynced, as for a put. A small
-one (up to ``ADOPT_ON_LOOP``) is adopted on the event loop itself, like the
-SQLite repository's point writes, while the disk answers quickly; other
-blocking file work goes to threads.
+file (up to ``ON_LOOP``) is adopted, put whole or opened for reading on the
+event loop itself, like the SQLite repository's point writes, while the
+disk answers quickly; other blocking file work goes to threads.
 
 A put's etag is a random 128-bit token kept in the sidecar: it changes with
 every put, which is all an HTTP validator needs. Hashing the content instead
@@ -57,16 +57,17 @@ _HASH_CHUNK = 1024 * 1024
 _WRITE_BATCH = 1024 * 1024  # bytes gathered before a trip to a writing thread
 _FALLBACK_TYPE = "application/octet-stream"
 _COMMIT_LOCKS = tuple(threading.Lock() for _ in range(32))
-#: Largest file adopted on the event loop rather than in a thread (nearly every output).
-#: An adoption makes about twenty system calls, and in a thread each one waits for the
-#: GIL to come back from the busy loop. Drains of 400 W1 files, 1 process, alternating:
-#: the worker's own CPU per file 3.13 ms (median of 3) with threads, 2.83 on the loop.
-#: The loop waits meanwhile for two fsyncs of a small file: 0.44 ms median, 1.9 ms at
-#: p99 on this machine's disk. On a slower disk see `_LoopAdoptions`.
-ADOPT_ON_LOOP = 1024 * 1024
-#: Mean time of the adoptions on the loop above which they go back to threads.
-SLOW_ADOPTION = 0.003
-#: While adoptions go to threads, every so many still runs on the loop, to look again.
+#: Largest file adopted, put whole or opened for reading on the event loop rather than
+#: in a thread (nearly every output, and every upload of a photo). An adoption makes
+#: about twenty system calls, and in a thread each one waits for the GIL to come back
+#: from the busy loop. Drains of 400 W1 files, 1 process, alternating: the worker's own
+#: CPU per file 3.13 ms (median of 3) with threads, 2.83 on the loop. The loop waits
+#: meanwhile for two fsyncs of a small file: 0.44 ms median, 1.9 ms at p99 on this
+#: machine's disk. On a slower disk see `_LoopWrites`.
+ON_LOOP = 1024 * 1024
+#: Mean time of the commits on the loop above which they go back to threads.
+SLOW_ON_LOOP = 0.003
+#: While commits go to threads, every so many still runs on the loop, to look again.
 _PROBE_EVERY = 64
 
 
@@ -337,23 +338,28 @@ def _describe_next(path: Path, record: dict[str, Any]) -> None:
     write(_sidecar(path), content)
 
 
-class _LoopAdoptions:
-    """Whether the next adoption runs on the event loop: while the disk answers quickly.
+class _LoopWrites:
+    """Whether the next small commit or read runs on the event loop: while the disk is quick.
 
     A disk whose fsyncs take tens of milliseconds (a busy or slow one) would hold
-    up every request on the loop; its adoptions go to threads, where the wait
-    costs nothing, and every ``_PROBE_EVERY``-th one runs on the loop to see
-    whether the disk got quick again.
+    up every request on the loop; its commits (adoptions and whole puts) go to
+    threads, where the wait costs nothing, and every ``_PROBE_EVERY``-th one runs
+    on the loop to see whether the disk got quick again. Reads follow the commits.
     """
 
     def __init__(self) -> None:
-        self.mean = 0.0  # seconds, exponentially weighted over the adoptions on the loop
+        self.mean = 0.0  # seconds, exponentially weighted over the commits on the loop
         self._in_threads = 0
 
+    def read_on_loop(self, size: int) -> bool:
+        """Whether a read of a ``size``-byte file runs on the loop (it is not timed)."""
+        return size <= ON_LOOP and self.mean <= SLOW_ON_LOOP
+
     def on_loop(self, size: int) -> bool:
-        if size > ADOPT_ON_LOOP:
+        """Whether the commit of a ``size``-byte file runs on the loop (then time it: `took`)."""
+        if size > ON_LOOP:
             return False
-        if self.mean <= SLOW_ADOPTION:
+        if self.mean <= SLOW_ON_LOOP:
             return True
         self._in_threads += 1
         if self._in_threads < _PROBE_EVERY:
@@ -374,14 +380,14 @@ class FilesystemImageStorage:
     be a folder of another (``a`` and ``a/b``): that put raises
     `ValidationError`. Blocking file work runs in the default executor, one
     chunk at a time, so neither direction holds an object in memory; only a
-    small adoption runs on the event loop (``ADOPT_ON_LOOP``).
+    small file is adopted, put whole or opened on the event loop (``ON_LOOP``).
     Disk errors raise `DependencyUnavailable`.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._objects = root / "objects"
-        self._loop_adoptions = _LoopAdoptions()
+        self._on_loop = _LoopWrites()
 
     def _path(self, key: str) -> Path:
         return self._objects.joinpath(*validate_key(key))
@@ -404,10 +410,8 @@ class FilesystemImageStorage:
                     batch, batched = [], 0
             with _translated(key, writing=True):
                 if upload is None:
-                    # The whole object came in one batch: write and commit in one trip
-                    # (cancelled meanwhile, the thread still stores it whole or removes it).
-                    whole = asyncio.to_thread(_Upload.whole, path, batch, content_type)
-                    upload, etag = await whole
+                    # The whole object came in one batch: write and commit it at once.
+                    upload, etag = await self._whole(path, batch, batched, content_type)
                 else:
                     upload = await _extended(upload, path, batch)
                     etag = await asyncio.to_thread(upload.commit, content_type)
@@ -417,13 +421,24 @@ class FilesystemImageStorage:
             raise
         return StoredObject(key, upload.size, etag, content_type)
 
+    async def _whole(
+        self, path: Path, batch: list[bytes], size: int, content_type: str
+    ) -> tuple[_Upload, str]:
+        if self._on_loop.on_loop(size):
+            started = time.perf_counter()
+            whole = _Upload.whole(path, batch, content_type)
+            self._on_loop.took(time.perf_counter() - started)
+            return whole
+        # Cancelled meanwhile, the thread still stores it whole or removes it.
+        return await asyncio.to_thread(_Upload.whole, path, batch, content_type)
+
     async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
         target = self._path(key)
         with _translated(key, writing=True):
-            if self._loop_adoptions.on_loop(path.stat().st_size):  # noqa: ASYNC240 - see ADOPT_ON_LOOP
+            if self._on_loop.on_loop(path.stat().st_size):  # noqa: ASYNC240 - see ON_LOOP
                 started = time.perf_counter()
                 adopted = _adopted(target, path, content_type)
-                self._loop_adoptions.took(time.perf_counter() - started)
+                self._on_loop.took(time.perf_counter() - started)
             else:
                 # Cancelled meanwhile, the thread still stores it whole or leaves it out.
                 adopted = await asyncio.to_thread(_adopted, target, path, content_type)
@@ -447,8 +462,14 @@ class FilesystemImageStorage:
     ) -> tuple[StoredObject, AsyncGenerator[bytes, None]]:
         path = self._path(key)
         with _translated(key):
-            # Described and read in one trip to a thread, from one open file: one version.
-            stored, file, chunk = await asyncio.to_thread(_open_described, key, path, chunk_size)
+            # Described and read at once from one open file (one version): on the loop
+            # for a small file (hashed there at worst, if its sidecar was lost), else
+            # in one trip to a thread.
+            if self._on_loop.read_on_loop(path.stat().st_size):
+                stored, file, chunk = _open_described(key, path, chunk_size)
+            else:
+                opening = asyncio.to_thread(_open_described, key, path, chunk_size)
+                stored, file, chunk = await opening
         return stored, self._stream(key, file, chunk, chunk_size)
 
     def local_path(self, key: str) -> Path | None:
@@ -459,7 +480,7 @@ class FilesystemImageStorage:
         return path
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        # Most objects are one chunk: opened, described and read in one trip to a thread.
+        # Most objects are one chunk: opened, described and read at once (`fetch`).
         _, chunks = await self.fetch(key, chunk_size)
         async with contextlib.aclosing(chunks) as parts:
             async for part in parts:

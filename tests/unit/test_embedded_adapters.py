@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -377,43 +378,68 @@ async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(filesystem, "ADOPT_ON_LOOP", 8)
+    monkeypatch.setattr(filesystem, "ON_LOOP", 8)
     await _adopt_new(files, tmp_path, "outputs/i1/small.jpg", 8)
-    assert threads.trips == 1  # the read back only
+    assert threads.trips == 0  # adopted and read back on the loop
     await _adopt_new(files, tmp_path, "outputs/i1/large.jpg", 9)
-    assert threads.trips == 3
+    assert threads.trips == 2  # adopted in one, opened for reading in another
 
 
-async def test_adoptions_go_to_threads_while_the_disk_is_slow_and_come_back(
-    files: FilesystemImageStorage,
-    threads: _Threads,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_a_small_put_is_committed_on_the_loop_a_large_one_in_threads(
+    files: FilesystemImageStorage, threads: _Threads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "ON_LOOP", 8)
+    await files.put("originals/i1/small", chunks(b"s" * 8), "image/jpeg")
+    assert threads.trips == 0
+    assert await read(files, "originals/i1/small") == b"s" * 8
+    assert threads.trips == 0
+    await files.put("originals/i1/large", chunks(b"l" * 9), "image/jpeg")
+    assert threads.trips == 1  # written and committed in one trip
+    assert await read(files, "originals/i1/large") == b"l" * 9
+    assert threads.trips == 2
+
+
+async def test_commits_go_to_threads_while_the_disk_is_slow_and_come_back(
+    files: FilesystemImageStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(filesystem, "_PROBE_EVERY", 4)
     slow = [True]
-    adopted = filesystem._adopted
+    on_loop: list[bool] = []
+    adopted, whole = filesystem._adopted, filesystem._Upload.whole
+
+    def pause() -> None:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        if slow[0]:
+            time.sleep(filesystem.SLOW_ON_LOOP * 20)
 
     def maybe_slow(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
-        if slow[0]:
-            time.sleep(filesystem.SLOW_ADOPTION * 20)
+        pause()
         return adopted(path, source, content_type)
 
-    async def on_loop(folder: str, count: int) -> list[bool]:
-        ran = []
+    def maybe_slow_whole(
+        path: Path, batch: list[bytes], content_type: str
+    ) -> tuple[filesystem._Upload, str]:
+        pause()
+        return whole(path, batch, content_type)
+
+    async def commits(folder: str, count: int) -> list[bool]:
+        on_loop.clear()
         for index in range(count):
-            before = threads.trips
-            await _adopt_new(files, tmp_path, f"outputs/{folder}/{index}.jpg", 4)
-            ran.append(threads.trips == before + 1)  # one trip: the read back
-        return ran
+            if index % 2:
+                await files.put(f"originals/{folder}/{index}", chunks(b"p"), "image/jpeg")
+                assert await read(files, f"originals/{folder}/{index}") == b"p"
+            else:
+                await _adopt_new(files, tmp_path, f"outputs/{folder}/{index}.jpg", 4)
+        return list(on_loop)
 
     monkeypatch.setattr(filesystem, "_adopted", maybe_slow)
-    # One slow adoption on the loop brings the mean above the limit: the next go to
+    monkeypatch.setattr(filesystem._Upload, "whole", maybe_slow_whole)
+    # One slow commit on the loop brings the mean above the limit: the next go to
     # threads, but for one in every _PROBE_EVERY, which looks again on the loop.
-    assert await on_loop("i1", 9) == [True, False, False, False, True, False, False, False, True]
-    # The disk is quick again: the probes bring the mean down, adoptions back to the loop.
+    assert await commits("i1", 9) == [True, False, False, False, True, False, False, False, True]
+    # The disk is quick again: the probes bring the mean down, commits back to the loop.
     slow[0] = False
-    ran = await on_loop("i2", 100)
+    ran = await commits("i2", 100)
     assert ran[0] is False
     assert all(ran[-8:])
 
