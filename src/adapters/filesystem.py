@@ -20,9 +20,12 @@ it is read as a lost sidecar.
 A finished file on the same filesystem (a worker's output) is adopted
 rather than copied: fsynced where it lies, described in its sidecar and
 renamed into place, then the directory is fsynced, as for a put. A small
-file (up to ``ON_LOOP``) is adopted, put whole or opened for reading on the
-event loop itself, like the SQLite repository's point writes, while the
-disk answers quickly; other blocking file work goes to threads.
+file (up to ``ON_LOOP``) is adopted or opened for reading on the event loop
+itself, like the SQLite repository's point writes, while the disk answers
+quickly; other blocking file work goes to threads. (A put is not: its
+upload's fsync took 1.2 ms on an idle disk, several when busy, and would
+hold every request on the loop as long, for no gain measured against one
+trip to a thread.)
 
 A put's etag is a random 128-bit token kept in the sidecar: it changes with
 every put, which is all an HTTP validator needs. Hashing the content instead
@@ -57,17 +60,17 @@ _HASH_CHUNK = 1024 * 1024
 _WRITE_BATCH = 1024 * 1024  # bytes gathered before a trip to a writing thread
 _FALLBACK_TYPE = "application/octet-stream"
 _COMMIT_LOCKS = tuple(threading.Lock() for _ in range(32))
-#: Largest file adopted, put whole or opened for reading on the event loop rather than
-#: in a thread (nearly every output, and every upload of a photo). An adoption makes
-#: about twenty system calls, and in a thread each one waits for the GIL to come back
-#: from the busy loop. Drains of 400 W1 files, 1 process, alternating: the worker's own
-#: CPU per file 3.13 ms (median of 3) with threads, 2.83 on the loop. The loop waits
-#: meanwhile for two fsyncs of a small file: 0.44 ms median, 1.9 ms at p99 on this
-#: machine's disk. On a slower disk see `_LoopWrites`.
+#: Largest file adopted or opened for reading on the event loop rather than in a thread
+#: (nearly every output). An adoption makes about twenty system calls, and in a thread
+#: each one waits for the GIL to come back from the busy loop. Drains of 400 W1 files,
+#: 1 process, alternating: the worker's own CPU per file 3.13 ms (median of 3) with
+#: threads, 2.83 on the loop. The loop waits meanwhile for two fsyncs of a small file:
+#: 0.44 ms median, 1.9 ms at p99 on this machine's disk. On a slower disk see
+#: `_LoopFileWork`.
 ON_LOOP = 1024 * 1024
-#: Mean time of the commits on the loop above which they go back to threads.
+#: Mean time of the adoptions on the loop above which they go back to threads.
 SLOW_ON_LOOP = 0.003
-#: While commits go to threads, every so many still runs on the loop, to look again.
+#: While adoptions go to threads, every so many still runs on the loop, to look again.
 _PROBE_EVERY = 64
 
 
@@ -338,17 +341,17 @@ def _describe_next(path: Path, record: dict[str, Any]) -> None:
     write(_sidecar(path), content)
 
 
-class _LoopWrites:
-    """Whether the next small commit or read runs on the event loop: while the disk is quick.
+class _LoopFileWork:
+    """Whether the next small adoption or read runs on the event loop: while the disk is quick.
 
     A disk whose fsyncs take tens of milliseconds (a busy or slow one) would hold
-    up every request on the loop; its commits (adoptions and whole puts) go to
-    threads, where the wait costs nothing, and every ``_PROBE_EVERY``-th one runs
-    on the loop to see whether the disk got quick again. Reads follow the commits.
+    up every request on the loop; its adoptions go to threads, where the wait
+    costs nothing, and every ``_PROBE_EVERY``-th one runs on the loop to see
+    whether the disk got quick again. Reads follow the adoptions' verdict.
     """
 
     def __init__(self) -> None:
-        self.mean = 0.0  # seconds, exponentially weighted over the commits on the loop
+        self.mean = 0.0  # seconds, exponentially weighted over the adoptions on the loop
         self._in_threads = 0
 
     def read_on_loop(self, size: int) -> bool:
@@ -356,7 +359,7 @@ class _LoopWrites:
         return size <= ON_LOOP and self.mean <= SLOW_ON_LOOP
 
     def on_loop(self, size: int) -> bool:
-        """Whether the commit of a ``size``-byte file runs on the loop (then time it: `took`)."""
+        """Whether the adoption of a ``size``-byte file runs on the loop (then time it: `took`)."""
         if size > ON_LOOP:
             return False
         if self.mean <= SLOW_ON_LOOP:
@@ -380,14 +383,14 @@ class FilesystemImageStorage:
     be a folder of another (``a`` and ``a/b``): that put raises
     `ValidationError`. Blocking file work runs in the default executor, one
     chunk at a time, so neither direction holds an object in memory; only a
-    small file is adopted, put whole or opened on the event loop (``ON_LOOP``).
+    small file is adopted or opened on the event loop (``ON_LOOP``).
     Disk errors raise `DependencyUnavailable`.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._objects = root / "objects"
-        self._on_loop = _LoopWrites()
+        self._on_loop = _LoopFileWork()
 
     def _path(self, key: str) -> Path:
         return self._objects.joinpath(*validate_key(key))
@@ -410,8 +413,10 @@ class FilesystemImageStorage:
                     batch, batched = [], 0
             with _translated(key, writing=True):
                 if upload is None:
-                    # The whole object came in one batch: write and commit it at once.
-                    upload, etag = await self._whole(path, batch, batched, content_type)
+                    # The whole object came in one batch: write and commit in one trip
+                    # (cancelled meanwhile, the thread still stores it whole or removes it).
+                    whole = asyncio.to_thread(_Upload.whole, path, batch, content_type)
+                    upload, etag = await whole
                 else:
                     upload = await _extended(upload, path, batch)
                     etag = await asyncio.to_thread(upload.commit, content_type)
@@ -420,17 +425,6 @@ class FilesystemImageStorage:
                 upload.discard()
             raise
         return StoredObject(key, upload.size, etag, content_type)
-
-    async def _whole(
-        self, path: Path, batch: list[bytes], size: int, content_type: str
-    ) -> tuple[_Upload, str]:
-        if self._on_loop.on_loop(size):
-            started = time.perf_counter()
-            whole = _Upload.whole(path, batch, content_type)
-            self._on_loop.took(time.perf_counter() - started)
-            return whole
-        # Cancelled meanwhile, the thread still stores it whole or removes it.
-        return await asyncio.to_thread(_Upload.whole, path, batch, content_type)
 
     async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
         target = self._path(key)

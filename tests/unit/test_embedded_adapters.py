@@ -385,63 +385,62 @@ async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
     assert threads.trips == 2  # adopted in one, opened for reading in another
 
 
-async def test_a_small_put_is_committed_on_the_loop_a_large_one_in_threads(
+async def test_a_small_object_is_read_on_the_loop_and_every_put_in_a_thread(
     files: FilesystemImageStorage, threads: _Threads, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(filesystem, "ON_LOOP", 8)
     await files.put("originals/i1/small", chunks(b"s" * 8), "image/jpeg")
-    assert threads.trips == 0
-    assert await read(files, "originals/i1/small") == b"s" * 8
-    assert threads.trips == 0
-    await files.put("originals/i1/large", chunks(b"l" * 9), "image/jpeg")
     assert threads.trips == 1  # written and committed in one trip
-    assert await read(files, "originals/i1/large") == b"l" * 9
+    assert await read(files, "originals/i1/small") == b"s" * 8
+    assert threads.trips == 1
+    await files.put("originals/i1/large", chunks(b"l" * 9), "image/jpeg")
     assert threads.trips == 2
+    assert await read(files, "originals/i1/large") == b"l" * 9
+    assert threads.trips == 3
 
 
-async def test_commits_go_to_threads_while_the_disk_is_slow_and_come_back(
-    files: FilesystemImageStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_adoptions_and_reads_go_to_threads_while_the_disk_is_slow_and_come_back(
+    files: FilesystemImageStorage,
+    threads: _Threads,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(filesystem, "_PROBE_EVERY", 4)
     slow = [True]
-    on_loop: list[bool] = []
-    adopted, whole = filesystem._adopted, filesystem._Upload.whole
-
-    def pause() -> None:
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        if slow[0]:
-            time.sleep(filesystem.SLOW_ON_LOOP * 20)
+    adopted_on_loop: list[bool] = []
+    adopted = filesystem._adopted
 
     def maybe_slow(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
-        pause()
+        adopted_on_loop.append(threading.current_thread() is threading.main_thread())
+        if slow[0]:
+            time.sleep(filesystem.SLOW_ON_LOOP * 20)
         return adopted(path, source, content_type)
 
-    def maybe_slow_whole(
-        path: Path, batch: list[bytes], content_type: str
-    ) -> tuple[filesystem._Upload, str]:
-        pause()
-        return whole(path, batch, content_type)
-
-    async def commits(folder: str, count: int) -> list[bool]:
-        on_loop.clear()
+    async def on_loop(folder: str, count: int) -> tuple[list[bool], list[bool]]:
+        """Whether each adoption ran on the loop, and whether each read back did."""
+        adopted_on_loop.clear()
+        read_on_loop = []
         for index in range(count):
-            if index % 2:
-                await files.put(f"originals/{folder}/{index}", chunks(b"p"), "image/jpeg")
-                assert await read(files, f"originals/{folder}/{index}") == b"p"
-            else:
-                await _adopt_new(files, tmp_path, f"outputs/{folder}/{index}.jpg", 4)
-        return list(on_loop)
+            before = threads.trips
+            await _adopt_new(files, tmp_path, f"outputs/{folder}/{index}.jpg", 4)
+            read_trips = threads.trips - before - (0 if adopted_on_loop[-1] else 1)
+            read_on_loop.append(read_trips == 0)
+        return list(adopted_on_loop), read_on_loop
 
     monkeypatch.setattr(filesystem, "_adopted", maybe_slow)
-    monkeypatch.setattr(filesystem._Upload, "whole", maybe_slow_whole)
-    # One slow commit on the loop brings the mean above the limit: the next go to
+    # One slow adoption on the loop brings the mean above the limit: the next go to
     # threads, but for one in every _PROBE_EVERY, which looks again on the loop.
-    assert await commits("i1", 9) == [True, False, False, False, True, False, False, False, True]
-    # The disk is quick again: the probes bring the mean down, commits back to the loop.
+    # Every read back follows the slow verdict.
+    adoptions, reads = await on_loop("i1", 9)
+    assert adoptions == [True, False, False, False, True, False, False, False, True]
+    assert not any(reads)
+    # The disk is quick again: the probes bring the mean down, adoptions and reads
+    # back to the loop.
     slow[0] = False
-    ran = await commits("i2", 100)
-    assert ran[0] is False
-    assert all(ran[-8:])
+    adoptions, reads = await on_loop("i2", 100)
+    assert adoptions[0] is False
+    assert all(adoptions[-8:])
+    assert all(reads[-8:])
 
 
 async def test_a_file_on_another_filesystem_is_left_for_a_put(tmp_path: Path) -> None:
