@@ -24,6 +24,7 @@ import json
 import logging
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,9 +32,18 @@ import aiohttp
 from imagecore.model import Instruction, InstructionDetail
 from imagecore.services import instruction_view
 
-__all__ = ["WebhookSender", "signature"]
+__all__ = ["Resolver", "WebhookSender", "resolve", "signature"]
 
 _log = logging.getLogger(__name__)
+
+#: Resolves a host name and port to the addresses a connection could reach; ``OSError`` if none.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The system resolver's addresses for ``host``."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    return [str(info[4][0]) for info in infos]
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -62,9 +72,13 @@ def _payload(instruction: Instruction, details: list[InstructionDetail]) -> dict
 
 
 class WebhookSender:
-    """Delivers finished-instruction webhooks in the background, with retries."""
+    """Delivers finished-instruction webhooks in the background, with retries.
 
-    def __init__(
+    ``resolver`` gives the addresses a URL's host name stands for: the default
+    asks the system; every one of them must be public unless ``allow_private``.
+    """
+
+    def __init__(  # noqa: PLR0913 - the secret, the policy and the delivery's knobs
         self,
         secret: str,
         *,
@@ -72,8 +86,10 @@ class WebhookSender:
         attempts: int = 5,
         first_delay: float = 1.0,
         timeout: float = 10.0,
+        resolver: Resolver = resolve,
     ) -> None:
         self._secret = secret
+        self._resolve = resolver
         self._allow_private = allow_private
         self._attempts = attempts
         self._first_delay = first_delay
@@ -127,11 +143,12 @@ class WebhookSender:
             return True
         parsed = urllib.parse.urlsplit(url)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(parsed.hostname, parsed.port or 80)
+            found = await self._resolve(parsed.hostname or "", parsed.port or 80)
         except OSError:
             return True  # unresolvable now: the POST fails and is retried
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-        return all(a.is_global for a in addresses)
+        # Every address must be public: a name that also resolves to a private one
+        # could be connected there.
+        return all(ipaddress.ip_address(address).is_global for address in found)
 
     async def close(self) -> None:
         """Stop pending deliveries and close the client."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import os
 import re
@@ -16,7 +17,9 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -201,17 +204,42 @@ async def test_a_writer_holding_the_lock_past_the_timeout_makes_it_unavailable(
         await repo.add_instruction(instruction())
 
 
+def entered_thread(repo: SqliteInstructionRepository) -> threading.Event:
+    """Set once the repository's thread starts a call: from then on it runs to its end."""
+    entered = threading.Event()
+    patiently = repo._patiently
+
+    def noted(call: Callable[[], object]) -> object:
+        entered.set()
+        return patiently(call)
+
+    repo._patiently = noted  # type: ignore[method-assign]
+    return entered
+
+
+#: The lock waits of the tests below: far longer than a few turns of the loop take.
+BUSY = 30.0
+
+
+async def turns(count: int = 3) -> float:
+    """Let the loop run other tasks' steps; how long that took (a blocked loop takes ~BUSY)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(count):
+        await asyncio.sleep(0)
+    return loop.time() - started
+
+
 async def test_a_write_that_meets_another_writers_lock_waits_on_the_thread_not_the_loop(
     db_path: Path, blocker: sqlite3.Connection
 ) -> None:
-    loop = asyncio.get_running_loop()
-    async with opened(db_path, 5) as repo:
+    async with opened(db_path, BUSY) as repo:
         blocker.execute("BEGIN IMMEDIATE")
         waiting = instruction()
         write = asyncio.create_task(repo.add_instruction(waiting))
-        started = loop.time()
-        await asyncio.sleep(0.2)
-        assert loop.time() - started < 1, "the event loop was blocked by the lock"
+        # Waiting on the loop, the write's first step would hold it until the lock
+        # timed out.
+        assert await turns() < BUSY / 2, "the event loop was blocked by the lock"
         assert not write.done()
         blocker.execute("ROLLBACK")
         await write
@@ -221,21 +249,19 @@ async def test_a_write_that_meets_another_writers_lock_waits_on_the_thread_not_t
 async def test_a_call_cancelled_on_the_thread_keeps_later_calls_off_the_connection_until_it_ends(
     db_path: Path, blocker: sqlite3.Connection
 ) -> None:
-    loop = asyncio.get_running_loop()
     stored, cancelled = instruction(), instruction()
-    async with opened(db_path, 5) as repo:
+    async with opened(db_path, BUSY) as repo:
         await repo.add_instruction(stored)
+        entered = entered_thread(repo)
         blocker.execute("BEGIN IMMEDIATE")
         write = asyncio.create_task(repo.add_instruction(cancelled))
-        await asyncio.sleep(0.1)  # the write now waits for the lock on the thread
+        assert await asyncio.to_thread(entered.wait, 60)  # it now waits for the lock there
         write.cancel()
         with pytest.raises(asyncio.CancelledError):
             await write
         read = asyncio.create_task(repo.get_instruction(stored.id))
-        started = loop.time()
-        await asyncio.sleep(0.2)
-        # Run here, the read would have waited on the connection the thread holds.
-        assert loop.time() - started < 1, "the event loop was blocked by the thread's call"
+        # Run here, the read would wait on the connection the thread holds.
+        assert await turns() < BUSY / 2, "the event loop was blocked by the thread's call"
         assert not read.done()
         blocker.execute("ROLLBACK")
         assert await read == stored
@@ -344,22 +370,74 @@ async def test_an_adoption_whose_empty_folder_is_pruned_meanwhile_makes_it_again
 
 
 class _Threads:
-    """Counts the trips to a thread the filesystem storage makes (``asyncio.to_thread``)."""
+    """Counts the trips to a thread the filesystem storage makes (``asyncio.to_thread``).
+
+    It also knows when every call sent to a thread has ended: a caller
+    cancelled meanwhile stops waiting, but a call already started runs on.
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.trips = 0
-        to_thread = asyncio.to_thread
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-storage")
+        self._calls: list[Future[object]] = []
 
-        async def counted(*args: object, **kwargs: object) -> object:
+        async def counted(func: Callable[..., object], *args: object, **kwargs: object) -> object:
             self.trips += 1
-            return await to_thread(*args, **kwargs)  # type: ignore[arg-type]
+            call = self._pool.submit(contextvars.copy_context().run, func, *args, **kwargs)
+            self._calls.append(call)
+            return await asyncio.wrap_future(call)
 
+        # asyncio's own, which the module looks up at each call.
         monkeypatch.setattr(filesystem.asyncio, "to_thread", counted)
+
+    async def ended(self, seconds: float = 60) -> None:
+        """Wait until every call sent to a thread has ended (or was cancelled before it began)."""
+        calls = list(self._calls)
+        loop = asyncio.get_running_loop()
+        _, running = await loop.run_in_executor(None, futures.wait, calls, seconds)
+        assert not running, "a thread call did not end"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 @pytest.fixture
-def threads(monkeypatch: pytest.MonkeyPatch) -> _Threads:
-    return _Threads(monkeypatch)
+def threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Threads]:
+    threads = _Threads(monkeypatch)
+    yield threads
+    threads.close()
+
+
+class _DiskClock:
+    """Stands in for the clock the filesystem storage times its adoptions on the loop with.
+
+    Each adoption takes ``per_adoption`` seconds by it, whatever the disk under
+    the test does: the verdicts below must not follow a busy machine's fsyncs.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.per_adoption = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()  # the wall clock, for the sweep of temporary files
+
+
+@pytest.fixture
+def disk_clock(monkeypatch: pytest.MonkeyPatch) -> _DiskClock:
+    clock = _DiskClock()
+    monkeypatch.setattr(filesystem, "time", clock)
+    adopted = filesystem._adopted
+
+    def timed(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
+        clock.now += clock.per_adoption
+        return adopted(path, source, content_type)
+
+    monkeypatch.setattr(filesystem, "_adopted", timed)
+    return clock
 
 
 async def _adopt_new(files: FilesystemImageStorage, folder: Path, key: str, size: int) -> None:
@@ -372,6 +450,7 @@ async def _adopt_new(files: FilesystemImageStorage, folder: Path, key: str, size
     assert await read(files, key) == b"j" * size
 
 
+@pytest.mark.usefixtures("disk_clock")
 async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
     files: FilesystemImageStorage,
     threads: _Threads,
@@ -385,8 +464,11 @@ async def test_a_small_file_is_adopted_on_the_loop_a_large_one_in_a_thread(
     assert threads.trips == 2  # adopted in one, opened for reading in another
 
 
+@pytest.mark.usefixtures("disk_clock")
 async def test_a_small_object_is_read_on_the_loop_and_every_put_in_a_thread(
-    files: FilesystemImageStorage, threads: _Threads, monkeypatch: pytest.MonkeyPatch
+    files: FilesystemImageStorage,
+    threads: _Threads,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(filesystem, "ON_LOOP", 8)
     await files.put("originals/i1/small", chunks(b"s" * 8), "image/jpeg")
@@ -402,18 +484,16 @@ async def test_a_small_object_is_read_on_the_loop_and_every_put_in_a_thread(
 async def test_adoptions_and_reads_go_to_threads_while_the_disk_is_slow_and_come_back(
     files: FilesystemImageStorage,
     threads: _Threads,
+    disk_clock: _DiskClock,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(filesystem, "_PROBE_EVERY", 4)
-    slow = [True]
     adopted_on_loop: list[bool] = []
     adopted = filesystem._adopted
 
-    def maybe_slow(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
+    def noted(path: Path, source: Path, content_type: str) -> tuple[int, str] | None:
         adopted_on_loop.append(threading.current_thread() is threading.main_thread())
-        if slow[0]:
-            time.sleep(filesystem.SLOW_ON_LOOP * 20)
         return adopted(path, source, content_type)
 
     async def on_loop(folder: str, count: int) -> tuple[list[bool], list[bool]]:
@@ -427,7 +507,8 @@ async def test_adoptions_and_reads_go_to_threads_while_the_disk_is_slow_and_come
             read_on_loop.append(read_trips == 0)
         return list(adopted_on_loop), read_on_loop
 
-    monkeypatch.setattr(filesystem, "_adopted", maybe_slow)
+    monkeypatch.setattr(filesystem, "_adopted", noted)
+    disk_clock.per_adoption = filesystem.SLOW_ON_LOOP * 20
     # One slow adoption on the loop brings the mean above the limit: the next go to
     # threads, but for one in every _PROBE_EVERY, which looks again on the loop.
     # Every read back follows the slow verdict.
@@ -436,7 +517,7 @@ async def test_adoptions_and_reads_go_to_threads_while_the_disk_is_slow_and_come
     assert not any(reads)
     # The disk is quick again: the probes bring the mean down, adoptions and reads
     # back to the loop.
-    slow[0] = False
+    disk_clock.per_adoption = 0.0
     adoptions, reads = await on_loop("i2", 100)
     assert adoptions[0] is False
     assert all(adoptions[-8:])
@@ -590,7 +671,7 @@ async def test_ping_fails_when_the_root_cannot_be_written(tmp_path: Path) -> Non
 
 
 async def test_a_put_cancelled_while_writing_leaves_no_file_behind(
-    files: FilesystemImageStorage, tmp_path: Path
+    files: FilesystemImageStorage, threads: _Threads, tmp_path: Path
 ) -> None:
     stalled = asyncio.Event()
 
@@ -606,7 +687,7 @@ async def test_a_put_cancelled_while_writing_leaves_no_file_behind(
     put.cancel()
     with pytest.raises(asyncio.CancelledError):
         await put
-    await asyncio.sleep(0.1)  # a thread still writing when the task was cancelled ends
+    await threads.ended()  # a thread still writing when the task was cancelled ends
     objects = tmp_path / "files" / "objects"
     assert [p for p in objects.rglob("*") if p.is_file()] == []
     assert not await files.exists("originals/i1/d1")

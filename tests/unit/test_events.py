@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,18 @@ def wire(notification: Any) -> dict[str, Any]:
     return {**notification.to_dict(), "status": notification.status.value}
 
 
+async def changed_at(api: Api, detail_id: str, moment: datetime) -> None:
+    """Rewrite a final file's record as if it had last changed at ``moment``."""
+    stored = await api.repo.get_detail(detail_id)
+    moved = attrs.evolve(stored, updated_at=moment, finished_at=moment, version=stored.version + 1)
+    assert await api.repo.update_detail(moved)
+
+
+def millisecond(moment: datetime) -> str:
+    """The event id of a change at ``moment``."""
+    return str(int(moment.timestamp() * 1000))
+
+
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(tmp_path) as api:
@@ -165,16 +177,17 @@ async def test_reconnecting_with_last_event_id_replays_what_changed_since_and_no
     path = f"/instructions/{instruction_id}/events"
     await api.upload(instruction_id, [("first.jpg", kite)])
     [first] = await api.wait_final(instruction_id)
-    await asyncio.sleep(0.01)  # the next change lands on a later millisecond
     await api.upload(instruction_id, [("second.jpg", kite)])
     second = (await api.wait_final(instruction_id))[1]
+    # The first changed a second before the second, whatever the clock did meanwhile.
+    latest = (await api.repo.get_detail(second["id"])).updated_at
+    await changed_at(api, first["id"], latest - timedelta(seconds=1))
     async with stream(api, path) as events_:
         seen = await events_.events_until(lambda seen: len(seen) == 2)
     last_id = seen[-1].id
     assert seen[-1].data["instruction_detail_id"] == second["id"]
 
     # While the client is away, a third file is processed.
-    await asyncio.sleep(0.01)
     await api.upload(instruction_id, [("third.jpg", kite)])
     third = (await api.wait_final(instruction_id))[2]
 
@@ -185,6 +198,30 @@ async def test_reconnecting_with_last_event_id_replays_what_changed_since_and_no
     assert third["id"] in replayed
     assert replayed <= {second["id"], third["id"]}  # the boundary millisecond may repeat
     assert all(int(e.id) >= int(last_id) for e in replay)
+
+
+async def test_a_change_in_the_millisecond_of_last_event_id_is_replayed(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("a.jpg", kite), ("b.jpg", kite), ("c.jpg", kite)])
+    seen, same, older = await api.wait_final(instruction_id)
+    moment = (await api.repo.get_detail(seen["id"])).updated_at.replace(microsecond=250_000)
+    # The client saw ``seen``; ``same`` changed 0.5 ms later, in the same millisecond.
+    await changed_at(api, seen["id"], moment)
+    await changed_at(api, same["id"], moment + timedelta(microseconds=500))
+    await changed_at(api, older["id"], moment - timedelta(milliseconds=1))
+    path = f"/instructions/{instruction_id}/events"
+    async with stream(api, path, last_event_id=millisecond(moment)) as events_:
+        # A live event after the replay marks its end.
+        marker = notification_for(await api.repo.get_detail(older["id"]))
+        await api.app[RUNTIME].broker.publish_notification(marker)
+        *replay, last = await events_.events_until(
+            lambda got: any(e.data["instruction_detail_id"] == older["id"] for e in got)
+        )
+    assert last.data == wire(marker)
+    assert {e.data["instruction_detail_id"] for e in replay} == {seen["id"], same["id"]}
+    assert [e.id for e in replay] == [millisecond(moment)] * 2
 
 
 async def test_the_user_stream_replays_across_instructions_only_with_last_event_id(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from http_support import Api, running_api
 from openapi_spec_validator import validate
@@ -73,6 +76,28 @@ async def test_requests_without_valid_credentials_get_401(api: Api, headers: dic
     assert status == 401
     assert body["errors"][0]["code"] == "unauthorized"
     assert body["message"]
+
+
+async def test_a_download_names_a_non_ascii_file_in_an_ascii_header(api: Api, kite: bytes) -> None:
+    instruction_id = await api.instruction("images/resize", {"width": 64, "format": "webp"})
+    form = aiohttp.FormData(quote_fields=False)  # the name in UTF-8, as browsers send it
+    form.add_field("file", kite, filename="Fête à 東京.jpg", content_type="image/jpeg")
+    status, _ = await api.call("POST", f"/instructions/{instruction_id}/details", data=form)
+    assert status == 201
+    [done] = await api.wait_final(instruction_id)
+    path = f"/instructions/{instruction_id}/details/{done['id']}/file"
+    async with api.session.get(api.base + path, headers=api.token("alice")) as response:
+        assert response.status == 200
+        [raw] = [v for k, v in response.raw_headers if k.lower() == b"content-disposition"]
+    assert raw.isascii(), raw
+    # As a browser reads it (RFC 6266): filename* (RFC 8187) gives the whole name
+    # back, and the plain filename is a quoted ASCII fallback.
+    disposition = raw.decode("ascii")
+    assert disposition.startswith("attachment;")
+    [extended] = re.findall(r"filename\*=UTF-8''([^;\s]+)", disposition)
+    assert urllib.parse.unquote(extended, errors="strict") == "Fête à 東京.webp"
+    [fallback] = re.findall(r'filename="([^"]*)"', disposition)
+    assert fallback.endswith(".webp")
 
 
 async def test_a_whole_job_from_upload_to_download(api: Api, kite: bytes) -> None:

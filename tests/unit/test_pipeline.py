@@ -132,6 +132,16 @@ async def collect(events: AsyncIterator, count: int) -> list:
     return [await asyncio.wait_for(anext(events), 1) for _ in range(count)]
 
 
+async def settled() -> None:
+    """Let every task that can go on run until it waits for something.
+
+    The in-memory ports never wait on a clock, a thread or a socket, so a
+    bounded number of loop turns brings them to rest however slow the machine.
+    """
+    for _ in range(100):
+        await asyncio.sleep(0)
+
+
 async def test_a_file_is_processed_stored_and_announced(
     repo: MemoryInstructionRepository,
     storage: MemoryImageStorage,
@@ -254,6 +264,38 @@ async def test_two_workers_on_one_file_process_it_once(
     assert sorted(o.value for o in outcomes) == ["done", "done", "done", "finished"]
     assert processor.calls == 1
     assert (await repo.get_detail(detail.id)).status is Status.DONE
+
+
+class RacedRepository(MemoryInstructionRepository):
+    """Another worker claims a file between this worker's read of it and its claim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    async def get_detail(self, detail_id: str) -> InstructionDetail:
+        detail = await super().get_detail(detail_id)
+        if not self.raced and detail.status is Status.PENDING:
+            self.raced = True
+            rival = detail.claim("rival-lease", T0, T0 + timedelta(seconds=60))
+            assert await super().update_detail(rival)
+        return detail  # the copy read before the rival's claim: still PENDING
+
+
+async def test_a_claim_lost_to_another_worker_processes_and_announces_nothing(
+    storage, broker, processor, clock, tmp_path
+) -> None:
+    repo = RacedRepository()
+    detail = await uploaded(repo, storage, broker)
+    async with broker.notifications() as events:
+        outcome = await run(repo, storage, broker, processor, clock, detail, tmp_path)
+        await broker.publish_notification(pipeline.notification_for(detail))  # a marker
+        [first] = await collect(events, 1)
+    assert outcome is pipeline.Outcome.DONE
+    assert processor.calls == 0
+    held = await repo.get_detail(detail.id)
+    assert (held.status, held.lease_id, held.attempts) == (Status.PROCESSING, "rival-lease", 1)
+    assert first.status is Status.PENDING  # the marker: this worker published nothing before it
 
 
 async def test_a_corrupt_image_fails_at_once_with_its_reason(
@@ -390,6 +432,20 @@ async def test_cleanup_deletes_only_finished_files_past_retention(
     assert again == (0, 0)
 
 
+async def test_cleanup_keeps_finished_files_younger_than_retention(
+    repo, storage, broker, processor, clock, tmp_path
+) -> None:
+    finished = await uploaded(repo, storage, broker)
+    await run(repo, storage, broker, processor, clock, finished, tmp_path)
+    clock.advance(SETTINGS.retention_seconds - 1)
+    assert await pipeline.cleanup(repo, storage, broker, now=clock(), settings=SETTINGS) == (0, 0)
+    kept = await repo.get_detail(finished.id)
+    assert not kept.is_cleaned
+    assert kept.output is not None
+    assert await storage.exists(kept.original_key)
+    assert await storage.exists(kept.output.key)
+
+
 async def test_cleanup_fails_files_stuck_for_too_long(repo, storage, broker, clock) -> None:
     stuck = await uploaded(repo, storage, broker)
     clock.advance(SETTINGS.stale_after_seconds + 1)
@@ -493,15 +549,11 @@ async def test_a_worker_claims_one_file_ahead_of_its_pool_and_no_more(
         async def statuses() -> list[Status]:
             return [(await repo.get_detail(d.id)).status for d in details]
 
-        for _ in range(100):
-            if (await statuses()).count(Status.PROCESSING) == 2:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)  # time enough to claim a third, were it allowed to
+        await settled()  # every job the worker may take is taken and claimed by now
         assert sorted(s.value for s in await statuses()) == ["PENDING", "PROCESSING", "PROCESSING"]
         assert runner.calls == 1  # the file ahead waits for the slot, already fetched
         runner.gate.set()
-        for _ in range(200):
+        for _ in range(3000):
             if await statuses() == [Status.DONE] * 3:
                 break
             await asyncio.sleep(0.01)

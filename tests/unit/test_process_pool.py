@@ -3,6 +3,11 @@
 The crash is real: `crash_hook.run_or_crash` stands in for the pool's task
 body (in the children too, which unpickle it by name) and kills its child
 with SIGSEGV on a file carrying the marker.
+
+The order of events is set by gates, not sleeps: `wait_at_gate` stands in
+for the task body and holds each file in its child until the test opens the
+file's gate, so no verdict depends on how long anything takes, except where
+a time limit is what is tested.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import attrs
@@ -75,22 +80,85 @@ async def test_a_crash_fails_its_own_file_and_spares_the_one_beside_it(
         assert (await runner(request(innocent))).width == 256
 
 
+GATE_SECONDS = 60
+
+
+def wait_at_gate(request: ProcessingRequest) -> tuple[int, str]:
+    """Holds the file until the test opens its gate; the child's pid and the source's name.
+
+    It marks its start beside the source (``<name>.began``), then waits for
+    ``<name>.go`` there; after `GATE_SECONDS` it gives up, so a test that
+    never opens a gate fails instead of hanging.
+    """
+    source = request.source
+    source.with_suffix(".began").touch()
+    gate = source.with_suffix(".go")
+    deadline = time.monotonic() + GATE_SECONDS
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody opened {gate} in {GATE_SECONDS} s")
+        time.sleep(0.005)
+    return os.getpid(), source.stem
+
+
+@attrs.frozen
+class Gates:
+    """Requests for `wait_at_gate` in one folder, and their gates."""
+
+    folder: Path
+
+    def request(self, name: str, *, opened: bool = False) -> ProcessingRequest:
+        if opened:
+            self.open(name)
+        return request(self.folder / f"{name}.jpg")
+
+    def open(self, name: str) -> None:
+        (self.folder / f"{name}.go").touch()
+
+    def began(self, name: str) -> bool:
+        return (self.folder / f"{name}.began").exists()
+
+
+@pytest.fixture
+def gates(tmp_path: Path) -> Gates:
+    return Gates(tmp_path)
+
+
+@pytest.fixture
+async def pool(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
+    monkeypatch.setattr(process_pool, "run_in_child", wait_at_gate)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=20)
+    yield runner
+    runner.close()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Returns once ``condition()`` holds; fails the test if it still does not after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not so after {seconds:g} s")
+        await asyncio.sleep(0.01)
+
+
 async def test_a_timeout_replaces_only_the_child_that_ran_too_long(
-    runner: ProcessPoolRunner, photo: Path, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, gates: Gates
 ) -> None:
-    quick = tmp_path / "quick.jpg"
-    quick.write_bytes(valid("jpeg"))
-    await asyncio.gather(runner(request(quick)), runner(request(quick)))  # both children up
-    before = runner.child_pids()
-    runner._timeout = 0.3
-    slow = tmp_path / "slow.jpg"
-    slow.write_bytes(photo.read_bytes())
-    with pytest.raises(ProcessingTimeout, match=r"0\.3 s"):  # AVIF at 4 MP: seconds of work
-        await runner(request(slow, "images/convert", format="avif"))
-    after = runner.child_pids()
-    assert sum(a == b for a, b in zip(before, after, strict=True)) == 1, (before, after)
-    runner._timeout = 60
-    assert (await runner(request(quick))).width == 48
+    monkeypatch.setattr(process_pool, "run_in_child", wait_at_gate)
+    runner = ProcessPoolRunner(workers=2, timeout_seconds=60)
+    try:
+        await asyncio.gather(*(runner(gates.request(name, opened=True)) for name in ("one", "two")))
+        before = runner.child_pids()
+        assert None not in before  # both children up
+        runner._timeout = 0.3
+        with pytest.raises(ProcessingTimeout, match=r"0\.3 s"):
+            await runner(gates.request("stuck"))  # its gate never opens
+        after = runner.child_pids()
+        assert sum(a == b for a, b in zip(before, after, strict=True)) == 1, (before, after)
+        runner._timeout = 60
+        assert (await runner(gates.request("quick", opened=True)))[1] == "quick"
+    finally:
+        runner.close()
 
 
 class Unreadable(Exception):
@@ -123,52 +191,37 @@ async def test_an_answer_that_cannot_be_read_fails_its_file_and_keeps_the_child(
         runner.close()
 
 
-def sleep_named(request: ProcessingRequest) -> tuple[int, str]:
-    """Sleeps as many seconds as the source's name says; the child's pid and the name."""
-    time.sleep(float(request.source.stem))
-    return os.getpid(), request.source.stem
-
-
-@pytest.fixture
-async def sleepy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
-    monkeypatch.setattr(process_pool, "run_in_child", sleep_named)
-    runner = ProcessPoolRunner(workers=1, timeout_seconds=20)
-    yield runner
-    runner.close()
-
-
-def named(seconds: str) -> ProcessingRequest:
-    return request(Path(f"{seconds}.jpg"))
-
-
 async def test_the_next_file_is_in_the_childs_pipe_while_it_runs_the_last(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    first = asyncio.create_task(sleepy(named("0.3")))
-    second = asyncio.create_task(sleepy(named("0.5")))
-    third = asyncio.create_task(sleepy(named("0.02")))
-    await asyncio.sleep(0.1)
-    assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.5"]
-    assert [e.request.source.stem for e in sleepy._queue] == ["0.02"]
+    first = asyncio.create_task(pool(gates.request("first")))
+    second = asyncio.create_task(pool(gates.request("second")))
+    third = asyncio.create_task(pool(gates.request("third")))
+    await asyncio.sleep(0)  # each call queues its file and feeds the child before it waits
+    assert [e.request.source.stem for e in pool._ahead.values()] == ["second"]
+    assert [e.request.source.stem for e in pool._queue] == ["third"]
+    gates.open("first")
     pid, _ = await first
-    # The child is on the file sent ahead (long enough that a loaded machine cannot
-    # let it finish before this line runs), and the one after it is written ahead.
-    assert [e.request.source.stem for e in sleepy._running.values()] == ["0.5"]
-    assert [e.request.source.stem for e in sleepy._ahead.values()] == ["0.02"]
-    assert list(sleepy._queue) == []
-    assert await second == (pid, "0.5")
-    assert await third == (pid, "0.02")
+    # The child is on the file sent ahead (held at its gate), and the one after it is
+    # written ahead.
+    assert [e.request.source.stem for e in pool._running.values()] == ["second"]
+    assert [e.request.source.stem for e in pool._ahead.values()] == ["third"]
+    assert list(pool._queue) == []
+    gates.open("second")
+    assert await second == (pid, "second")
+    gates.open("third")
+    assert await third == (pid, "third")
 
 
 async def test_a_child_is_recycled_after_its_files_and_nothing_is_sent_ahead_past_them(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, gates: Gates
 ) -> None:
-    monkeypatch.setattr(process_pool, "run_in_child", sleep_named)
+    monkeypatch.setattr(process_pool, "run_in_child", wait_at_gate)
     runner = ProcessPoolRunner(workers=1, timeout_seconds=20, max_tasks_per_child=2)
     try:
-        names = ["0.2", "0.01", "0.02", "0.03", "0.04"]
+        names = ["a", "b", "c", "d", "e"]
         answers = await asyncio.wait_for(
-            asyncio.gather(*(runner(named(name)) for name in names)), 30
+            asyncio.gather(*(runner(gates.request(name, opened=True)) for name in names)), 60
         )
         assert [name for _, name in answers] == names
         pids = [pid for pid, _ in answers]
@@ -178,59 +231,74 @@ async def test_a_child_is_recycled_after_its_files_and_nothing_is_sent_ahead_pas
 
 
 async def test_a_request_that_cannot_be_sent_fails_alone_idle_or_ahead(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    unpicklable = attrs.evolve(named("0.01"), params={"hook": lambda: None})
+    unpicklable = attrs.evolve(gates.request("unpicklable"), params={"hook": lambda: None})
     with pytest.raises(ProcessingError, match="could not be sent"):
-        await sleepy(unpicklable)  # to an idle child
-    running = asyncio.create_task(sleepy(named("0.3")))
-    await asyncio.sleep(0.05)
+        await pool(unpicklable)  # to an idle child
+    running = asyncio.create_task(pool(gates.request("running")))
+    await asyncio.sleep(0)  # the child has the running file before the next call comes
+    assert [e.request.source.stem for e in pool._running.values()] == ["running"]
     with pytest.raises(ProcessingError, match="could not be sent"):
-        await asyncio.wait_for(sleepy(unpicklable), 15)  # ahead of the running file
+        await asyncio.wait_for(pool(unpicklable), 15)  # ahead of the running file
+    gates.open("running")
     pid, _ = await running
-    assert await sleepy(named("0.01")) == (pid, "0.01")  # the same child goes on
+    assert await pool(gates.request("next", opened=True)) == (pid, "next")  # the same child
 
 
 async def test_a_file_sent_ahead_gets_its_full_time_limit_from_the_answer_before_it(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    await sleepy(named("0.01"))  # the child is up: its start does not count below
-    sleepy._timeout = 0.6
-    first = asyncio.create_task(sleepy(named("0.4")))
-    second = asyncio.create_task(sleepy(named("0.4")))  # sent ahead at once: 0.8 s from now
+    await pool(gates.request("start", opened=True))  # the child is up: its start does not count
+    # Each file is held 1.2 s, within the limit of 2 s; both together, counted from when
+    # the second was sent ahead, run past it. A busy machine only makes the files longer:
+    # a limit counted from the sending fails however fast the machine is, and the right
+    # one leaves each file 0.8 s for wake-ups and the answer.
+    pool._timeout = 2
+    first = asyncio.create_task(pool(gates.request("first")))
+    second = asyncio.create_task(pool(gates.request("second")))  # sent ahead at once
+    await asyncio.sleep(1.2)
+    gates.open("first")
     pid, _ = await asyncio.wait_for(first, 15)
-    assert await second == (pid, "0.4")
+    await asyncio.sleep(1.2)
+    gates.open("second")
+    assert await asyncio.wait_for(second, 15) == (pid, "second")
 
 
 async def test_a_file_cancelled_while_it_waits_leaves_the_child_alone(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    running = asyncio.create_task(sleepy(named("0.3")))
-    ahead = asyncio.create_task(sleepy(named("0.01")))
-    waiting = asyncio.create_task(sleepy(named("0.02")))
-    after = asyncio.create_task(sleepy(named("0.01")))
-    await asyncio.sleep(0.1)
+    running = asyncio.create_task(pool(gates.request("running")))
+    ahead = asyncio.create_task(pool(gates.request("ahead", opened=True)))
+    waiting = asyncio.create_task(pool(gates.request("waiting", opened=True)))
+    after = asyncio.create_task(pool(gates.request("after", opened=True)))
+    await asyncio.sleep(0)
+    assert [e.request.source.stem for e in pool._queue] == ["waiting", "after"]
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+    gates.open("running")
     pid, _ = await running
-    assert await ahead == (pid, "0.01")
-    assert await after == (pid, "0.01")  # the same child, and the cancelled file never ran
+    assert await ahead == (pid, "ahead")
+    assert await after == (pid, "after")  # the same child,
+    assert not gates.began("waiting")  # and the cancelled file never ran
 
 
 async def test_a_file_cancelled_while_sent_ahead_ends_the_child_when_it_comes_to_it(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    running = asyncio.create_task(sleepy(named("0.3")))
-    ahead = asyncio.create_task(sleepy(named("0.01")))
-    after = asyncio.create_task(sleepy(named("0.01")))
-    await asyncio.sleep(0.1)
+    running = asyncio.create_task(pool(gates.request("running")))
+    ahead = asyncio.create_task(pool(gates.request("ahead", opened=True)))
+    after = asyncio.create_task(pool(gates.request("after", opened=True)))
+    await asyncio.sleep(0)
+    assert [e.request.source.stem for e in pool._ahead.values()] == ["ahead"]
     ahead.cancel()
     with pytest.raises(asyncio.CancelledError):
         await ahead
+    gates.open("running")
     pid, _ = await running
     later, name = await asyncio.wait_for(after, 15)
-    assert (name, later != pid) == ("0.01", True)  # a new child: nobody waits for the old one
+    assert (name, later != pid) == ("after", True)  # a new child: nobody waits for the old one
 
 
 async def test_a_file_sent_ahead_of_a_crash_runs_on_the_next_child(
@@ -244,7 +312,7 @@ async def test_a_file_sent_ahead_of_a_crash_runs_on_the_next_child(
     try:
         crashing = asyncio.create_task(runner(request(killer)))
         behind = asyncio.create_task(runner(request(source)))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)
         assert [e.request.source for e in runner._ahead.values()] == [source]
         with pytest.raises(ProcessorCrashed):
             await crashing
@@ -254,36 +322,40 @@ async def test_a_file_sent_ahead_of_a_crash_runs_on_the_next_child(
 
 
 async def test_a_file_sent_ahead_of_a_timeout_runs_on_the_next_child(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    sleepy._timeout = 3
-    stuck = asyncio.create_task(sleepy(named("30")))
-    behind = asyncio.create_task(sleepy(named("0.01")))
-    await asyncio.sleep(0.5)
-    [first] = sleepy.child_pids()
+    pool._timeout = 0.5
+    stuck = asyncio.create_task(pool(gates.request("stuck")))  # its gate never opens
+    behind = asyncio.create_task(pool(gates.request("behind", opened=True)))
+    await asyncio.sleep(0)  # the stuck file has started, with its limit; the other is ahead
+    assert [e.request.source.stem for e in pool._ahead.values()] == ["behind"]
+    # The behind file's limit, taken when it starts, also covers the start of its new
+    # child: about a second here, up to five with both cores busy.
+    pool._timeout = 60
+    [first] = pool.child_pids()
     with pytest.raises(ProcessingTimeout):
-        await asyncio.wait_for(stuck, 15)
-    pid, name = await asyncio.wait_for(behind, 15)
-    assert (name, pid != first) == ("0.01", True)
+        await asyncio.wait_for(stuck, 30)
+    pid, name = await asyncio.wait_for(behind, 30)
+    assert (name, pid != first) == ("behind", True)
 
 
 async def test_a_file_cancelled_while_it_runs_ends_its_child_and_the_next_gets_a_new_one(
-    sleepy: ProcessPoolRunner,
+    pool: ProcessPoolRunner, gates: Gates
 ) -> None:
-    running = asyncio.create_task(sleepy(named("5")))
-    waiting = asyncio.create_task(sleepy(named("0.01")))
-    await asyncio.sleep(0.5)
-    [killed] = sleepy.child_pids()
+    running = asyncio.create_task(pool(gates.request("running")))  # its gate never opens
+    waiting = asyncio.create_task(pool(gates.request("waiting", opened=True)))
+    await until(lambda: gates.began("running"))
+    [killed] = pool.child_pids()
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
     pid, name = await asyncio.wait_for(waiting, 15)
-    assert name == "0.01"
+    assert name == "waiting"
     assert pid != killed
 
 
 async def test_a_child_that_cannot_start_fails_its_file_and_the_next_file_gets_one(
-    sleepy: ProcessPoolRunner, monkeypatch: pytest.MonkeyPatch
+    pool: ProcessPoolRunner, gates: Gates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = process_pool._Child
     failures = [OSError(11, "Resource temporarily unavailable")]
@@ -294,11 +366,11 @@ async def test_a_child_that_cannot_start_fails_its_file_and_the_next_file_gets_o
         return real(*args)
 
     monkeypatch.setattr(process_pool, "_Child", child_or_failure)
-    first = asyncio.create_task(sleepy(named("0.01")))
-    second = asyncio.create_task(sleepy(named("0.02")))
+    first = asyncio.create_task(pool(gates.request("first", opened=True)))
+    second = asyncio.create_task(pool(gates.request("second", opened=True)))
     with pytest.raises(ProcessorCrashed):
         await asyncio.wait_for(first, 15)
-    assert (await asyncio.wait_for(second, 15))[1] == "0.02"
+    assert (await asyncio.wait_for(second, 15))[1] == "second"
 
 
 ORPHAN_SCRIPT = """

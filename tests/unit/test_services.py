@@ -115,10 +115,11 @@ async def test_a_file_over_the_limit_is_refused_while_streaming(repo, storage, b
     limit = find_product("images/resize").limits.max_file_bytes
     produced = 0
 
-    async def endless() -> AsyncIterator[bytes]:
+    async def past_the_limit() -> AsyncIterator[bytes]:
+        # Bounded, so that a broken limit fails this test instead of filling memory.
         nonlocal produced
         yield JPEG
-        while True:
+        while produced <= limit + 4 * 1024 * 1024:
             produced += 1024 * 1024
             yield b"\x00" * (1024 * 1024)
 
@@ -130,7 +131,7 @@ async def test_a_file_over_the_limit_is_refused_while_streaming(repo, storage, b
             user_id="alice",
             instruction_id=instruction_id,
             filename="big.jpg",
-            chunks=endless(),
+            chunks=past_the_limit(),
             now=NOW,
         )
     assert produced <= limit + 1024 * 1024

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,8 +46,19 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def verify(headers: dict[str, str], body: bytes) -> None:
-    stamp, mac = (part.split("=", 1)[1] for part in headers["Imagecore-Signature"].split(","))
-    assert mac == signature(SECRET, int(stamp), body)
+    """Check the signature as a receiver would, from the documented recipe alone."""
+    fields = dict(part.split("=", 1) for part in headers["Imagecore-Signature"].split(","))
+    assert set(fields) == {"t", "v1"}
+    signed = fields["t"].encode() + b"." + body  # the time is signed: a replay shows
+    expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(fields["v1"], expected)
+
+
+def test_the_signature_covers_the_time_as_well_as_the_body() -> None:
+    body = b'{"event":"instruction.finished"}'
+    assert signature(SECRET, 1_700_000_000, body) != signature(SECRET, 1_700_000_001, body)
+    assert signature(SECRET, 1_700_000_000, body) != signature(SECRET, 1_700_000_000, body + b" ")
+    assert signature(SECRET, 1_700_000_000, body) != signature("another", 1_700_000_000, body)
 
 
 async def test_a_finished_instruction_posts_one_signed_webhook(
@@ -107,6 +120,52 @@ async def test_private_addresses_are_refused_by_default(receiver: Receiver) -> N
     finally:
         await sender.close()
     assert receiver.calls == []
+
+
+@attrs.define
+class FakeResolver:
+    """Answers every name with the same addresses, and notes the names it is asked."""
+
+    addresses: list[str]
+    asked: list[str] = attrs.field(factory=list)
+
+    async def __call__(self, host: str, _port: int) -> list[str]:
+        self.asked.append(host)
+        return self.addresses
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        ("93.184.215.14", "10.0.0.7"),
+        ("93.184.215.14", "127.0.0.1"),
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", "fd00::1"),
+        ("169.254.169.254",),
+    ],
+)
+async def test_a_name_resolving_to_any_private_address_is_refused(
+    receiver: Receiver, addresses: tuple[str, ...]
+) -> None:
+    resolver = FakeResolver(list(addresses))
+    sender = WebhookSender(SECRET, first_delay=0.01, resolver=resolver)
+    try:
+        assert not await sender.deliver(receiver.url, b"{}", "id:1")
+    finally:
+        await sender.close()
+    assert resolver.asked == ["127.0.0.1"]
+    assert receiver.calls == []
+
+
+async def test_a_name_resolving_only_to_public_addresses_is_delivered(receiver: Receiver) -> None:
+    # The receiver listens on loopback; the resolver says the name is public.
+    resolver = FakeResolver(["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+    sender = WebhookSender(SECRET, first_delay=0.01, resolver=resolver)
+    try:
+        assert await sender.deliver(receiver.url, b'{"x":1}', "id:1")
+    finally:
+        await sender.close()
+    [(headers, raw)] = receiver.calls
+    verify(headers, raw)
 
 
 @pytest.mark.parametrize(
