@@ -18,7 +18,7 @@ from pathlib import Path
 
 import attrs
 
-from imagecore.errors import ConflictError, NotFound, ObjectNotFound
+from imagecore.errors import ConflictError, NotFound, ObjectNotFound, TooManyFiles
 from imagecore.model import Instruction, InstructionDetail, Status, aggregate_status
 from imagecore.ports import (
     DetailQuery,
@@ -144,11 +144,15 @@ class MemoryInstructionRepository:
             [self._details[d].status for d in self._by_instruction[instruction_id]]
         )
 
-    async def add_detail(self, detail: InstructionDetail) -> None:
+    async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
+        # No await in here: the check and the insert are one step on the loop.
         if detail.id in self._details:
             raise ConflictError(f"detail {detail.id} exists")
         if detail.instruction_id not in self._instructions:
             raise NotFound("instruction not found")
+        held = len(self._by_instruction[detail.instruction_id])
+        if max_files is not None and held >= max_files:
+            raise TooManyFiles(f"the instruction holds {max_files} files already")
         self._details[detail.id] = detail
         self._by_instruction[detail.instruction_id].append(detail.id)
 

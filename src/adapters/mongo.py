@@ -54,6 +54,7 @@ from imagecore.errors import (
     DependencyUnavailable,
     ImageCoreError,
     NotFound,
+    TooManyFiles,
     ValidationError,
 )
 from imagecore.model import Instruction, InstructionDetail, Status, aggregate_status, new_id
@@ -149,6 +150,7 @@ class MongoInstructionRepository:
         self._instructions: _Collection = db["instructions"]
         self._details: _Collection = db["details"]
         self._locks: _Collection = db["detail_locks"]
+        self._places: _Collection = db["file_places"]
         self._lock_expiry = max(_LOCK_EXPIRY, 4 * timedelta(milliseconds=timeout_ms))
         self._last_seq = 0
 
@@ -269,7 +271,7 @@ class MongoInstructionRepository:
 
     # ------------------------------------------------------------------ details
 
-    async def add_detail(self, detail: InstructionDetail) -> None:
+    async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
         stored = _to_stored(detail_to_document(detail), _DETAIL_JSON)
         # Upload order: strictly increasing here, by the clock across processes.
         self._last_seq = stored["seq"] = max(time.time_ns(), self._last_seq + 1)
@@ -278,8 +280,32 @@ class MongoInstructionRepository:
             parent = await self._instructions.find_one({"_id": detail.instruction_id}, {"_id": 1})
             if parent is None:
                 raise NotFound("instruction not found")
-            await self._details.insert_one(stored)
+            place = None if max_files is None else await self._take_place(detail, max_files)
+            try:
+                await self._details.insert_one(stored)
+            except BaseException:
+                if place is not None:
+                    await self._places.delete_one({"_id": place})
+                raise
         await self._refresh_status(detail.instruction_id)
+
+    async def _take_place(self, detail: InstructionDetail, max_files: int) -> str:
+        """Take one of the instruction's ``max_files`` places; `TooManyFiles` if none is free.
+
+        A place is a document whose ``_id`` names the instruction and a number
+        below the limit: the unique ``_id`` lets one insert win each place, on
+        MongoDB and on FerretDB alike, so concurrent uploads cannot pass the
+        limit. Files from before places existed are counted in first.
+        """
+        held = await self._details.count_documents({"instruction_id": detail.instruction_id})
+        for number in range(held, max_files):
+            place = f"{detail.instruction_id}:{number}"
+            try:
+                await self._places.insert_one({"_id": place, "detail_id": detail.id})
+            except DuplicateKeyError:
+                continue
+            return place
+        raise TooManyFiles(f"the instruction holds {max_files} files already")
 
     async def get_detail(self, detail_id: str) -> InstructionDetail:
         with _translated():

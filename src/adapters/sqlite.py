@@ -38,8 +38,14 @@ from adapters.documents import (
     time_to_document,
 )
 from adapters.sqlite_schema import connect, transaction
-from imagecore.errors import ConflictError, DependencyUnavailable, NotFound
-from imagecore.model import Instruction, InstructionDetail, Status, aggregate_status
+from imagecore.errors import ConflictError, DependencyUnavailable, NotFound, TooManyFiles
+from imagecore.model import (
+    Instruction,
+    InstructionDetail,
+    Status,
+    aggregate_status,
+    counted_status,
+)
 from imagecore.ports import DetailQuery, InstructionQuery, Page
 from imagecore.products import Product
 
@@ -233,7 +239,12 @@ class SqliteInstructionRepository:
             aggregate_status([]).value,
             _dumps(instruction_to_document(instruction)),
         )
-        await self._run(_execute, "INSERT INTO instructions VALUES (?, ?, ?, ?, ?)", row)
+        await self._run(
+            _execute,
+            """INSERT INTO instructions (id, user_id, created_at, status, document)
+               VALUES (?, ?, ?, ?, ?)""",
+            row,
+        )
 
     async def get_instruction(self, instruction_id: str) -> Instruction:
         rows = await self._run(
@@ -263,8 +274,8 @@ class SqliteInstructionRepository:
 
     # ------------------------------------------------------------------ details
 
-    async def add_detail(self, detail: InstructionDetail) -> None:
-        await self._run(_add_detail, _detail_row(detail))
+    async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
+        await self._run(_add_detail, _detail_row(detail), max_files)
 
     async def get_detail(self, detail_id: str) -> InstructionDetail:
         rows = await self._run(_fetch, "SELECT document FROM details WHERE id = ?", (detail_id,))
@@ -292,6 +303,15 @@ class SqliteInstructionRepository:
     async def find_details(self, query: DetailQuery) -> list[InstructionDetail]:
         where: list[str] = []
         args: list[Any] = []
+        # The partial indexes hold only the records a periodic pass acts on; a
+        # query names its index, so that no plan ever walks finished history.
+        index = ""
+        if query.outbox is not None:
+            where.append(f"outbox = {int(query.outbox):d}")
+            index = "INDEXED BY details_in_outbox" if query.outbox else ""
+        if query.is_cleaned is not None:
+            where.append(f"is_cleaned = {int(query.is_cleaned):d}")
+            index = index or ("" if query.is_cleaned else "INDEXED BY details_not_cleaned")
         if query.statuses:
             statuses = sorted(s.value for s in query.statuses)
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -302,15 +322,11 @@ class SqliteInstructionRepository:
         if query.created_before is not None:
             where.append("created_at < ?")
             args.append(_micros(query.created_before))
-        if query.is_cleaned is not None:
-            where.append("is_cleaned = ?")
-            args.append(int(query.is_cleaned))
-        if query.outbox is not None:
-            # Read from the document: asked only together with a status, which the index narrows.
-            where.append("coalesce(json_extract(document, '$.outbox'), 0) = ?")
-            args.append(int(query.outbox))
         condition = " AND ".join(where) or "1"
-        sql = f"SELECT document FROM details WHERE {condition} ORDER BY updated_at, id LIMIT ?"  # noqa: S608 - only fixed fragments are interpolated; values are bound
+        sql = (
+            f"SELECT document FROM details {index} WHERE {condition} "  # noqa: S608 - only fixed fragments are interpolated; values are bound
+            "ORDER BY updated_at, id LIMIT ?"
+        )
         rows = await self._scan(_fetch, sql, (*args, max(query.limit, 0)))
         return [detail_from_document(json.loads(doc)) for (doc,) in rows]
 
@@ -329,6 +345,7 @@ def _detail_row(detail: InstructionDetail) -> dict[str, Any]:
         "created_at": _micros(detail.created_at),
         "updated_at": _micros(detail.updated_at),
         "is_cleaned": int(detail.is_cleaned),
+        "outbox": int(detail.outbox),
         "version": detail.version,
         "document": _dumps(detail_to_document(detail)),
     }
@@ -371,28 +388,59 @@ def _page(
     return total, [doc for (doc,) in rows]
 
 
-def _refresh_status(connection: sqlite3.Connection, instruction_id: str) -> None:
-    # The domain's own function decides, and it needs only which statuses occur:
-    # at most four rows, whatever the number of files.
-    rows = connection.execute(
-        "SELECT DISTINCT status FROM details WHERE instruction_id = ?", (instruction_id,)
-    ).fetchall()
-    status = aggregate_status([Status(s) for (s,) in rows])
-    connection.execute(
-        "UPDATE instructions SET status = ? WHERE id = ?", (status.value, instruction_id)
-    )
+#: The instructions' column counting the files in each status.
+_COUNTED: Final = {
+    Status.PENDING: "pending",
+    Status.PROCESSING: "processing",
+    Status.DONE: "done",
+    Status.FAILED: "failed",
+}
 
 
-def _add_detail(connection: sqlite3.Connection, row: dict[str, Any]) -> None:
+def _counted(
+    connection: sqlite3.Connection, instruction_id: str, before: str | None, after: str
+) -> None:
+    """Move one file of the instruction from status ``before`` (None: a new file) to ``after``.
+
+    The counts are the instruction's own row: a status write reads none of
+    its other files, however many it holds.
+    """
+    moves = [f"{_COUNTED[Status(after)]} = {_COUNTED[Status(after)]} + 1"]
+    if before is not None:
+        moves.append(f"{_COUNTED[Status(before)]} = {_COUNTED[Status(before)]} - 1")
+    counts = connection.execute(
+        f"UPDATE instructions SET {', '.join(moves)} WHERE id = ? "  # noqa: S608 - column names from _COUNTED only
+        "RETURNING pending, processing, done, failed, status",
+        (instruction_id,),
+    ).fetchone()
+    if counts is None:
+        return  # the foreign key refuses the file's insert
+    *numbers, stored = counts
+    status = counted_status(dict(zip(_COUNTED, numbers, strict=True))).value
+    if status != stored:
+        connection.execute(
+            "UPDATE instructions SET status = ? WHERE id = ?", (status, instruction_id)
+        )
+
+
+def _add_detail(connection: sqlite3.Connection, row: dict[str, Any], max_files: int | None) -> None:
     with transaction(connection):
+        if max_files is not None:
+            held = connection.execute(
+                "SELECT pending + processing + done + failed FROM instructions WHERE id = ?",
+                (row["instruction_id"],),
+            ).fetchone()
+            if held is not None and held[0] >= max_files:
+                raise TooManyFiles(f"the instruction holds {max_files} files already")
         connection.execute(
             """INSERT INTO details
-                 (id, instruction_id, status, created_at, updated_at, is_cleaned, version, document)
+                 (id, instruction_id, status, created_at, updated_at, is_cleaned, outbox, version,
+                  document)
                VALUES (:id, :instruction_id, :status, :created_at, :updated_at, :is_cleaned,
-                       :version, :document)""",
+                       :outbox, :version, :document)""",
             row,
         )
-        _refresh_status(connection, row["instruction_id"])
+        _counted(connection, row["instruction_id"], None, row["status"])
 
 
 def _update_detail(connection: sqlite3.Connection, row: dict[str, Any], expected: int) -> bool:
@@ -405,12 +453,12 @@ def _update_detail(connection: sqlite3.Connection, row: dict[str, Any], expected
         connection.execute(
             """UPDATE details
                SET status = :status, updated_at = :updated_at, is_cleaned = :is_cleaned,
-                   version = :version, document = :document
+                   outbox = :outbox, version = :version, document = :document
                WHERE id = :id""",
             row,
         )
         if found[0] != row["status"]:
             # Most writes keep the status (a lease renewed, a record cleared): the
             # instruction's status can only change with one of its files'.
-            _refresh_status(connection, row["instruction_id"])
+            _counted(connection, row["instruction_id"], found[0], row["status"])
     return True

@@ -17,7 +17,7 @@ from imagecore.errors import DependencyUnavailable
 __all__ = ["SCHEMA_VERSION", "connect", "transaction"]
 
 #: ``PRAGMA user_version`` of a database holding the schema below.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # One tuple of statements per schema version; a database at version N runs the
 # tuples after N in one transaction.
@@ -59,6 +59,37 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX details_by_status ON details (status, updated_at, id)",
         "CREATE INDEX details_by_cleaning ON details (is_cleaned, updated_at, id)",
         "CREATE INDEX details_by_creation ON details (created_at)",
+    ),
+    # Version 2: the periodic passes read only the records they act on, never
+    # the finished files of history, and an instruction's status is kept from
+    # counts of its files' statuses rather than recomputed from the files.
+    (
+        # The outbox record as a column, so that a partial index holds just the
+        # files whose job or final notification is still to be published.
+        "ALTER TABLE details ADD COLUMN outbox INTEGER NOT NULL DEFAULT 0",
+        "UPDATE details SET outbox = coalesce(json_extract(document, '$.outbox'), 0)",
+        "CREATE INDEX details_in_outbox ON details (updated_at, id) WHERE outbox = 1",
+        # Files whose stored bytes are still kept: in flight, finished within
+        # retention, or due for cleanup (cleanup and GET /files walk it).
+        "CREATE INDEX details_not_cleaned ON details (updated_at, id) WHERE is_cleaned = 0",
+        "DROP INDEX details_by_cleaning",
+        # No query filters by these alone any more.
+        "DROP INDEX details_by_creation",
+        "DROP INDEX details_by_update",
+        # How many of the instruction's files are in each status.
+        "ALTER TABLE instructions ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE instructions ADD COLUMN processing INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE instructions ADD COLUMN done INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE instructions ADD COLUMN failed INTEGER NOT NULL DEFAULT 0",
+        """UPDATE instructions SET
+            pending = (SELECT count(*) FROM details d
+                       WHERE d.instruction_id = instructions.id AND d.status = 'PENDING'),
+            processing = (SELECT count(*) FROM details d
+                          WHERE d.instruction_id = instructions.id AND d.status = 'PROCESSING'),
+            done = (SELECT count(*) FROM details d
+                    WHERE d.instruction_id = instructions.id AND d.status = 'DONE'),
+            failed = (SELECT count(*) FROM details d
+                      WHERE d.instruction_id = instructions.id AND d.status = 'FAILED')""",
     ),
 )
 

@@ -136,7 +136,12 @@ async def get_instruction(request: web.Request) -> web.Response:
 
 
 async def upload_files(request: web.Request) -> web.Response:
-    """``POST /instructions/{id}/details``: one or more multipart parts named ``file``."""
+    """``POST /instructions/{id}/details``: one or more multipart parts named ``file``.
+
+    Each file is stored or refused on its own, in the order sent: the answer
+    lists the stored ``files`` and the ``refused`` ones with their reasons.
+    Only a request that stores no file fails, with its first file's error.
+    """
     who = identify(request)
     runtime = request.app[RUNTIME]
     # Whose instruction it is, before a byte of the body is read.
@@ -146,39 +151,58 @@ async def upload_files(request: web.Request) -> web.Response:
     if not _media_type(request).startswith("multipart/"):
         raise ValidationError("send the files as multipart/form-data parts named 'file'")
     accepted: list[InstructionDetail] = []
-    async for part in _parts(request):
-        if part.name != "file":
-            continue
-
-        async def chunks(part: BodyPartReader = part) -> AsyncIterator[bytes]:
-            while chunk := await part.read_chunk(_CHUNK):
-                yield chunk
-
-        name = part.filename or "upload"
-        try:
-            detail = await services.upload_file(
-                runtime.repository,
-                runtime.storage,
-                runtime.broker,
-                user_id=who.user_id,
-                instruction_id=request.match_info["id"],
-                filename=name,
-                chunks=chunks(),
-                now=utc_now(),
-                max_bytes=runtime.settings.max_file_bytes or None,
-                max_queued=runtime.settings.max_queued_files or None,
-            )
-        except ImageCoreError as exc:
-            if accepted:
-                exc.message = f"{name}: {exc.message} ({len(accepted)} earlier files were accepted)"
-            else:
-                exc.message = f"{name}: {exc.message}"
+    refusals: list[tuple[str, ImageCoreError]] = []
+    try:
+        async for part in _parts(request):
+            if part.name != "file":
+                continue
+            name = part.filename or "upload"
+            try:
+                detail = await _upload_part(request, who.user_id, name, part)
+            except ImageCoreError as exc:
+                refusals.append((name, exc))
+                continue
+            request.app[METRICS].uploaded_bytes.inc(detail.size)
+            accepted.append(detail)
+    except ValidationError as exc:  # the body broke off: what was stored stays
+        if not accepted:
             raise
-        request.app[METRICS].uploaded_bytes.inc(detail.size)
-        accepted.append(detail)
+        refusals.append(("(the rest of the body)", exc))
     if not accepted:
+        if refusals:
+            first_name, first = refusals[0]
+            first.message = f"{first_name}: {first.message}"
+            raise first
         raise ValidationError("no file received: send multipart/form-data parts named 'file'")
-    return ok({"files": [detail_view(d) for d in accepted]}, "files uploaded", status=201)
+    refused = [{"name": n, "code": e.code, "message": e.message} for n, e in refusals]
+    message = (
+        f"{len(accepted)} files uploaded, {len(refused)} refused" if refused else "files uploaded"
+    )
+    body = {"files": [detail_view(d) for d in accepted], "refused": refused}
+    return ok(body, message, status=201)
+
+
+async def _upload_part(
+    request: web.Request, user_id: str, name: str, part: BodyPartReader
+) -> InstructionDetail:
+    runtime = request.app[RUNTIME]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while chunk := await part.read_chunk(_CHUNK):
+            yield chunk
+
+    return await services.upload_file(
+        runtime.repository,
+        runtime.storage,
+        runtime.broker,
+        user_id=user_id,
+        instruction_id=request.match_info["id"],
+        filename=name,
+        chunks=chunks(),
+        now=utc_now(),
+        max_bytes=runtime.settings.max_file_bytes or None,
+        max_queued=runtime.settings.max_queued_files or None,
+    )
 
 
 def _media_type(request: web.Request) -> str:

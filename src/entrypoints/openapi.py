@@ -46,6 +46,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_REFUSED = {
+    "type": "object",
+    "required": ["name", "code", "message"],
+    "properties": {
+        "name": {"type": "string"},
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
 _ERRORS = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "429": _ERROR, "503": _ERROR}
 _PATH_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _PATH_DETAIL = {"name": "detail_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -207,7 +216,13 @@ _PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Upload one or more files (multipart parts named 'file')",
             {
-                "201": _json(_data(files={"type": "array", "items": _ref("Detail")}), "uploaded"),
+                "201": _json(
+                    _data(
+                        files={"type": "array", "items": _ref("Detail")},
+                        refused={"type": "array", "items": _REFUSED},
+                    ),
+                    "the files stored, and those refused with their reasons",
+                ),
                 "413": _ERROR,
                 "415": _ERROR,
             },

@@ -12,6 +12,7 @@ import enum
 import itertools
 import os
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "Status",
     "aggregate_status",
     "check_transition",
+    "counted_status",
     "is_object_id",
     "new_id",
 ]
@@ -300,3 +302,8 @@ def aggregate_status(statuses: list[Status]) -> Status:
     if any(s is Status.DONE for s in statuses):
         return Status.DONE
     return Status.FAILED
+
+
+def counted_status(counts: Mapping[Status, int]) -> Status:
+    """`aggregate_status` from how many files are in each status (it needs only which occur)."""
+    return aggregate_status([status for status, count in counts.items() if count > 0])

@@ -581,31 +581,40 @@ async def cleanup(
     """Delete stored files past retention and fail files stuck for too long.
 
     Only final files (DONE or FAILED) lose their stored bytes, so cleanup
-    never takes a file from under an unfinished job. Returns (cleaned, failed).
+    never takes a file from under an unfinished job. A file is due once
+    retention has passed since its upload and since its last change (a file
+    finished late keeps its results that long), so the query reads only due
+    files. It goes on in batches of ``DetailQuery.limit`` until nothing is
+    due: a backlog is drained in one run however large, and no single query
+    holds the repository long. Returns (cleaned, failed).
     """
     cleaned = failed = 0
-    old = await repo.find_details(
-        DetailQuery(
-            statuses=TERMINAL,
-            created_before=now - timedelta(seconds=settings.retention_seconds),
-            is_cleaned=False,
-        )
+    cutoff = now - timedelta(seconds=settings.retention_seconds)
+    due = DetailQuery(
+        statuses=TERMINAL, created_before=cutoff, updated_before=cutoff, is_cleaned=False
     )
-    for detail in old:
-        await storage.delete(detail.original_key)
-        if detail.output is not None:
-            await storage.delete(detail.output.key)
-        if await repo.update_detail(detail.mark_cleaned(now)):
-            cleaned += 1
-    stuck = await repo.find_details(
-        DetailQuery(
-            statuses=frozenset({Status.PENDING, Status.PROCESSING}),
-            created_before=now - timedelta(seconds=settings.stale_after_seconds),
-        )
+    while batch := await repo.find_details(due):
+        before = cleaned
+        for detail in batch:
+            await storage.delete(detail.original_key)
+            if detail.output is not None:
+                await storage.delete(detail.output.key)
+            if await repo.update_detail(detail.mark_cleaned(now)):
+                cleaned += 1
+        # A short batch was the last; one where every write lost would come back as it was.
+        if len(batch) < due.limit or cleaned == before:
+            break
+    stuck = DetailQuery(
+        statuses=frozenset({Status.PENDING, Status.PROCESSING}),
+        created_before=now - timedelta(seconds=settings.stale_after_seconds),
     )
-    for detail in stuck:
-        nxt = detail.fail("stale", "nobody finished this file in time; upload it again", now)
-        if await repo.update_detail(nxt):
-            failed += 1
-            await _tell(repo, broker, nxt)
+    while batch := await repo.find_details(stuck):
+        before = failed
+        for detail in batch:
+            nxt = detail.fail("stale", "nobody finished this file in time; upload it again", now)
+            if await repo.update_detail(nxt):
+                failed += 1
+                await _tell(repo, broker, nxt)
+        if len(batch) < stuck.limit or failed == before:
+            break
     return cleaned, failed

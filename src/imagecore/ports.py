@@ -180,8 +180,14 @@ class InstructionRepository(Protocol):
         """One page of a user's instructions, newest first, filtered."""
         ...
 
-    async def add_detail(self, detail: InstructionDetail) -> None:
-        """Insert a new detail; raise `ConflictError` if the id exists."""
+    async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
+        """Insert a new detail; raise `ConflictError` if the id exists.
+
+        With ``max_files``, raise `TooManyFiles` instead when the instruction
+        holds that many files already; the check and the insert are one step,
+        so concurrent inserts never take an instruction past it.
+        Raise `NotFound` if the instruction does not exist.
+        """
         ...
 
     async def get_detail(self, detail_id: str) -> InstructionDetail:

@@ -303,11 +303,11 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
     product = find_product(instruction.product_key)
     if max_queued and await broker.queue_depth() >= max_queued:
         raise ServiceBusy(f"{max_queued} files are waiting already; try again in a minute")
-    if await repo.count_details(instruction.id) >= product.limits.max_files_per_instruction:
-        raise TooManyFiles(
-            f"an instruction of {product.key} takes at most "
-            f"{product.limits.max_files_per_instruction} files"
-        )
+    max_files = product.limits.max_files_per_instruction
+    # Checked again, in one step with the insert, once the bytes are stored: this
+    # early check only spares a full instruction the upload's work.
+    if await repo.count_details(instruction.id) >= max_files:
+        raise _too_many(product.key, max_files)
     detail_id = new_id(now.timestamp())
     # Keys hold only ids we made (hex), never user input such as a user id or a file name.
     key = f"originals/{instruction.id}/{detail_id}"
@@ -329,11 +329,18 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
         outbox=True,
     )
     try:
-        await repo.add_detail(detail)
+        await repo.add_detail(detail, max_files=max_files)
+    except TooManyFiles:
+        await storage.delete(key)
+        raise _too_many(product.key, max_files) from None
     except BaseException:
         await storage.delete(key)
         raise
     return await publish_recorded(repo, broker, detail, now)
+
+
+def _too_many(product_key: str, max_files: int) -> TooManyFiles:
+    return TooManyFiles(f"an instruction of {product_key} takes at most {max_files} files")
 
 
 async def publish_recorded(

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import pytest
 
-from imagecore.errors import ConflictError, NotFound
+from imagecore.errors import ConflictError, NotFound, TooManyFiles
 from imagecore.model import Status
 from imagecore.ports import DetailQuery, InstructionQuery, InstructionRepository
 from imagecore.products import CATALOGUE
@@ -118,6 +118,25 @@ class InstructionRepositoryContract:
         await repo.add_detail(file)
         with pytest.raises(ConflictError):
             await repo.add_detail(file)
+
+    async def test_concurrent_details_never_take_an_instruction_past_its_limit(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        files = [detail(job, created=n / 1000) for n in range(12)]
+        outcomes = await asyncio.gather(
+            *(repo.add_detail(f, max_files=5) for f in files), return_exceptions=True
+        )
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(refused) == 7
+        assert all(isinstance(o, TooManyFiles) for o in refused), refused
+        assert await repo.count_details(job.id) == 5
+        stored = {d.id for d in await repo.list_details(job.id)}
+        assert stored == {f.id for f, o in zip(files, outcomes, strict=True) if o is None}
+        # Without a limit an instruction takes any number (the service always gives one).
+        await repo.add_detail(detail(job, created=1), max_files=None)
+        assert await repo.count_details(job.id) == 6
 
     async def test_a_stale_version_is_not_written(self, repo: InstructionRepository) -> None:
         job = instruction()

@@ -8,6 +8,8 @@ from pathlib import Path
 from http_support import running_api
 
 from entrypoints.ratelimit import RateLimiter
+from hostile import valid
+from imagecore.products import find_product
 
 
 class FakeClock:
@@ -117,3 +119,32 @@ async def test_thousands_of_foreign_and_random_ids_find_nothing(
         assert (attempts, successes) == (2000, 0)
         _, listing = await api.call("GET", "/instructions?size=100", user="mallory")
         assert listing["data"]["instructions"] == []
+
+
+async def test_a_request_partly_over_the_file_limit_stores_what_fits_and_names_the_rest(
+    tmp_path: Path,
+) -> None:
+    image = valid("jpeg")
+    limit = find_product("images/thumbnail").limits.max_files_per_instruction
+    async with running_api(tmp_path) as api:
+        await api.worker.stop()  # the files only wait: this is about storing them
+        instruction_id = await api.instruction("images/thumbnail", {})
+        status, _ = await api.upload(instruction_id, [("first.jpg", image)] * (limit - 2))
+        assert status == 201
+        names = ["fits-1.jpg", "not-an-image.jpg", "fits-2.jpg", "over-1.jpg", "over-2.jpg"]
+        files = [(n, b"plain text" if n == "not-an-image.jpg" else image) for n in names]
+        status, body = await api.upload(instruction_id, files)
+        assert status == 201, body
+        stored = [f["original_name"] for f in body["data"]["files"]]
+        refused = {r["name"]: r["code"] for r in body["data"]["refused"]}
+        assert stored == ["fits-1.jpg", "fits-2.jpg"]
+        assert refused == {
+            "not-an-image.jpg": "unsupported_media_type",
+            "over-1.jpg": "too_many_files",
+            "over-2.jpg": "too_many_files",
+        }
+        assert len(await api.repo.list_details(instruction_id)) == limit
+        assert len(api.storage.stored_keys()) == limit
+        # A request that stores nothing is an error, with its first file's reason.
+        status, body = await api.upload(instruction_id, [("late.jpg", image)])
+        assert (status, body["errors"][0]["code"]) == (413, "too_many_files")

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.filesystem import FilesystemImageStorage
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
+from adapters.sqlite import SqliteInstructionRepository
 from entrypoints.config import Settings
 from entrypoints.worker import Worker
 from imagecore import pipeline, services
@@ -21,8 +22,8 @@ from imagecore.errors import (
     ProcessingTimeout,
     ProcessorCrashed,
 )
-from imagecore.model import ImageInfo, InstructionDetail, Status
-from imagecore.ports import ProcessingRequest, ProcessingResult
+from imagecore.model import ImageInfo, InstructionDetail, OutputFile, Status, new_id
+from imagecore.ports import DetailQuery, ProcessingRequest, ProcessingResult
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
@@ -444,6 +445,61 @@ async def test_cleanup_keeps_finished_files_younger_than_retention(
     assert kept.output is not None
     assert await storage.exists(kept.original_key)
     assert await storage.exists(kept.output.key)
+
+
+async def finished_files(repo, count: int) -> list[InstructionDetail]:
+    """``count`` files processed at T0, recorded as a worker would leave them (no bytes stored)."""
+    view = await services.create_instruction(
+        repo, user_id="alice", product_ref="images/resize", params={"width": 32}, now=T0
+    )
+    files = []
+    for _ in range(count):
+        file_id = new_id(T0.timestamp())
+        waiting = InstructionDetail(
+            id=file_id,
+            instruction_id=view.instruction.id,
+            user_id="alice",
+            product_key="images/resize",
+            original_name="kite.jpg",
+            original_key=f"originals/{view.instruction.id}/{file_id}",
+            size=len(JPEG),
+            mime_type="image/jpeg",
+            created_at=T0,
+            updated_at=T0,
+        )
+        await repo.add_detail(waiting)
+        claimed = waiting.claim("lease", T0, T0 + timedelta(seconds=60))
+        output = OutputFile(f"outputs/{file_id}.jpg", "kite.jpg", 100, "image/jpeg")
+        done = claimed.complete(output, {}, T0, width=64, height=48)
+        assert await repo.update_detail(claimed)
+        assert await repo.update_detail(done)
+        files.append(done)
+    return files
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def any_repo(request, tmp_path: Path) -> AsyncIterator:
+    if request.param == "memory":
+        yield MemoryInstructionRepository()
+        return
+    repo = await SqliteInstructionRepository.open(tmp_path / "imagecore.sqlite3")
+    yield repo
+    await repo.close()
+
+
+async def test_cleanup_drains_a_backlog_larger_than_a_batch_in_one_run(
+    any_repo, storage, broker, clock
+) -> None:
+    backlog = DetailQuery(statuses=frozenset()).limit * 10
+    files = await finished_files(any_repo, backlog)
+    for file in files[:3]:
+        await storage.put(file.original_key, chunks(JPEG), "image/jpeg")
+    clock.advance(SETTINGS.retention_seconds + 1)
+    cleaned = await pipeline.cleanup(any_repo, storage, broker, now=clock(), settings=SETTINGS)
+    assert cleaned == (backlog, 0)
+    assert storage.stored_keys() == []
+    left = DetailQuery(is_cleaned=False, limit=backlog)
+    assert await any_repo.find_details(left) == []
 
 
 async def test_cleanup_fails_files_stuck_for_too_long(repo, storage, broker, clock) -> None:

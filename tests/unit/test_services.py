@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from adapters.filesystem import FilesystemImageStorage
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
+from adapters.sqlite import SqliteInstructionRepository
 from imagecore import services
 from imagecore.errors import (
     FileTooLarge,
@@ -145,6 +148,62 @@ async def test_an_instruction_holds_a_bounded_number_of_files(repo, storage, bro
         await upload(repo, storage, broker, instruction_id)
     with pytest.raises(TooManyFiles):
         await upload(repo, storage, broker, instruction_id)
+
+
+async def interleaved(data: bytes) -> AsyncIterator[bytes]:
+    """The bytes in two chunks, letting other uploads run in between, as a network would."""
+    for part in (data[:100], data[100:]):
+        await asyncio.sleep(0)
+        yield part
+
+
+@pytest.fixture(params=["memory", "sqlite-and-files"])
+async def stores(request, tmp_path: Path) -> AsyncIterator[tuple]:
+    if request.param == "memory":
+        yield MemoryInstructionRepository(), MemoryImageStorage()
+        return
+    repo = await SqliteInstructionRepository.open(tmp_path / "imagecore.sqlite3")
+    yield repo, FilesystemImageStorage(tmp_path / "files")
+    await repo.close()
+
+
+async def test_concurrent_uploads_never_take_an_instruction_past_its_file_limit(
+    stores, broker
+) -> None:
+    repo, storage = stores
+    instruction_id = await new_resize(repo)
+    limit = find_product("images/resize").limits.max_files_per_instruction
+
+    async def one() -> str:
+        try:
+            await services.upload_file(
+                repo,
+                storage,
+                broker,
+                user_id="alice",
+                instruction_id=instruction_id,
+                filename="kite.jpg",
+                chunks=interleaved(JPEG),
+                now=NOW,
+            )
+        except TooManyFiles:
+            return "refused"
+        return "stored"
+
+    outcomes = await asyncio.gather(*(one() for _ in range(4 * limit)))
+    assert outcomes.count("stored") == limit
+    assert outcomes.count("refused") == 3 * limit
+    stored = await repo.list_details(instruction_id)
+    assert len(stored) == limit
+    for detail in stored:
+        assert await storage.exists(detail.original_key)
+    if isinstance(storage, MemoryImageStorage):  # what was refused left no bytes behind
+        assert len(storage.stored_keys()) == limit
+    else:
+        objects = [p for p in (storage.root / "objects").rglob("*") if not p.name.startswith(".")]
+        assert len([p for p in objects if p.is_file()]) == limit
+    view = await services.get_instruction(repo, user_id="alice", instruction_id=instruction_id)
+    assert view.counts["total"] == limit
 
 
 async def test_file_names_lose_their_paths(repo, storage, broker) -> None:
