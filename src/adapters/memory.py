@@ -136,6 +136,8 @@ class MemoryInstructionRepository:
             if instruction_matches(i, query, self._status_of(i.id))
         ]
         mine.sort(key=lambda i: (i.created_at, i.id), reverse=True)
+        if query.after is not None:
+            return Page(mine[: max(query.size, 0)], None, query.page, query.size)
         start = (query.page - 1) * query.size
         return Page(mine[start : start + query.size], len(mine), query.page, query.size)
 
@@ -143,6 +145,14 @@ class MemoryInstructionRepository:
         return aggregate_status(
             [self._details[d].status for d in self._by_instruction[instruction_id]]
         )
+
+    async def file_counts(self, instruction_ids: Sequence[str]) -> dict[str, dict[Status, int]]:
+        counts = {}
+        for instruction_id in instruction_ids:
+            if instruction_id in self._instructions:
+                held = [self._details[d].status for d in self._by_instruction[instruction_id]]
+                counts[instruction_id] = {status: held.count(status) for status in Status}
+        return counts
 
     async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
         # No await in here: the check and the insert are one step on the loop.

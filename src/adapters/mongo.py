@@ -57,7 +57,14 @@ from imagecore.errors import (
     TooManyFiles,
     ValidationError,
 )
-from imagecore.model import Instruction, InstructionDetail, Status, aggregate_status, new_id
+from imagecore.model import (
+    Instruction,
+    InstructionDetail,
+    Status,
+    aggregate_status,
+    counted_status,
+    new_id,
+)
 from imagecore.ports import DetailQuery, InstructionQuery, Page
 from imagecore.products import Product
 
@@ -76,6 +83,8 @@ _LOCK_EXPIRY = timedelta(seconds=30)
 #: Rounds of recompute-and-compare before a status refresh leaves the last
 #: word to the writers racing it (each of them runs its own rounds).
 _STATUS_ROUNDS = 8
+#: The instruction's fields counting its files in each status, kept beside its status.
+_COUNT_FIELDS = {status: f"files_{status.value.lower()}" for status in Status}
 #: Server error codes that mean "not now" rather than "never": shutting down,
 #: stepping down, unreachable, out of time.
 _TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
@@ -237,6 +246,7 @@ class MongoInstructionRepository:
         # The aggregate status of the files, kept here so that a user's list
         # filters and counts by status on one indexed collection.
         stored["status"] = aggregate_status([]).value
+        stored |= dict.fromkeys(_COUNT_FIELDS.values(), 0)
         with _translated():
             await self._instructions.insert_one(stored)
 
@@ -258,13 +268,23 @@ class MongoInstructionRepository:
             created["$lte"] = time_to_document(query.created_to)
         if created:
             conditions["created_at"] = created
+        skip = (query.page - 1) * query.size
+        if query.after is not None:
+            moment, last_id = time_to_document(query.after[0]), query.after[1]
+            conditions["$or"] = [
+                {"created_at": {"$lt": moment}},
+                {"created_at": moment, "_id": {"$lt": last_id}},
+            ]
+            skip = 0  # a page after a cursor starts there
         with _translated():
-            total = await self._instructions.count_documents(conditions)
+            total = None
+            if query.after is None:
+                total = await self._instructions.count_documents(conditions)
             stored: list[Document] = []
             if query.page >= 1 and query.size >= 1:  # else no such page (and 0 is "no limit")
                 cursor = self._instructions.find(conditions)
                 cursor = cursor.sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                cursor = cursor.skip((query.page - 1) * query.size).limit(query.size)
+                cursor = cursor.skip(skip).limit(query.size)
                 stored = await cursor.to_list()
         items = [instruction_from_document(_from_stored(d, _INSTRUCTION_JSON)) for d in stored]
         return Page(items, total, query.page, query.size)
@@ -394,11 +414,13 @@ class MongoInstructionRepository:
         try:
             with _translated():
                 for _ in range(_STATUS_ROUNDS):
-                    files = self._details.find({"instruction_id": instruction_id}, {"status": 1})
-                    wanted = aggregate_status([Status(f["status"]) async for f in files]).value
+                    counts = await self._counted(instruction_id)
+                    wanted = {"status": counted_status(counts).value} | {
+                        _COUNT_FIELDS[status]: count for status, count in counts.items()
+                    }
+                    stale = [{field: {"$ne": value}} for field, value in wanted.items()]
                     changed = await self._instructions.update_one(
-                        {"_id": instruction_id, "status": {"$ne": wanted}},
-                        {"$set": {"status": wanted}},
+                        {"_id": instruction_id, "$or": stale}, {"$set": wanted}
                     )
                     if changed.matched_count == 0:
                         return
@@ -408,6 +430,28 @@ class MongoInstructionRepository:
                 instruction_id,
                 exc_info=True,
             )
+
+    async def _counted(self, instruction_id: str) -> dict[Status, int]:
+        """The instruction's files per status, counted from the files (at most its file limit)."""
+        files = self._details.find({"instruction_id": instruction_id}, {"status": 1})
+        held = [Status(f["status"]) async for f in files]
+        return {status: held.count(status) for status in Status}
+
+    async def file_counts(self, instruction_ids: Sequence[str]) -> dict[str, dict[Status, int]]:
+        counts: dict[str, dict[Status, int]] = {}
+        fields = dict.fromkeys(_COUNT_FIELDS.values(), 1)
+        with _translated():
+            for (
+                instruction_id
+            ) in instruction_ids:  # one _id lookup each: FerretDB indexes only those
+                stored = await self._instructions.find_one({"_id": instruction_id}, fields)
+                if stored is None:
+                    continue
+                if all(field in stored for field in fields):
+                    counts[instruction_id] = {s: stored[f] for s, f in _COUNT_FIELDS.items()}
+                else:  # written before the counts were kept: counted from its files
+                    counts[instruction_id] = await self._counted(instruction_id)
+        return counts
 
     async def find_details(self, query: DetailQuery) -> list[InstructionDetail]:
         if query.limit <= 0:  # pymongo reads a limit of 0 as "no limit"

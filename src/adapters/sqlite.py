@@ -266,13 +266,28 @@ class SqliteInstructionRepository:
         if query.created_to is not None:
             where.append("created_at <= ?")
             args.append(_micros(query.created_to))
+        if query.after is not None:
+            # Row values compare as the index orders them: a seek, not a walk.
+            where.append("(created_at, id) < (?, ?)")
+            args.extend([_micros(query.after[0]), query.after[1]])
         total, documents = await self._scan(
-            _page, " AND ".join(where), args, query.page, query.size
+            _page, " AND ".join(where), args, query.page, query.size, count=query.after is None
         )
         items = [instruction_from_document(json.loads(doc)) for doc in documents]
         return Page(items, total, query.page, query.size)
 
     # ------------------------------------------------------------------ details
+
+    async def file_counts(self, instruction_ids: Sequence[str]) -> dict[str, dict[Status, int]]:
+        if not instruction_ids:
+            return {}
+        marks = ", ".join("?" * len(instruction_ids))
+        rows = await self._run(
+            _fetch,
+            f"SELECT id, {', '.join(_COUNTED.values())} FROM instructions WHERE id IN ({marks})",  # noqa: S608 - column names from _COUNTED, values bound
+            list(instruction_ids),
+        )
+        return {row[0]: dict(zip(_COUNTED, row[1:], strict=True)) for row in rows}
 
     async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
         await self._run(_add_detail, _detail_row(detail), max_files)
@@ -371,19 +386,28 @@ def _save_products(connection: sqlite3.Connection, rows: list[tuple[str, int, st
         )
 
 
-def _page(
-    connection: sqlite3.Connection, where: str, args: list[Any], page: int, size: int
-) -> tuple[int, list[str]]:
+def _page(  # noqa: PLR0913 - the query's parts
+    connection: sqlite3.Connection,
+    where: str,
+    args: list[Any],
+    page: int,
+    size: int,
+    *,
+    count: bool,
+) -> tuple[int | None, list[str]]:
     # One read transaction: the count and the page come from the same snapshot.
     with transaction(connection, "DEFERRED"):
-        sql = f"SELECT count(*) FROM instructions WHERE {where}"  # noqa: S608 - fixed fragments only
-        (total,) = connection.execute(sql, args).fetchone()
+        total = None
+        if count:
+            sql = f"SELECT count(*) FROM instructions WHERE {where}"  # noqa: S608 - fixed fragments only
+            (total,) = connection.execute(sql, args).fetchone()
         if page < 1 or size < 1:  # no such page; SQLite would read a negative LIMIT as "all"
             return total, []
+        offset = (page - 1) * size if count else 0  # a page after a cursor starts there
         rows = connection.execute(
             f"SELECT document FROM instructions WHERE {where} "  # noqa: S608 - fixed fragments only
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            [*args, size, (page - 1) * size],
+            [*args, size, offset],
         ).fetchall()
     return total, [doc for (doc,) in rows]
 

@@ -8,6 +8,7 @@ storage and downloads stream out of it; neither is ever whole in memory.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -32,7 +33,7 @@ from entrypoints.views import detail_view, product_view
 from entrypoints.worker import Worker, utc_now
 from imagecore import services
 from imagecore.errors import ImageCoreError, ValidationError
-from imagecore.model import InstructionDetail, Status
+from imagecore.model import Instruction, InstructionDetail, Status
 from imagecore.ports import DetailQuery, InstructionQuery
 
 __all__ = ["RUNTIME", "WORKER", "create_app"]
@@ -114,14 +115,39 @@ async def list_instructions(request: web.Request) -> web.Response:
         created_to=_time_query(request, "created_to"),
         page=_int_query(request, "page", 1, 1, 1_000_000),
         size=_int_query(request, "size", 10, 1, _MAX_PAGE_SIZE),
+        after=_cursor_query(request),
     )
     page = await services.list_instructions(request.app[RUNTIME].repository, query)
-    return ok(
-        {
-            "instructions": [view.to_dict() for view in page.items],
-            "pagination": {"page": page.page, "size": page.size, "total": page.total},
-        }
-    )
+    last = page.items[-1].instruction if len(page.items) == page.size else None
+    pagination = {
+        "page": page.page,
+        "size": page.size,
+        "total": page.total,
+        "next_cursor": _cursor(last) if last is not None else None,
+    }
+    return ok({"instructions": [view.to_dict() for view in page.items], "pagination": pagination})
+
+
+def _cursor(instruction: Instruction) -> str:
+    """Where the page after ``instruction`` starts: opaque to clients."""
+    raw = f"{instruction.created_at.isoformat()}|{instruction.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _cursor_query(request: web.Request) -> tuple[datetime, str] | None:
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        moment, _, instruction_id = (
+            base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().partition("|")
+        )
+        after = datetime.fromisoformat(moment), instruction_id
+    except ValueError:
+        raise ValidationError("cursor is not one this service gave") from None
+    if after[0].tzinfo is None or not instruction_id:
+        raise ValidationError("cursor is not one this service gave")
+    return after
 
 
 async def get_instruction(request: web.Request) -> web.Response:

@@ -187,13 +187,28 @@ _PATHS: dict[str, dict[str, Any]] = {
                 "200": _json(
                     _data(
                         instructions={"type": "array", "items": _ref("Instruction")},
-                        pagination={"type": "object"},
+                        pagination={
+                            "type": "object",
+                            "properties": {
+                                "page": {"type": "integer"},
+                                "size": {"type": "integer"},
+                                "total": {"type": ["integer", "null"]},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
                     ),
-                    "a page",
+                    "a page; next_cursor (null on the last page) asks for the next one",
                 )
             },
             parameters=[
                 {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "a next_cursor: the page after it, in place of page; "
+                    "total is then not counted (null)",
+                    "schema": {"type": "string"},
+                },
                 {
                     "name": "size",
                     "in": "query",

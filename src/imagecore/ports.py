@@ -120,17 +120,22 @@ class ImageStorage(Protocol):
 
 @attrs.frozen
 class Page:
-    """One page of a list, newest first."""
+    """One page of a list, newest first; ``total`` is None when it was not counted."""
 
     items: Sequence[Any]
-    total: int
+    total: int | None
     page: int
     size: int
 
 
 @attrs.frozen
 class InstructionQuery:
-    """Filters of ``GET /instructions``; ``status`` is the aggregate status."""
+    """Filters of ``GET /instructions``; ``status`` is the aggregate status.
+
+    ``after`` (the ``created_at`` and ``id`` of the last instruction seen)
+    asks for the page that follows it, in place of ``page``: the repository
+    then seeks straight to it, however deep, and does not count the total.
+    """
 
     user_id: str
     status: Status | None = None
@@ -138,6 +143,7 @@ class InstructionQuery:
     created_to: datetime | None = None
     page: int = 1
     size: int = 10
+    after: tuple[datetime, str] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -178,6 +184,14 @@ class InstructionRepository(Protocol):
 
     async def list_instructions(self, query: InstructionQuery) -> Page:
         """One page of a user's instructions, newest first, filtered."""
+        ...
+
+    async def file_counts(self, instruction_ids: Sequence[str]) -> dict[str, dict[Status, int]]:
+        """How many files each instruction holds in each status (every status a key).
+
+        Kept with the instruction, so a list of instructions reads none of
+        their files. An id with no instruction is left out.
+        """
         ...
 
     async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:

@@ -19,6 +19,7 @@ def instruction_matches(instruction: Instruction, query: InstructionQuery, statu
         and (query.status is None or status is query.status)
         and (query.created_from is None or instruction.created_at >= query.created_from)
         and (query.created_to is None or instruction.created_at <= query.created_to)
+        and (query.after is None or (instruction.created_at, instruction.id) < query.after)
     )
 
 

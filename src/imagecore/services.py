@@ -29,7 +29,7 @@ from imagecore.model import (
     Instruction,
     InstructionDetail,
     Status,
-    aggregate_status,
+    counted_status,
     is_object_id,
     new_id,
 )
@@ -48,6 +48,7 @@ __all__ = [
     "Download",
     "InstructionView",
     "check_notify_url",
+    "counted_view",
     "create_instruction",
     "finished_instruction",
     "get_detail",
@@ -95,9 +96,14 @@ class InstructionView:
 def instruction_view(instruction: Instruction, details: list[InstructionDetail]) -> InstructionView:
     """An instruction with the status and counts derived from ``details``."""
     statuses = [d.status for d in details]
-    counts = {s.value: statuses.count(s) for s in Status}
-    counts["total"] = len(statuses)
-    return InstructionView(instruction, aggregate_status(statuses), counts)
+    return counted_view(instruction, {s: statuses.count(s) for s in Status})
+
+
+def counted_view(instruction: Instruction, counts: Mapping[Status, int]) -> InstructionView:
+    """An instruction with the status derived from how many of its files are in each status."""
+    shown = {s.value: counts.get(s, 0) for s in Status}
+    shown["total"] = sum(shown.values())
+    return InstructionView(instruction, counted_status(counts), shown)
 
 
 async def create_instruction(  # noqa: PLR0913 - a use case takes its port and its facts
@@ -186,7 +192,8 @@ async def get_instruction(
 async def list_instructions(repo: InstructionRepository, query: InstructionQuery) -> Page:
     """One page of the caller's instructions (items are `InstructionView`)."""
     page = await repo.list_instructions(query)
-    views = [instruction_view(i, await repo.list_details(i.id)) for i in page.items]
+    counts = await repo.file_counts([i.id for i in page.items])  # none of their files is read
+    views = [counted_view(i, counts.get(i.id, {})) for i in page.items]
     return attrs.evolve(page, items=views)
 
 

@@ -57,6 +57,31 @@ class InstructionRepositoryContract:
         last = await repo.list_instructions(InstructionQuery(user_id="alice", page=3, size=2))
         assert [i.id for i in last.items] == [mine[0].id]
 
+    async def test_instructions_page_by_cursor_through_equal_times(
+        self, repo: InstructionRepository
+    ) -> None:
+        # Three created in the same millisecond: the id orders them.
+        mine = [instruction("alice", created=i // 3) for i in range(7)]
+        for job in [*mine, instruction("bob", created=1)]:
+            await repo.add_instruction(job)
+        newest_first = sorted(mine, key=lambda i: (i.created_at, i.id), reverse=True)
+        seen, after = [], None
+        for _ in range(10):
+            page = await repo.list_instructions(InstructionQuery("alice", size=3, after=after))
+            seen += page.items
+            if len(page.items) < 3:
+                break
+            assert page.total is None or after is None
+            after = (page.items[-1].created_at, page.items[-1].id)
+        assert [i.id for i in seen] == [i.id for i in newest_first]
+        cut = await repo.list_instructions(
+            InstructionQuery(
+                "alice", size=10, after=(newest_first[1].created_at, newest_first[1].id)
+            )
+        )
+        assert [i.id for i in cut.items] == [i.id for i in newest_first[2:]]
+        assert cut.total is None  # not counted: a page after a cursor costs one page
+
     async def test_instructions_filter_by_creation_time(self, repo: InstructionRepository) -> None:
         jobs = [instruction("alice", created=i * 10) for i in range(4)]
         for job in jobs:
@@ -81,6 +106,24 @@ class InstructionRepositoryContract:
         pending = await repo.list_instructions(InstructionQuery("alice", status=Status.PENDING))
         assert [i.id for i in failed.items] == [finished.id]
         assert [i.id for i in pending.items] == [empty.id]
+
+    async def test_file_counts_follow_each_files_status(self, repo: InstructionRepository) -> None:
+        job, empty = instruction(created=1), instruction(created=2)
+        await repo.add_instruction(job)
+        await repo.add_instruction(empty)
+        files = [detail(job, created=n) for n in range(3)]
+        for file in files:
+            await repo.add_detail(file)
+        claimed = files[0].claim("lease", at(3), at(63))
+        assert await repo.update_detail(claimed)
+        assert await repo.update_detail(claimed.fail("corrupt_image", "truncated", at(4)))
+        assert await repo.update_detail(files[1].claim("lease", at(5), at(65)))
+        counts = await repo.file_counts([job.id, empty.id, "0123456789abcdef01234567"])
+        assert counts == {
+            job.id: {Status.PENDING: 1, Status.PROCESSING: 1, Status.DONE: 0, Status.FAILED: 1},
+            empty.id: dict.fromkeys(Status, 0),
+        }
+        assert await repo.file_counts([]) == {}
 
     async def test_details_read_back_equal_in_upload_order(
         self, repo: InstructionRepository

@@ -289,3 +289,23 @@ async def test_every_error_carries_a_request_id(api: Api) -> None:
         body = await response.json()
         assert response.headers["X-Request-ID"] == "trace-me-42"
     assert body["errors"][0]["request_id"] == "trace-me-42"
+
+
+async def test_instructions_page_by_cursor_to_the_end(api: Api) -> None:
+    created = [await api.instruction("images/thumbnail", {}) for _ in range(5)]
+    seen: list[str] = []
+    path = "/instructions?size=2"
+    for _ in range(5):
+        status, body = await api.call("GET", path)
+        assert status == 200, body
+        seen += [i["id"] for i in body["data"]["instructions"]]
+        cursor = body["data"]["pagination"]["next_cursor"]
+        if cursor is None:
+            break
+        path = f"/instructions?size=2&cursor={cursor}"
+        assert (await api.call("GET", path))[1]["data"]["pagination"]["total"] is None
+    assert seen == created[::-1]
+    for bad in ["not-base64!", "bm90IGEgY3Vyc29y", ""]:
+        status, body = await api.call("GET", f"/instructions?cursor={bad}")
+        assert status == 400, (bad, body)
+        assert "cursor" in body["message"]

@@ -263,9 +263,22 @@ async def test_instructions_list_with_their_status(repo, storage, broker) -> Non
     empty = await new_resize(repo)
     with_file = await new_resize(repo)
     await upload(repo, storage, broker, with_file)
+    files_read: list[str] = []
+    list_details = repo.list_details
+
+    async def counted(instruction_id: str) -> list:
+        files_read.append(instruction_id)
+        return await list_details(instruction_id)
+
+    repo.list_details = counted
     page = await services.list_instructions(repo, InstructionQuery(user_id="alice"))
     assert {v.instruction.id: v.counts["total"] for v in page.items} == {empty: 0, with_file: 1}
+    assert {v.instruction.id: v.status for v in page.items} == {
+        empty: Status.PENDING,
+        with_file: Status.PENDING,
+    }
     assert page.total == 2
+    assert files_read == []  # a list reads the counts kept with each instruction
 
 
 async def test_a_long_file_name_keeps_its_extension(repo, storage, broker) -> None:
