@@ -8,6 +8,8 @@ from typing import Any
 
 from bench.compression import VARIANTS
 from bench.goals import floor_vs_thumbor, goals
+from bench.history import END as HISTORY_END
+from bench.history import START as HISTORY_START
 from bench.plots import plot_all
 from bench.probes import MIB
 from bench.trend import DRIFT_WINDOWS
@@ -671,4 +673,14 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
     ]
     text = "\n".join(lines).rstrip() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.replace("](bench/plots/", f"]({relative}/"))
+    kept = _history_section(path)  # written by `python -m bench.history`, kept here
+    path.write_text(text.replace("](bench/plots/", f"]({relative}/") + kept)
+
+
+def _history_section(path: Path) -> str:
+    """The History section of the BENCHMARKS.md at ``path`` (empty if it has none)."""
+    current = path.read_text() if path.exists() else ""
+    if HISTORY_START not in current or HISTORY_END not in current:
+        return ""
+    section = current.split(HISTORY_START, 1)[1].split(HISTORY_END, 1)[0]
+    return f"\n{HISTORY_START}{section}{HISTORY_END}\n"

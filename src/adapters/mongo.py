@@ -67,6 +67,7 @@ from imagecore.model import (
 )
 from imagecore.ports import DetailQuery, InstructionQuery, Page
 from imagecore.products import Product
+from imagecore.queries import detail_matches
 
 __all__ = ["MongoInstructionRepository"]
 
@@ -160,6 +161,7 @@ class MongoInstructionRepository:
         self._details: _Collection = db["details"]
         self._locks: _Collection = db["detail_locks"]
         self._places: _Collection = db["file_places"]
+        self._outbox: _Collection = db["detail_outbox"]
         self._lock_expiry = max(_LOCK_EXPIRY, 4 * timedelta(milliseconds=timeout_ms))
         self._last_seq = 0
 
@@ -302,12 +304,32 @@ class MongoInstructionRepository:
                 raise NotFound("instruction not found")
             place = None if max_files is None else await self._take_place(detail, max_files)
             try:
+                await self._record_outbox(detail)
                 await self._details.insert_one(stored)
             except BaseException:
                 if place is not None:
                     await self._places.delete_one({"_id": place})
                 raise
         await self._refresh_status(detail.instruction_id)
+
+    async def _record_outbox(self, detail: InstructionDetail) -> None:
+        """Note an outbox record in ``detail_outbox`` before the detail that holds it is written.
+
+        The reaper reads that small collection, not the details, whose status
+        index would have it walk every finished file. Written first, removed
+        after the detail clears its record: a crash between leaves a note too
+        many, which the reaper drops, never a record it cannot find.
+        """
+        if detail.outbox:
+            note = {"updated_at": time_to_document(detail.updated_at)}
+            await self._outbox.update_one({"_id": detail.id}, {"$set": note}, upsert=True)
+
+    async def _clear_outbox(self, detail_id: str) -> None:
+        try:
+            with _translated():
+                await self._outbox.delete_one({"_id": detail_id})
+        except DependencyUnavailable:
+            _log.warning("outbox note of %s is left for the reaper to drop", detail_id)
 
     async def _take_place(self, detail: InstructionDetail, max_files: int) -> str:
         """Take one of the instruction's ``max_files`` places; `TooManyFiles` if none is free.
@@ -351,6 +373,7 @@ class MongoInstructionRepository:
             lock = await self._lock_version(detail)
             if lock is None:
                 return False
+            await self._record_outbox(detail)
             # $set rather than a replacement keeps the adapter's own ``seq``; the
             # status before tells whether the instruction's status can have moved.
             # (FerretDB refuses a projection here: the whole document comes back.)
@@ -360,6 +383,8 @@ class MongoInstructionRepository:
         await self._unlock(lock)
         if before is None:
             return False
+        if before.get("outbox") and not detail.outbox:
+            await self._clear_outbox(detail.id)
         if before.get("status") != fields["status"]:
             # Only then: on FerretDB the refresh reads every file, and most writes
             # (lease renewals, outbox records) leave the status as it was.
@@ -456,6 +481,8 @@ class MongoInstructionRepository:
     async def find_details(self, query: DetailQuery) -> list[InstructionDetail]:
         if query.limit <= 0:  # pymongo reads a limit of 0 as "no limit"
             return []
+        if query.outbox is True:
+            return await self._find_in_outbox(query)
         conditions: Document = {}
         if query.statuses:
             conditions["status"] = {"$in": sorted(s.value for s in query.statuses)}
@@ -465,17 +492,32 @@ class MongoInstructionRepository:
             conditions["created_at"] = {"$lt": time_to_document(query.created_before)}
         if query.is_cleaned is not None:
             conditions["is_cleaned"] = query.is_cleaned
-        if query.outbox is True:
-            conditions["outbox"] = True
-        elif query.outbox is False:
-            conditions["outbox"] = {
-                "$ne": True
-            }  # documents written before the field count as False
+        if query.outbox is False:
+            conditions["outbox"] = {"$ne": True}  # documents from before the field: False
         with _translated():
             cursor = self._details.find(conditions)
             cursor = cursor.sort([("updated_at", ASCENDING), ("_id", ASCENDING)])
             stored = await cursor.limit(query.limit).to_list()
         return [detail_from_document(_from_stored(d, _DETAIL_JSON)) for d in stored]
+
+    async def _find_in_outbox(self, query: DetailQuery) -> list[InstructionDetail]:
+        """The details with an outbox record, found through their notes: one ``_id`` read each."""
+        found: list[InstructionDetail] = []
+        with _translated():
+            notes = self._outbox.find({}).sort([("updated_at", ASCENDING), ("_id", ASCENDING)])
+            async for note in notes:
+                stored = await self._details.find_one({"_id": note["_id"]})
+                if stored is None:
+                    continue  # its detail's insert failed after the note
+                detail = detail_from_document(_from_stored(stored, _DETAIL_JSON))
+                if not detail.outbox:
+                    await self._clear_outbox(detail.id)  # left by a crash after the clear
+                elif detail_matches(detail, query):
+                    found.append(detail)
+                    if len(found) == query.limit:
+                        break
+        found.sort(key=lambda d: (d.updated_at, d.id))
+        return found
 
     async def ping(self) -> None:
         with _translated():

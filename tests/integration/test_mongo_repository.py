@@ -29,7 +29,7 @@ from contracts.repository import (
 from entrypoints import devstack
 from imagecore.errors import DependencyUnavailable
 from imagecore.model import InstructionDetail, OutputFile, Status, aggregate_status
-from imagecore.ports import InstructionQuery
+from imagecore.ports import DetailQuery, InstructionQuery
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +239,30 @@ async def test_a_stopped_server_makes_calls_unavailable_fast_and_they_work_after
     finally:
         devstack.stop(handle)
         gc.collect()
+
+
+async def test_outbox_records_are_found_through_their_notes_never_by_scanning_files(
+    mongo_repo: MongoInstructionRepository,
+) -> None:
+    job = instruction()
+    await mongo_repo.add_instruction(job)
+    recorded, published, finished = (detail(job, created=n) for n in range(3))
+    recorded = attrs.evolve(recorded, outbox=True)
+    for file in (recorded, published, finished):
+        await mongo_repo.add_detail(file)
+    finished_done = done(finished, 5)  # a final notification not yet sent
+    assert await mongo_repo.update_detail(finished.claim("lease", at(5), at(65)))
+    assert await mongo_repo.update_detail(finished_done)
+    query = DetailQuery(outbox=True)
+    found = await mongo_repo.find_details(query)
+    assert [d.id for d in found] == [recorded.id, finished.id]
+    # Announced: the note goes with the record.
+    assert await mongo_repo.update_detail(finished_done.announced())
+    assert [d.id for d in await mongo_repo.find_details(query)] == [recorded.id]
+    # A note left by a crash after the record was cleared is dropped, not returned.
+    await mongo_repo._outbox.insert_one({"_id": published.id, "updated_at": at(0)})
+    assert [d.id for d in await mongo_repo.find_details(query)] == [recorded.id]
+    assert await mongo_repo._outbox.count_documents({}) == 1
+    # The reaper reads the notes alone: without its note, a record is not found.
+    await mongo_repo._outbox.delete_many({})
+    assert await mongo_repo.find_details(query) == []

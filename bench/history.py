@@ -1,0 +1,399 @@
+"""``python -m bench.history``: what the embedded stack's costs do with the size of history.
+
+Issue 26's rule: a per-request, per-file or periodic cost is bounded by what
+it touches, never by every file ever processed. For each size of history
+(1k, 100k and 1M files by default) a fresh SQLite database is seeded in bulk
+with that many finished files of one user (instructions of 50), a tenth of
+them, at most 100k, still due for cleanup with their originals stored; then
+the service's own use cases run against it (the SQLite repository, the
+filesystem storage, libvips in a thread): a new file's upload to DONE, one
+instruction's reads, the first and a deep page of the user's list, the SSE
+replay, a reaper pass, cleanup's throughput over the backlog, and the longest
+wait of a point read while the reaper and cleanup run. Figures are medians
+of several runs; growth is the largest history's figure over the smallest's.
+It writes ``bench/results/history.json`` and the History section of
+BENCHMARKS.md (kept when ``python -m bench`` rewrites the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from adapters.documents import detail_to_document, instruction_to_document
+from adapters.filesystem import FilesystemImageStorage
+from adapters.memory import MemoryMessageBroker
+from adapters.sqlite import SqliteInstructionRepository, _dumps, _micros
+from adapters.vips import VipsImageProcessor
+from bench import environment
+from imagecore import pipeline, services
+from imagecore.model import Instruction, InstructionDetail, OutputFile, Status, new_id
+from imagecore.ports import InstructionQuery, ProcessingRequest, ProcessingResult
+from imagecore.products import find_product
+
+__all__ = ["main", "section"]
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "history.json"
+BENCHMARKS = ROOT.parent / "BENCHMARKS.md"
+START, END = "<!-- history:start -->", "<!-- history:end -->"
+
+SIZES = (1_000, 100_000, 1_000_000)
+PER_INSTRUCTION = 50
+USER = "history"
+#: When the history was made, and when the bench runs: history is a month old.
+LONG_AGO = datetime(2026, 11, 1, tzinfo=UTC)
+SETTINGS = pipeline.PipelineSettings(retention_seconds=24 * 3600)
+#: Per-request figures and the goal on their growth (largest history over smallest).
+GROWTH_GOAL = 1.2
+CLEANUP_GOAL = 1_000.0  # files per second
+STALL_GOAL_MS = 50.0
+
+
+@attrs.frozen
+class Seeded:
+    """What a seeded database holds: instruction ids newest last, and the due backlog."""
+
+    instructions: list[str]
+    due: int
+
+
+@functools.cache
+def small_jpeg() -> bytes:
+    """The image every file of the bench holds: 64x48, a few hundred bytes."""
+    import pyvips  # noqa: PLC0415 - only the bench's runs need libvips
+
+    image = pyvips.Image.black(64, 48, bands=3).linear(1, [40, 90, 160])
+    return bytes(image.cast("uchar").jpegsave_buffer(Q=85))
+
+
+async def seed(path: Path, storage: FilesystemImageStorage, files: int) -> Seeded:
+    """``files`` finished files of history, written straight into the tables in bulk."""
+    repo = await SqliteInstructionRepository.open(path)  # the schema
+    await repo.close()
+    due = min(files // 10, 100_000)
+    output = OutputFile("outputs/x.jpg", "kite.jpg", 1000, "image/jpeg", 64, 48)
+    instructions: list[str] = []
+    instruction_rows, detail_rows = [], []
+    for number in range(files):
+        moment = LONG_AGO + timedelta(milliseconds=number)
+        if number % PER_INSTRUCTION == 0:
+            job = Instruction(
+                id=new_id(moment.timestamp()),
+                user_id=USER,
+                product_id=find_product("images/resize").id,
+                product_key="images/resize",
+                params={"width": 32},
+                created_at=moment,
+                updated_at=moment,
+            )
+            instructions.append(job.id)
+            held = min(PER_INSTRUCTION, files - number)
+            instruction_rows.append(
+                (job.id, USER, _micros(moment), "DONE", _dumps(instruction_to_document(job)), held)
+            )
+        file_id = new_id(moment.timestamp())
+        cleaned = number >= due  # the oldest tenth is still due for cleanup
+        record = InstructionDetail(
+            id=file_id,
+            instruction_id=job.id,
+            user_id=USER,
+            product_key="images/resize",
+            original_name="kite.jpg",
+            original_key=f"originals/{job.id}/{file_id}",
+            size=len(small_jpeg()),
+            mime_type="image/jpeg",
+            created_at=moment,
+            updated_at=moment,
+            status=Status.DONE,
+            output=attrs.evolve(output, key=f"outputs/{job.id}/{file_id}.jpg"),
+            attempts=1,
+            finished_at=moment,
+            is_cleaned=cleaned,
+            version=4,
+        )
+        detail_rows.append(
+            (
+                file_id,
+                job.id,
+                "DONE",
+                _micros(moment),
+                _micros(moment),
+                int(cleaned),
+                0,
+                4,
+                _dumps(detail_to_document(record)),
+            )
+        )
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO instructions (id, user_id, created_at, status, document, done) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            instruction_rows,
+        )
+        connection.executemany(
+            "INSERT INTO details (id, instruction_id, status, created_at, updated_at, "
+            "is_cleaned, outbox, version, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            detail_rows,
+        )
+        connection.execute("COMMIT")
+    connection.close()
+    semaphore = asyncio.Semaphore(16)
+
+    async def stored(key: str) -> None:
+        async with semaphore:
+            await storage.put(key, _one(small_jpeg()), "image/jpeg")
+
+    await asyncio.gather(*(stored(f"originals/{row[1]}/{row[0]}") for row in detail_rows[:due]))
+    return Seeded(instructions, due)
+
+
+async def _one(data: bytes):  # noqa: ANN202 - an async generator of one chunk
+    yield data
+
+
+async def _median_ms(work: Callable[[], Awaitable[object]], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await work()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def inline(request: ProcessingRequest) -> ProcessingResult:
+    return await asyncio.to_thread(VipsImageProcessor().process, request)
+
+
+async def measure(size: int, folder: Path, runs: int) -> dict[str, Any]:  # noqa: PLR0915 - one list of figures
+    """Seed ``size`` files of history in ``folder`` and take every figure against it."""
+    storage = FilesystemImageStorage(folder / "files")
+    started = time.perf_counter()
+    seeded = await seed(folder / "imagecore.sqlite3", storage, size)
+    seeding = time.perf_counter() - started
+    repo = await SqliteInstructionRepository.open(folder / "imagecore.sqlite3")
+    broker = MemoryMessageBroker()
+    now = datetime.now(UTC)
+    figures: dict[str, Any] = {"files": size, "due": seeded.due, "seed_seconds": round(seeding, 1)}
+    try:
+        fresh = await services.create_instruction(
+            repo, user_id=USER, product_ref="images/resize", params={"width": 32}, now=now
+        )
+
+        async def upload_to_done() -> None:
+            detail = await services.upload_file(
+                repo,
+                storage,
+                broker,
+                user_id=USER,
+                instruction_id=fresh.instruction.id,
+                filename="new.jpg",
+                chunks=_one(small_jpeg()),
+                now=datetime.now(UTC),
+            )
+            handled = await pipeline.process_detail(
+                repo,
+                storage,
+                broker,
+                inline,
+                detail_id=detail.id,
+                scratch=folder,
+                clock=lambda: datetime.now(UTC),
+                settings=SETTINGS,
+            )
+            if handled.final is None or handled.final.status is not Status.DONE:
+                raise RuntimeError(f"the new file did not end DONE: {handled}")
+
+        uploads = min(runs, 40)
+        figures["upload_to_done_ms"] = await _median_ms(upload_to_done, uploads)
+        middle = seeded.instructions[len(seeded.instructions) // 2]
+
+        async def one_instruction() -> None:
+            await services.get_instruction(repo, user_id=USER, instruction_id=middle)
+            await services.list_details(repo, user_id=USER, instruction_id=middle)
+
+        figures["instruction_read_ms"] = await _median_ms(one_instruction, runs * 5)
+        first = InstructionQuery(USER, size=10)
+        figures["list_first_page_ms"] = await _median_ms(
+            lambda: services.list_instructions(repo, first), runs * 5
+        )
+        middle_job = await repo.get_instruction(middle)
+        deep = InstructionQuery(USER, size=10, after=(middle_job.created_at, middle_job.id))
+        figures["list_deep_cursor_ms"] = await _median_ms(
+            lambda: services.list_instructions(repo, deep), runs * 5
+        )
+        offset = InstructionQuery(USER, size=10, page=max(1, len(seeded.instructions) // 20))
+        figures["list_deep_page_ms"] = await _median_ms(
+            lambda: services.list_instructions(repo, offset), runs
+        )
+
+        async def sse_replay() -> None:  # what GET /events with Last-Event-ID reads
+            page = await repo.list_instructions(InstructionQuery(USER, size=50))
+            for instruction in page.items:
+                await repo.list_details(instruction.id)
+
+        figures["sse_replay_ms"] = await _median_ms(sse_replay, runs)
+
+        async def reap() -> None:
+            await pipeline.reap(repo, broker, now=datetime.now(UTC), settings=SETTINGS)
+
+        figures["reap_pass_ms"] = await _median_ms(reap, runs)
+        stalls: list[float] = []
+        running = True
+
+        async def point_reads() -> None:
+            detail_id = (await repo.list_details(middle))[0].id
+            while running:
+                started = time.perf_counter()
+                await repo.get_detail(detail_id)
+                stalls.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(0.001)
+
+        reader = asyncio.create_task(point_reads())
+        started = time.perf_counter()
+        cleaned, _ = await pipeline.cleanup(
+            repo, storage, broker, now=datetime.now(UTC), settings=SETTINGS
+        )
+        cleanup_seconds = time.perf_counter() - started
+        await reap()
+        running = False
+        await reader
+        figures["cleanup_files"] = cleaned
+        figures["cleanup_drained"] = cleaned == seeded.due
+        figures["cleanup_files_per_second"] = round(cleaned / cleanup_seconds, 1)
+        figures["point_read_max_stall_ms"] = round(max(stalls), 2)
+        figures["point_reads"] = len(stalls)
+    finally:
+        await repo.close()
+    return figures
+
+
+#: Files in the SSE replay's window: below this the history is smaller than the window.
+_REPLAY_FILES = 50 * PER_INSTRUCTION
+PER_REQUEST = (
+    "upload_to_done_ms",
+    "instruction_read_ms",
+    "list_first_page_ms",
+    "list_deep_cursor_ms",
+    "sse_replay_ms",
+    "reap_pass_ms",
+)
+LABELS = {
+    "upload_to_done_ms": "a new file's upload to DONE (ms)",
+    "instruction_read_ms": "one instruction and its files (ms)",
+    "list_first_page_ms": "first page of the user's list (ms)",
+    "list_deep_cursor_ms": "a page half-way down, by cursor (ms)",
+    "list_deep_page_ms": "a page half-way down, by page number (ms)",
+    "sse_replay_ms": "SSE replay, 50 newest instructions (ms)",
+    "reap_pass_ms": "a reaper pass (ms)",
+    "cleanup_files_per_second": "cleanup, files per second",
+    "point_read_max_stall_ms": "longest point read during cleanup and reap (ms)",
+}
+
+
+def section(document: dict[str, Any]) -> str:
+    """The History section of BENCHMARKS.md, from a run's results."""
+    runs = document["runs"]
+    sizes = [f"{run['files']:,} files" for run in runs]
+    lines = [
+        START,
+        "## History",
+        "",
+        (
+            f"`python -m bench.history` at {document['commit']}, {document['date']} "
+            f"({document['minutes']} min): the embedded stack (SQLite, filesystem storage, libvips "
+            "in a thread) against histories of finished files of one user; medians. "
+            f"Goals: every per-request figure grows at most {GROWTH_GOAL}x from the smallest "
+            f"history to the largest; cleanup at least {CLEANUP_GOAL:,.0f} files per second, each "
+            f"backlog (a tenth of the files, at most 100k) drained in one run; no point read waits "
+            f"more than {STALL_GOAL_MS:.0f} ms while the reaper and cleanup run. The SSE replay "
+            f"reads the files of the user's 50 newest instructions: its growth is counted from the "
+            f"first history that fills that window ({_REPLAY_FILES:,} files)."
+        ),
+        "",
+        "| figure | " + " | ".join(sizes) + " | growth | goal |",
+        "| --- |" + " ---: |" * (len(sizes) + 1) + " --- |",
+    ]
+    for key, label in LABELS.items():
+        values = [run[key] for run in runs]
+        cells = [f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" for v in values]
+        growth, verdict = "", ""
+        if key in PER_REQUEST or key == "list_deep_page_ms":
+            base = 0
+            if key == "sse_replay_ms":  # the replay's window: 50 instructions of 50 files
+                full = [i for i, run in enumerate(runs) if run["files"] >= _REPLAY_FILES]
+                base = full[0] if full else 0
+            ratio = values[-1] / values[base] if values[base] else float("inf")
+            growth = f"{ratio:.2f}x" + (f" (from {sizes[base]})" if base else "")
+            if key in PER_REQUEST:
+                verdict = "met" if ratio <= GROWTH_GOAL else "MISSED"
+            else:
+                verdict = "no goal: an offset walks the pages before it"
+        elif key == "cleanup_files_per_second":
+            drained = all(run["cleanup_drained"] for run in runs)
+            met = min(values) >= CLEANUP_GOAL and drained
+            verdict = ("met" if met else "MISSED") + ("" if drained else " (a backlog was left)")
+        elif key == "point_read_max_stall_ms":
+            verdict = "met" if values[-1] <= STALL_GOAL_MS else "MISSED"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {growth} | {verdict} |")
+    seeds = ", ".join(f"{run['seed_seconds']} s" for run in runs)
+    lines += ["", f"Seeding took {seeds}.", END]
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = BENCHMARKS) -> None:
+    """Put the History section into BENCHMARKS.md, replacing the one there."""
+    current = path.read_text() if path.exists() else ""
+    if START in current and END in current:
+        before, rest = current.split(START, 1)
+        after = rest.split(END, 1)[1]
+        path.write_text(before + text + after)
+    else:
+        path.write_text(current.rstrip("\n") + "\n\n" + text + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="files of history")
+    parser.add_argument("--runs", type=int, default=20, help="runs per figure (medians)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    began = time.monotonic()
+    runs = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="imagecore-history-") as folder:
+            figures = asyncio.run(measure(size, Path(folder), args.runs))
+        print(json.dumps(figures), flush=True)
+        runs.append(figures)
+    document = {
+        "commit": environment.describe()["git"],
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "minutes": round((time.monotonic() - began) / 60, 1),
+        "runs": runs,
+    }
+    text = section(document)
+    print(text)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(document, indent=2))
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The history bench: its figures on a small history, and the section it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import history
+
+
+async def test_a_small_history_gives_every_figure_and_drains_its_backlog(tmp_path: Path) -> None:
+    figures = await history.measure(120, tmp_path, runs=2)
+    assert (figures["files"], figures["due"]) == (120, 12)
+    assert figures["cleanup_files"] == 12
+    assert figures["cleanup_drained"] is True
+    for key in history.LABELS:
+        assert figures[key] > 0, key
+    assert figures["point_reads"] > 0
+
+
+def run(files: int, scale: float) -> dict[str, object]:
+    figures: dict[str, object] = dict.fromkeys(history.LABELS, 1.0 * scale)
+    figures |= {"files": files, "cleanup_drained": True, "seed_seconds": 0.1}
+    figures["cleanup_files_per_second"] = 2_000.0
+    figures["point_read_max_stall_ms"] = 3.0
+    return figures
+
+
+def test_the_section_judges_growth_from_the_smallest_history_to_the_largest() -> None:
+    document = {
+        "commit": "abc1234",
+        "date": "2026-12-06 12:00 UTC",
+        "minutes": 1.0,
+        "runs": [run(1_000, 1.0), run(100_000, 1.1), run(1_000_000, 1.5)],
+    }
+    text = history.section(document)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "1.50x | MISSED" in rows["a reaper pass (ms)"]
+    # The replay's growth counts from the first history that fills its window.
+    assert "1.36x (from 100,000 files) | MISSED" in rows["SSE replay, 50 newest instructions (ms)"]
+    assert rows["cleanup, files per second"].endswith("| met |")
+    document["runs"] = [run(1_000, 1.0), run(1_000_000, 1.1)]
+    assert "1.10x | met" in history.section(document)
+
+
+def test_the_section_replaces_its_old_self_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nthe rest\n")
+    history.write_section(f"{history.START}\nfirst\n{history.END}", path)
+    history.write_section(f"{history.START}\nsecond\n{history.END}", path)
+    text = path.read_text()
+    assert text.startswith("# Benchmarks\n\nthe rest\n")
+    assert "second" in text
+    assert "first" not in text
+    assert text.count(history.START) == 1
