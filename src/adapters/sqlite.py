@@ -239,12 +239,7 @@ class SqliteInstructionRepository:
             aggregate_status([]).value,
             _dumps(instruction_to_document(instruction)),
         )
-        await self._run(
-            _execute,
-            """INSERT INTO instructions (id, user_id, created_at, status, document)
-               VALUES (?, ?, ?, ?, ?)""",
-            row,
-        )
+        await self._run(_add_instruction, row)
 
     async def get_instruction(self, instruction_id: str) -> Instruction:
         rows = await self._run(
@@ -270,9 +265,18 @@ class SqliteInstructionRepository:
             # Row values compare as the index orders them: a seek, not a walk.
             where.append("(created_at, id) < (?, ?)")
             args.extend([_micros(query.after[0]), query.after[1]])
-        total, documents = await self._scan(
-            _page, " AND ".join(where), args, query.page, query.size, count=query.after is None
-        )
+        condition = " AND ".join(where)
+        # A page after a cursor costs one page: it is not counted.
+        count: tuple[str, list[Any]] | None = None
+        if query.after is None and query.created_from is None and query.created_to is None:
+            # The user's kept counts: a row per status, however many instructions.
+            by_status = " AND status = ?" if query.status is not None else ""
+            kept = "SELECT coalesce(sum(instructions), 0) FROM user_counts WHERE user_id = ?"
+            count = (kept + by_status, args[: 2 if query.status is not None else 1])
+        elif query.after is None:
+            count = (f"SELECT count(*) FROM instructions WHERE {condition}", args)  # noqa: S608 - fixed fragments only
+        offset = 0 if query.after is not None else (query.page - 1) * query.size
+        total, documents = await self._scan(_page, (condition, args), count, query.size, offset)
         items = [instruction_from_document(json.loads(doc)) for doc in documents]
         return Page(items, total, query.page, query.size)
 
@@ -386,24 +390,19 @@ def _save_products(connection: sqlite3.Connection, rows: list[tuple[str, int, st
         )
 
 
-def _page(  # noqa: PLR0913 - the query's parts
+def _page(
     connection: sqlite3.Connection,
-    where: str,
-    args: list[Any],
-    page: int,
+    query: tuple[str, list[Any]],
+    count: tuple[str, list[Any]] | None,
     size: int,
-    *,
-    count: bool,
+    offset: int,
 ) -> tuple[int | None, list[str]]:
     # One read transaction: the count and the page come from the same snapshot.
     with transaction(connection, "DEFERRED"):
-        total = None
-        if count:
-            sql = f"SELECT count(*) FROM instructions WHERE {where}"  # noqa: S608 - fixed fragments only
-            (total,) = connection.execute(sql, args).fetchone()
-        if page < 1 or size < 1:  # no such page; SQLite would read a negative LIMIT as "all"
+        total = None if count is None else connection.execute(*count).fetchone()[0]
+        if offset < 0 or size < 1:  # no such page; SQLite would read a negative LIMIT as "all"
             return total, []
-        offset = (page - 1) * size if count else 0  # a page after a cursor starts there
+        where, args = query
         rows = connection.execute(
             f"SELECT document FROM instructions WHERE {where} "  # noqa: S608 - fixed fragments only
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
@@ -434,16 +433,44 @@ def _counted(
         moves.append(f"{_COUNTED[Status(before)]} = {_COUNTED[Status(before)]} - 1")
     counts = connection.execute(
         f"UPDATE instructions SET {', '.join(moves)} WHERE id = ? "  # noqa: S608 - column names from _COUNTED only
-        "RETURNING pending, processing, done, failed, status",
+        "RETURNING pending, processing, done, failed, status, user_id",
         (instruction_id,),
     ).fetchone()
     if counts is None:
         return  # the foreign key refuses the file's insert
-    *numbers, stored = counts
+    *numbers, stored, user_id = counts
     status = counted_status(dict(zip(_COUNTED, numbers, strict=True))).value
     if status != stored:
         connection.execute(
             "UPDATE instructions SET status = ? WHERE id = ?", (status, instruction_id)
+        )
+        _user_counted(connection, user_id, stored, status)
+
+
+def _add_instruction(connection: sqlite3.Connection, row: Sequence[Any]) -> None:
+    with transaction(connection):
+        connection.execute(
+            "INSERT INTO instructions (id, user_id, created_at, status, document) "
+            "VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+        _user_counted(connection, row[1], None, row[3])
+
+
+def _user_counted(
+    connection: sqlite3.Connection, user_id: str, before: str | None, after: str
+) -> None:
+    """Move one of the user's instructions from status ``before`` (None: new) to ``after``."""
+    connection.execute(
+        """INSERT INTO user_counts (user_id, status, instructions) VALUES (?, ?, 1)
+           ON CONFLICT (user_id, status) DO UPDATE SET instructions = instructions + 1""",
+        (user_id, after),
+    )
+    if before is not None:
+        connection.execute(
+            "UPDATE user_counts SET instructions = instructions - 1 "
+            "WHERE user_id = ? AND status = ?",
+            (user_id, before),
         )
 
 

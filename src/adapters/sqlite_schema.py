@@ -81,6 +81,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE instructions ADD COLUMN processing INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE instructions ADD COLUMN done INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE instructions ADD COLUMN failed INTEGER NOT NULL DEFAULT 0",
+        # How many instructions each user has in each status: a list's total
+        # without counting the user's instructions one by one.
+        """CREATE TABLE user_counts (
+            user_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            instructions INTEGER NOT NULL,
+            PRIMARY KEY (user_id, status)
+        ) WITHOUT ROWID""",
+        """INSERT INTO user_counts (user_id, status, instructions)
+            SELECT user_id, status, count(*) FROM instructions GROUP BY user_id, status""",
         """UPDATE instructions SET
             pending = (SELECT count(*) FROM details d
                        WHERE d.instruction_id = instructions.id AND d.status = 'PENDING'),

@@ -6,15 +6,38 @@ from pathlib import Path
 
 from bench import history
 
+from adapters.filesystem import FilesystemImageStorage
+from adapters.sqlite import SqliteInstructionRepository
+from imagecore.model import Status
+from imagecore.ports import DetailQuery, InstructionQuery
+
 
 async def test_a_small_history_gives_every_figure_and_drains_its_backlog(tmp_path: Path) -> None:
-    figures = await history.measure(120, tmp_path, runs=2)
+    [figures] = await history.measure([120], tmp_path, runs=2)
     assert (figures["files"], figures["due"]) == (120, 12)
     assert figures["cleanup_files"] == 12
     assert figures["cleanup_drained"] is True
     for key in history.LABELS:
         assert figures[key] > 0, key
     assert figures["point_reads"] > 0
+
+
+async def test_the_seeded_history_reads_as_the_repository_would_have_written_it(
+    tmp_path: Path,
+) -> None:
+    storage = FilesystemImageStorage(tmp_path / "files")
+    seeded = await history.seed(tmp_path / "imagecore.sqlite3", storage, 120)
+    repo = await SqliteInstructionRepository.open(tmp_path / "imagecore.sqlite3")
+    try:
+        page = await repo.list_instructions(InstructionQuery(history.USER, status=Status.DONE))
+        assert page.total == len(seeded.instructions) == 3
+        counts = await repo.file_counts(seeded.instructions)
+        assert [c[Status.DONE] for c in counts.values()] == [50, 50, 20]
+        due = await repo.find_details(DetailQuery(is_cleaned=False, limit=1000))
+        assert len(due) == seeded.due == 12
+        assert all([await storage.exists(d.original_key) for d in due])
+    finally:
+        await repo.close()
 
 
 def run(files: int, scale: float) -> dict[str, object]:
@@ -40,6 +63,8 @@ def test_the_section_judges_growth_from_the_smallest_history_to_the_largest() ->
     assert rows["cleanup, files per second"].endswith("| met |")
     document["runs"] = [run(1_000, 1.0), run(1_000_000, 1.1)]
     assert "1.10x | met" in history.section(document)
+    document["runs"] = [run(1_000, 1.0), run(1_000_000, 1.2002)]  # beside the goal: which side
+    assert "1.2002x | MISSED" in history.section(document)
 
 
 def test_the_section_replaces_its_old_self_and_keeps_the_rest(tmp_path: Path) -> None:

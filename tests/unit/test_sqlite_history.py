@@ -138,6 +138,24 @@ async def test_a_status_write_reads_none_of_the_instructions_other_files(
     assert running.total == 2
 
 
+async def test_a_first_page_and_its_total_read_the_same_however_many_instructions(
+    repo: SqliteInstructionRepository,
+) -> None:
+    async def more(count: int) -> None:
+        for _ in range(count):
+            await repo.add_instruction(instruction(created=-60))
+
+    first = InstructionQuery("alice", size=10)
+    waiting = InstructionQuery("alice", status=Status.PENDING, size=10)
+    await more(50)
+    small = [await steps(repo, lambda q=q: repo.list_instructions(q)) for q in (first, waiting)]
+    await more(1_000)
+    large = [await steps(repo, lambda q=q: repo.list_instructions(q)) for q in (first, waiting)]
+    assert large == small
+    assert (await repo.list_instructions(first)).total == 1_050
+    assert (await repo.list_instructions(waiting)).total == 1_050
+
+
 async def test_a_version_1_database_is_brought_up_to_date_with_its_records(
     tmp_path: Path,
 ) -> None:
@@ -185,6 +203,8 @@ async def test_a_version_1_database_is_brought_up_to_date_with_its_records(
             assert await repo.update_detail(file.complete(output, {}, at(30)))
         page = await repo.list_instructions(InstructionQuery("alice", status=Status.DONE))
         assert [i.id for i in page.items] == [job.id]
+        assert page.total == 1  # the user's counts, taken from the instructions and moved since
+        assert (await repo.list_instructions(InstructionQuery("alice"))).total == 1
     finally:
         await repo.close()
     with sqlite3.connect(path) as reopened:
