@@ -86,6 +86,8 @@ _LOCK_EXPIRY = timedelta(seconds=30)
 _STATUS_ROUNDS = 8
 #: The instruction's fields counting its files in each status, kept beside its status.
 _COUNT_FIELDS = {status: f"files_{status.value.lower()}" for status in Status}
+#: The marker of `MongoInstructionRepository._upgraded`.
+_NOTES_AND_PLACES = "outbox-notes-and-file-places"
 #: Server error codes that mean "not now" rather than "never": shutting down,
 #: stepping down, unreachable, out of time.
 _TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
@@ -162,6 +164,7 @@ class MongoInstructionRepository:
         self._locks: _Collection = db["detail_locks"]
         self._places: _Collection = db["file_places"]
         self._outbox: _Collection = db["detail_outbox"]
+        self._migrations: _Collection = db["migrations"]
         self._lock_expiry = max(_LOCK_EXPIRY, 4 * timedelta(milliseconds=timeout_ms))
         self._last_seq = 0
 
@@ -186,6 +189,7 @@ class MongoInstructionRepository:
         try:
             with _translated():
                 await repo._create_indexes()
+                await repo._upgraded()
         except BaseException:
             await client.close()
             raise
@@ -308,7 +312,7 @@ class MongoInstructionRepository:
                 await self._details.insert_one(stored)
             except BaseException:
                 if place is not None:
-                    await self._places.delete_one({"_id": place})
+                    await self._give_back(place, detail.id)
                 raise
         await self._refresh_status(detail.instruction_id)
 
@@ -318,18 +322,48 @@ class MongoInstructionRepository:
         The reaper reads that small collection, not the details, whose status
         index would have it walk every finished file. Written first, removed
         after the detail clears its record: a crash between leaves a note too
-        many, which the reaper drops, never a record it cannot find.
+        many, which the reaper drops, never a record it cannot find. A note
+        carries the version that set it: only a write of that version or a
+        later one, or a reaper that reads such a version without the record,
+        removes it.
         """
         if detail.outbox:
-            note = {"updated_at": time_to_document(detail.updated_at)}
+            note = {"updated_at": time_to_document(detail.updated_at), "version": detail.version}
             await self._outbox.update_one({"_id": detail.id}, {"$set": note}, upsert=True)
 
-    async def _clear_outbox(self, detail_id: str) -> None:
+    async def _clear_outbox(self, detail_id: str, version: int) -> None:
         try:
             with _translated():
-                await self._outbox.delete_one({"_id": detail_id})
+                await self._outbox.delete_one({"_id": detail_id, "version": {"$lte": version}})
         except DependencyUnavailable:
             _log.warning("outbox note of %s is left for the reaper to drop", detail_id)
+
+    async def _upgraded(self) -> None:
+        """Give the records and files written before notes and places theirs (once).
+
+        Run when the repository opens, until a marker says it is done: every
+        detail holding an outbox record gets its note, and every instruction
+        a place for each file it holds. Stop the older processes first: what
+        they write meanwhile has neither.
+        """
+        if await self._migrations.find_one({"_id": _NOTES_AND_PLACES}) is not None:
+            return
+        held: dict[str, int] = {}
+        fields = {"instruction_id": 1, "outbox": 1, "updated_at": 1, "version": 1}
+        async for stored in self._details.find({}, fields):
+            if stored.get("outbox"):
+                note = {"updated_at": stored["updated_at"], "version": stored["version"]}
+                await self._outbox.update_one({"_id": stored["_id"]}, {"$set": note}, upsert=True)
+            instruction_id = stored["instruction_id"]
+            number = held[instruction_id] = held.get(instruction_id, -1) + 1
+            await self._places.update_one(
+                {"_id": f"{instruction_id}:{number}"},
+                {"$setOnInsert": {"detail_id": stored["_id"]}},
+                upsert=True,
+            )
+        await self._migrations.update_one(
+            {"_id": _NOTES_AND_PLACES}, {"$set": {"at": datetime.now(UTC)}}, upsert=True
+        )
 
     async def _take_place(self, detail: InstructionDetail, max_files: int) -> str:
         """Take one of the instruction's ``max_files`` places; `TooManyFiles` if none is free.
@@ -337,10 +371,9 @@ class MongoInstructionRepository:
         A place is a document whose ``_id`` names the instruction and a number
         below the limit: the unique ``_id`` lets one insert win each place, on
         MongoDB and on FerretDB alike, so concurrent uploads cannot pass the
-        limit. Files from before places existed are counted in first.
+        limit. A place is given back only when its file was never written.
         """
-        held = await self._details.count_documents({"instruction_id": detail.instruction_id})
-        for number in range(held, max_files):
+        for number in range(max_files):
             place = f"{detail.instruction_id}:{number}"
             try:
                 await self._places.insert_one({"_id": place, "detail_id": detail.id})
@@ -348,6 +381,15 @@ class MongoInstructionRepository:
                 continue
             return place
         raise TooManyFiles(f"the instruction holds {max_files} files already")
+
+    async def _give_back(self, place: str, detail_id: str) -> None:
+        """Free a place whose file's insert failed, unless the insert landed after all."""
+        try:
+            with _translated():
+                if await self._details.find_one({"_id": detail_id}, {"_id": 1}) is None:
+                    await self._places.delete_one({"_id": place, "detail_id": detail_id})
+        except DependencyUnavailable:
+            _log.warning("place %s is kept: whether its file was written is unknown", place)
 
     async def get_detail(self, detail_id: str) -> InstructionDetail:
         with _translated():
@@ -380,11 +422,14 @@ class MongoInstructionRepository:
             before = await self._details.find_one_and_update(
                 {"_id": detail.id, "version": detail.version - 1}, {"$set": fields}
             )
+            if before is None and detail.outbox:
+                # Not written: its note goes, while the lock keeps other writers of it out.
+                await self._outbox.delete_one({"_id": detail.id, "version": detail.version})
         await self._unlock(lock)
         if before is None:
             return False
         if before.get("outbox") and not detail.outbox:
-            await self._clear_outbox(detail.id)
+            await self._clear_outbox(detail.id, detail.version)
         if before.get("status") != fields["status"]:
             # Only then: on FerretDB the refresh reads every file, and most writes
             # (lease renewals, outbox records) leave the status as it was.
@@ -510,8 +555,11 @@ class MongoInstructionRepository:
                 if stored is None:
                     continue  # its detail's insert failed after the note
                 detail = detail_from_document(_from_stored(stored, _DETAIL_JSON))
-                if not detail.outbox:
-                    await self._clear_outbox(detail.id)  # left by a crash after the clear
+                if not detail.outbox and detail.version >= note.get("version", 0):
+                    # Left by a crash after the clear (a note of a later write waits for it).
+                    await self._clear_outbox(detail.id, detail.version)
+                elif not detail.outbox:
+                    continue
                 elif detail_matches(detail, query):
                     found.append(detail)
                     if len(found) == query.limit:

@@ -67,7 +67,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The outbox record as a column, so that a partial index holds just the
         # files whose job or final notification is still to be published.
         "ALTER TABLE details ADD COLUMN outbox INTEGER NOT NULL DEFAULT 0",
-        "UPDATE details SET outbox = coalesce(json_extract(document, '$.outbox'), 0)",
+        # Only the rows that hold a record are rewritten (the column's default is 0).
+        "UPDATE details SET outbox = 1 WHERE json_extract(document, '$.outbox')",
         "CREATE INDEX details_in_outbox ON details (updated_at, id) WHERE outbox = 1",
         # Files whose stored bytes are still kept: in flight, finished within
         # retention, or due for cleanup (cleanup and GET /files walk it).
@@ -91,15 +92,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         """INSERT INTO user_counts (user_id, status, instructions)
             SELECT user_id, status, count(*) FROM instructions GROUP BY user_id, status""",
+        # One pass over the files, grouped by instruction (a subquery per
+        # instruction would walk a status's every file each time).
         """UPDATE instructions SET
-            pending = (SELECT count(*) FROM details d
-                       WHERE d.instruction_id = instructions.id AND d.status = 'PENDING'),
-            processing = (SELECT count(*) FROM details d
-                          WHERE d.instruction_id = instructions.id AND d.status = 'PROCESSING'),
-            done = (SELECT count(*) FROM details d
-                    WHERE d.instruction_id = instructions.id AND d.status = 'DONE'),
-            failed = (SELECT count(*) FROM details d
-                      WHERE d.instruction_id = instructions.id AND d.status = 'FAILED')""",
+            pending = counted.pending, processing = counted.processing,
+            done = counted.done, failed = counted.failed
+           FROM (SELECT instruction_id,
+                        sum(status = 'PENDING') AS pending,
+                        sum(status = 'PROCESSING') AS processing,
+                        sum(status = 'DONE') AS done,
+                        sum(status = 'FAILED') AS failed
+                 FROM details GROUP BY instruction_id) AS counted
+           WHERE counted.instruction_id = instructions.id""",
     ),
 )
 

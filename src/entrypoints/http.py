@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import logging
 import urllib.parse
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import BodyPartReader, hdrs, web
@@ -39,6 +40,7 @@ from imagecore.ports import DetailQuery, InstructionQuery
 __all__ = ["RUNTIME", "WORKER", "create_app"]
 
 WORKER = web.AppKey("worker", Worker)
+_log = logging.getLogger(__name__)
 _CHUNK = 256 * 1024
 _MAX_PAGE_SIZE = 100
 _STORAGE_MEASURE_EVERY = 60.0
@@ -75,7 +77,17 @@ def _time_query(request: web.Request, name: str) -> datetime | None:
         ) from None
     if value.tzinfo is None:
         raise ValidationError(f"{name} must include a time zone, e.g. a trailing Z")
-    return value
+    if (utc := _in_utc(value)) is None:
+        raise ValidationError(f"{name} is out of range")
+    return utc
+
+
+def _in_utc(value: datetime) -> datetime | None:
+    """``value`` in UTC, or None when UTC cannot hold it (a zone past year 1 or 9999)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 async def create_instruction(request: web.Request) -> web.Response:
@@ -142,12 +154,13 @@ def _cursor_query(request: web.Request) -> tuple[datetime, str] | None:
         moment, _, instruction_id = (
             base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().partition("|")
         )
-        after = datetime.fromisoformat(moment), instruction_id
+        after = datetime.fromisoformat(moment)
     except ValueError:
         raise ValidationError("cursor is not one this service gave") from None
-    if after[0].tzinfo is None or not instruction_id:
+    utc = _in_utc(after) if after.tzinfo is not None else None
+    if utc is None or not instruction_id:
         raise ValidationError("cursor is not one this service gave")
-    return after
+    return utc, instruction_id
 
 
 async def get_instruction(request: web.Request) -> web.Response:
@@ -164,9 +177,10 @@ async def get_instruction(request: web.Request) -> web.Response:
 async def upload_files(request: web.Request) -> web.Response:
     """``POST /instructions/{id}/details``: one or more multipart parts named ``file``.
 
-    Each file is stored or refused on its own, in the order sent: the answer
-    lists the stored ``files`` and the ``refused`` ones with their reasons.
-    Only a request that stores no file fails, with its first file's error.
+    Files are stored one by one, in the order sent, up to the first one
+    refused: the answer lists the stored ``files`` and, in ``refused``, that
+    one with its reason; the parts after it are not read (a refused part may
+    be endless). A request that stores no file fails with that file's error.
     """
     who = identify(request)
     runtime = request.app[RUNTIME]
@@ -177,7 +191,7 @@ async def upload_files(request: web.Request) -> web.Response:
     if not _media_type(request).startswith("multipart/"):
         raise ValidationError("send the files as multipart/form-data parts named 'file'")
     accepted: list[InstructionDetail] = []
-    refusals: list[tuple[str, ImageCoreError]] = []
+    refused: tuple[str, ImageCoreError] | None = None
     try:
         async for part in _parts(request):
             if part.name != "file":
@@ -186,25 +200,27 @@ async def upload_files(request: web.Request) -> web.Response:
             try:
                 detail = await _upload_part(request, who.user_id, name, part)
             except ImageCoreError as exc:
-                refusals.append((name, exc))
-                continue
+                refused = (name, exc)
+                break
             request.app[METRICS].uploaded_bytes.inc(detail.size)
             accepted.append(detail)
     except ValidationError as exc:  # the body broke off: what was stored stays
-        if not accepted:
-            raise
-        refusals.append(("(the rest of the body)", exc))
+        refused = ("(the rest of the body)", exc)
+    if refused is not None and not accepted:
+        name, error = refused
+        error.message = f"{name}: {error.message}"
+        raise error
     if not accepted:
-        if refusals:
-            first_name, first = refusals[0]
-            first.message = f"{first_name}: {first.message}"
-            raise first
         raise ValidationError("no file received: send multipart/form-data parts named 'file'")
-    refused = [{"name": n, "code": e.code, "message": e.message} for n, e in refusals]
-    message = (
-        f"{len(accepted)} files uploaded, {len(refused)} refused" if refused else "files uploaded"
-    )
-    body = {"files": [detail_view(d) for d in accepted], "refused": refused}
+    body: dict[str, Any] = {"files": [detail_view(d) for d in accepted], "refused": []}
+    message = "files uploaded"
+    if refused is not None:
+        name, error = refused
+        _log.info("upload to %s: %s refused (%s)", request.match_info["id"], name, error.code)
+        body["refused"] = [{"name": name, "code": error.code, "message": error.message}]
+        message = (
+            f"{len(accepted)} files uploaded; {name} was refused and the parts after it not read"
+        )
     return ok(body, message, status=201)
 
 

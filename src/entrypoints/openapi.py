@@ -236,7 +236,8 @@ _PATHS: dict[str, dict[str, Any]] = {
                         files={"type": "array", "items": _ref("Detail")},
                         refused={"type": "array", "items": _REFUSED},
                     ),
-                    "the files stored, and those refused with their reasons",
+                    "the files stored; the first file refused, if any, with its reason "
+                    "(the parts after it are not read)",
                 ),
                 "413": _ERROR,
                 "415": _ERROR,

@@ -27,7 +27,7 @@ from contracts.repository import (
     check_everything_survives_reopening,
 )
 from entrypoints import devstack
-from imagecore.errors import DependencyUnavailable
+from imagecore.errors import DependencyUnavailable, TooManyFiles
 from imagecore.model import InstructionDetail, OutputFile, Status, aggregate_status
 from imagecore.ports import DetailQuery, InstructionQuery
 
@@ -260,9 +260,44 @@ async def test_outbox_records_are_found_through_their_notes_never_by_scanning_fi
     assert await mongo_repo.update_detail(finished_done.announced())
     assert [d.id for d in await mongo_repo.find_details(query)] == [recorded.id]
     # A note left by a crash after the record was cleared is dropped, not returned.
-    await mongo_repo._outbox.insert_one({"_id": published.id, "updated_at": at(0)})
+    await mongo_repo._outbox.insert_one({"_id": published.id, "updated_at": at(0), "version": 0})
     assert [d.id for d in await mongo_repo.find_details(query)] == [recorded.id]
     assert await mongo_repo._outbox.count_documents({}) == 1
+    # A note newer than the detail the reaper reads (its write still on the way) stays.
+    later = finished_done.announced()
+    await mongo_repo._outbox.insert_one(
+        {"_id": finished.id, "updated_at": at(6), "version": later.version + 1}
+    )
+    assert [d.id for d in await mongo_repo.find_details(query)] == [recorded.id]
+    assert await mongo_repo._outbox.count_documents({"_id": finished.id}) == 1
     # The reaper reads the notes alone: without its note, a record is not found.
     await mongo_repo._outbox.delete_many({})
     assert await mongo_repo.find_details(query) == []
+
+
+async def test_records_and_files_from_before_notes_and_places_get_theirs_on_opening(
+    mongo_uri: str,
+) -> None:
+    async with dropped_afterwards(mongo_uri, database_name()) as database:
+        repo = await MongoInstructionRepository.open(mongo_uri, database)
+        job = instruction()
+        files = [attrs.evolve(detail(job, created=n), outbox=n == 0) for n in range(3)]
+        try:
+            await repo.add_instruction(job)
+            for file in files:
+                await repo.add_detail(file)
+            # As an older imagecore left them: no notes, no places, no marker.
+            for collection in (repo._outbox, repo._places, repo._migrations):
+                await collection.delete_many({})
+        finally:
+            await repo.close()
+        reopened = await MongoInstructionRepository.open(mongo_uri, database)
+        try:
+            found = await reopened.find_details(DetailQuery(outbox=True))
+            assert [d.id for d in found] == [files[0].id]
+            # The three files hold three places: a limit of four takes one more.
+            await reopened.add_detail(detail(job, created=3), max_files=4)
+            with pytest.raises(TooManyFiles):
+                await reopened.add_detail(detail(job, created=4), max_files=4)
+        finally:
+            await reopened.close()

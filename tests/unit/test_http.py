@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -305,7 +306,12 @@ async def test_instructions_page_by_cursor_to_the_end(api: Api) -> None:
         path = f"/instructions?size=2&cursor={cursor}"
         assert (await api.call("GET", path))[1]["data"]["pagination"]["total"] is None
     assert seen == created[::-1]
-    for bad in ["not-base64!", "bm90IGEgY3Vyc29y", ""]:
+    # A time UTC cannot hold would overflow a store's conversion: refused here.
+    beyond = base64.urlsafe_b64encode(b"9999-12-31T23:00:00-05:00|x").decode()
+    for bad in ["not-base64!", "bm90IGEgY3Vyc29y", "", beyond]:
         status, body = await api.call("GET", f"/instructions?cursor={bad}")
         assert status == 400, (bad, body)
         assert "cursor" in body["message"]
+    status, body = await api.call("GET", "/instructions?created_from=0001-01-01T00:00:00%2B01:00")
+    assert status == 400, body
+    assert "created_from" in body["message"]

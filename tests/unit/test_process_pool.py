@@ -250,17 +250,17 @@ async def test_a_file_sent_ahead_gets_its_full_time_limit_from_the_answer_before
     pool: ProcessPoolRunner, gates: Gates
 ) -> None:
     await pool(gates.request("start", opened=True))  # the child is up: its start does not count
-    # Each file is held 1.2 s, within the limit of 2 s; both together, counted from when
+    # Each file is held 3 s, within the limit of 5 s; both together, counted from when
     # the second was sent ahead, run past it. A busy machine only makes the files longer:
     # a limit counted from the sending fails however fast the machine is, and the right
-    # one leaves each file 0.8 s for wake-ups and the answer.
-    pool._timeout = 2
+    # one leaves each file 2 s for wake-ups and the answer.
+    pool._timeout = 5
     first = asyncio.create_task(pool(gates.request("first")))
     second = asyncio.create_task(pool(gates.request("second")))  # sent ahead at once
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(3)
     gates.open("first")
     pid, _ = await asyncio.wait_for(first, 15)
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(3)
     gates.open("second")
     assert await asyncio.wait_for(second, 15) == (pid, "second")
 

@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 
 from adapters import sqlite as sqlite_adapter
+from adapters import sqlite_schema
 from adapters.documents import instruction_to_document
 from adapters.memory import MemoryImageStorage, MemoryMessageBroker
 from adapters.sqlite import SqliteInstructionRepository
 from adapters.sqlite_schema import _MIGRATIONS, SCHEMA_VERSION
 from contracts.factories import at, detail, done, instruction
 from imagecore import pipeline
-from imagecore.model import InstructionDetail, OutputFile, Status
+from imagecore.model import Instruction, InstructionDetail, OutputFile, Status
 from imagecore.ports import DetailQuery, InstructionQuery
 
 SETTINGS = pipeline.PipelineSettings(retention_seconds=3600, stale_after_seconds=7200)
@@ -154,6 +155,64 @@ async def test_a_first_page_and_its_total_read_the_same_however_many_instruction
     assert large == small
     assert (await repo.list_instructions(first)).total == 1_050
     assert (await repo.list_instructions(waiting)).total == 1_050
+
+
+def instruction_document(job: Instruction) -> str:
+    return sqlite_adapter._dumps(instruction_to_document(job))
+
+
+def version_1_database(path: Path, files: int) -> None:
+    """A version-1 database of ``files`` finished files, 50 to an instruction, as 85bd680 wrote."""
+    with sqlite3.connect(path, isolation_level=None) as old:
+        for statement in _MIGRATIONS[0]:
+            old.execute(statement)
+        old.execute("PRAGMA user_version=1")
+        old.execute("BEGIN")
+        for start in range(0, files, 50):
+            job = instruction(created=start)
+            old.execute(
+                "INSERT INTO instructions VALUES (?, ?, ?, ?, ?)",
+                (job.id, job.user_id, start, "DONE", instruction_document(job)),
+            )
+            for n in range(min(50, files - start)):
+                row = sqlite_adapter._detail_row(done(detail(job, created=start + n), start))
+                del row["outbox"]
+                old.execute(
+                    """INSERT INTO details (id, instruction_id, status, created_at, updated_at,
+                                            is_cleaned, version, document)
+                       VALUES (:id, :instruction_id, :status, :created_at, :updated_at,
+                               :is_cleaned, :version, :document)""",
+                    row,
+                )
+        old.execute("COMMIT")
+    old.close()
+
+
+def migration_steps(path: Path) -> int:
+    count = 0
+
+    def tick() -> int:
+        nonlocal count
+        count += 1
+        return 0
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.set_progress_handler(tick, 1000)
+    try:
+        sqlite_schema._migrate(connection)
+    finally:
+        connection.close()
+    return count
+
+
+def test_the_migration_to_version_2_reads_each_file_a_bounded_number_of_times(
+    tmp_path: Path,
+) -> None:
+    version_1_database(tmp_path / "small.sqlite3", 1_000)
+    version_1_database(tmp_path / "large.sqlite3", 4_000)
+    small = migration_steps(tmp_path / "small.sqlite3")
+    large = migration_steps(tmp_path / "large.sqlite3")
+    assert large < small * 6, (small, large)  # 4x the files: 4x the work, not 16x
 
 
 async def test_a_version_1_database_is_brought_up_to_date_with_its_records(
