@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from http_support import running_api
 
+from entrypoints import webhooks
 from entrypoints.webhooks import WebhookSender, signature
 
 SECRET = "webhook-test-secret"  # noqa: S105 - a test key
@@ -26,11 +27,15 @@ class Receiver:
 
     answers: list[int] = attrs.field(factory=list)
     calls: list[tuple[dict[str, str], bytes]] = attrs.field(factory=list)
+    paths: list[tuple[str, str]] = attrs.field(factory=list)
     url: str = ""
+    location: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.paths.append((request.path, request.method))
         self.calls.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.answers.pop(0) if self.answers else 204)
+        headers = {"Location": self.location} if self.location else {}
+        return web.Response(status=self.answers.pop(0) if self.answers else 204, headers=headers)
 
 
 @pytest.fixture
@@ -38,6 +43,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
+    app.router.add_route("*", "/inside", receiver.handle)  # where a redirect would lead
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     receiver.url = str(server.make_url("/hook"))
@@ -81,13 +87,26 @@ async def test_a_finished_instruction_posts_one_signed_webhook(
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
+        files = {f["original_name"]: f for f in (await api.wait_final(instruction_id))}
     [(headers, raw)] = receiver.calls
     verify(headers, raw)
     assert headers["Imagecore-Delivery"] == f"{instruction_id}:2"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"] == "imagecore-webhook/1"
+    assert raw == json.dumps(json.loads(raw), separators=(",", ":")).encode()  # compact
     event = json.loads(raw)
     assert event["event"] == "instruction.finished"
     assert event["instruction"]["status"] == "DONE"
-    assert sorted(f["status"] for f in event["files"]) == ["DONE", "FAILED"]
+    sent = {f["original_name"]: f for f in event["files"]}
+    for name, file in files.items():
+        output = file["output"]["size"] if file["output"] else None
+        expected = {"id": file["id"], "original_name": name, "status": file["status"]}
+        error = file["error"] or {"code": None, "message": None}
+        expected |= {"output_size": output, "error_code": error["code"]}
+        expected["error_message"] = error["message"]
+        assert sent[name] == expected
+    assert sent["a.jpg"]["output_size"] > 0
+    assert sent["b.jpg"]["error_code"]
 
 
 async def test_a_failed_delivery_is_retried_until_it_succeeds(receiver: Receiver) -> None:
@@ -100,6 +119,61 @@ async def test_a_failed_delivery_is_retried_until_it_succeeds(receiver: Receiver
     assert len(receiver.calls) == 3
     for headers, raw in receiver.calls:
         verify(headers, raw)
+
+
+async def test_a_delivery_waits_twice_as_long_before_each_new_attempt(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver.answers = [500] * 10
+    waits: list[float] = []
+
+    async def noted(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(webhooks.asyncio, "sleep", noted)
+    sender = WebhookSender(SECRET, allow_private=True, attempts=4, first_delay=0.5)
+    try:
+        assert not await sender.deliver(receiver.url, b"{}", "id:1")
+    finally:
+        await sender.close()
+    assert waits == [0.5, 1.0, 2.0]  # none after the last attempt
+    assert len(receiver.calls) == 4
+
+
+@pytest.mark.parametrize(("answer", "delivered"), [(200, True), (299, True), (300, False)])
+async def test_only_a_2xx_answer_is_a_delivery(
+    receiver: Receiver, answer: int, *, delivered: bool
+) -> None:
+    receiver.answers = [answer]
+    sender = WebhookSender(SECRET, allow_private=True, attempts=1)
+    try:
+        assert await sender.deliver(receiver.url, b"{}", "id:1") is delivered
+    finally:
+        await sender.close()
+
+
+async def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
+    # A public receiver could otherwise point the POST at a private address.
+    receiver.answers = [302]
+    receiver.location = receiver.url.replace("/hook", "/inside")
+    sender = WebhookSender(SECRET, allow_private=True, attempts=1)
+    try:
+        assert not await sender.deliver(receiver.url, b"{}", "id:1")
+    finally:
+        await sender.close()
+    assert [path for path, _ in receiver.paths] == ["/hook"]
+
+
+async def test_a_name_that_does_not_resolve_now_is_tried_and_retried(receiver: Receiver) -> None:
+    async def unresolvable(host: str, port: int) -> list[str]:
+        raise OSError(f"{host}:{port} does not resolve")
+
+    sender = WebhookSender(SECRET, first_delay=0.01, resolver=unresolvable)
+    try:
+        assert await sender.deliver(receiver.url, b"{}", "id:1")  # the POST decides
+    finally:
+        await sender.close()
+    assert len(receiver.calls) == 1
 
 
 async def test_a_delivery_gives_up_after_its_attempts(receiver: Receiver) -> None:
