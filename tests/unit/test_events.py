@@ -311,3 +311,50 @@ async def test_a_live_event_older_than_the_snapshot_or_repeated_is_not_sent_afte
         await broker.publish_notification(fresh)
         [after] = await events_.events_until(lambda seen: len(seen) == 1)
     assert after.data["instruction_detail_id"] == second["id"]
+
+
+async def test_an_instruction_stream_carries_only_that_instructions_events(
+    api: Api, kite: bytes
+) -> None:
+    mine = await api.instruction("images/thumbnail", {})
+    other = await api.instruction("images/thumbnail", {})
+    async with stream(api, f"/instructions/{mine}/events") as events_:
+        headers = events_.response.headers
+        assert (headers["Cache-Control"], headers["X-Accel-Buffering"]) == ("no-cache", "no")
+        _, body = await api.upload(other, [("other.jpg", kite)])
+        _, body = await api.upload(mine, [("mine.jpg", kite)])
+        detail_id = body["data"]["files"][0]["id"]
+        seen = await events_.events_until(final(detail_id))
+    assert {e.data["instruction_id"] for e in seen} == {mine}
+
+
+async def test_a_stream_tells_the_client_when_to_reconnect_and_takes_the_id_in_the_query(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("a.jpg", kite)])
+    [done] = await api.wait_final(instruction_id)
+    path = f"/instructions/{instruction_id}/events"
+    async with stream(api, path) as events_:
+        assert await events_.response.content.readline() == b"retry: 2000\n"
+    newest = millisecond((await api.repo.get_detail(done["id"])).updated_at)
+    later = str(int(newest) + 1)
+    async with stream(api, f"{path}?last_event_id={later}") as events_:
+        # Nothing changed since: the replay is empty, so a live event comes first.
+        marker = notification_for(await api.repo.get_detail(done["id"]))
+        await api.app[RUNTIME].broker.publish_notification(attrs.evolve(marker, at=""))
+        [first] = await events_.events_until(lambda seen: len(seen) == 1)
+    assert first.data["at"] == ""
+
+
+async def test_the_user_stream_replays_more_than_a_page_of_instructions(
+    api: Api, kite: bytes
+) -> None:
+    jobs = [await api.instruction("images/thumbnail", {}) for _ in range(12)]
+    for job in jobs:
+        await api.upload(job, [("a.jpg", kite)])
+    for job in jobs:
+        await api.wait_final(job)
+    async with stream(api, "/events", last_event_id="0") as events_:
+        seen = await events_.events_until(lambda seen: len(seen) == len(jobs))
+    assert {e.data["instruction_id"] for e in seen} == set(jobs)
