@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
+from pathlib import Path
 
 import nox
 
@@ -102,3 +105,96 @@ def deploy(session: nox.Session) -> None:
             *("--python-version", PYTHON, "--python-platform", platform),
             *("--only-binary", ":all:", "--no-binary", "pyvips", "--output-file", os.devnull),
         )
+
+
+# Mutation testing (issue 33), run by hand: mutmut copies the tree to .mutmut/mutants/ and runs
+# the tests there, so .mutmut/ holds links to what it copies and one to the corpus beside the
+# repository, which the copied tests then find as they do from the repository (../shared).
+MUTATION_DIR = Path(".mutmut")
+# mutmut's record of each mutant's test run (its exit code), named as `mutmut results` does
+# but for 255, which it calls a timeout: the fork server's child raised before its tests ran.
+MUTANT_STATUS = {None: "not checked", 0: "survived", 1: "killed", 3: "killed", 5: "no tests"}
+MUTANT_STATUS |= {33: "no tests", 34: "skipped", 37: "caught by type check", 255: "error"}
+MUTANT_STATUS |= dict.fromkeys((24, -24, 36, 152), "timeout")
+# What mutmut's fork server imports once for all mutants ([tool.mutmut] preload_modules_file),
+# with every module of src/: pytest, its plugins and the service's libraries, none of which
+# does any work on import.
+MUTATION_PRELOAD = (
+    *("pytest", "_hypothesis_pytestplugin", "hypothesis", "pytest_asyncio", "anyio"),
+    *("schemathesis", "aiohttp.web", "pyvips", "jwt", "structlog", "attrs", "pymongo", "minio"),
+    *("nats", "dependency_injector.providers", "prometheus_client", "blurhash", "uvloop"),
+    *("yaml", "psutil", "PIL.Image", "requests"),
+)
+
+
+@nox.session(python=PYTHON, default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutants of the modules in [tool.mutmut] (or of those given) against tests/unit.
+
+    Not part of `nox`: `nox -s mutation`, or `nox -s mutation -- src/imagecore/model.py`.
+    A module is tested whole the first time and whenever it changes; otherwise only the
+    mutants no test has killed yet are tested again (`rm -rf .mutmut` starts afresh). The
+    diffs of those still alive go to .mutmut/survivors.txt (`mutmut show NAME` and
+    `mutmut browse` work in .mutmut/).
+    """
+    session.install("-e", ".[test,mutation]")
+    config = nox.project.load_toml("pyproject.toml")["tool"]["mutmut"]
+    modules = session.posargs or config["only_mutate"]
+    if unknown := sorted(set(modules) - set(config["only_mutate"])):
+        session.error(f"not in [tool.mutmut] only_mutate: {unknown}")
+    root = Path.cwd()
+    MUTATION_DIR.mkdir(exist_ok=True)
+    for name in ["pyproject.toml", "tests", *config["source_paths"], *config["also_copy"]]:
+        _link(MUTATION_DIR / name, root / name)
+    _link(MUTATION_DIR / "shared", root.parent / "shared")
+    sources = sorted(path.relative_to("src").with_suffix("") for path in Path("src").rglob("*.py"))
+    preload = [
+        *MUTATION_PRELOAD,
+        *(".".join(name.parts).removesuffix(".__init__") for name in sources),
+    ]
+    (MUTATION_DIR / config["preload_modules_file"]).write_text("\n".join(preload) + "\n")
+    with session.chdir(MUTATION_DIR):
+        if targets := [name for module in modules for name in _to_test(module)]:
+            session.log(f"mutmut run --max-children 1 {' '.join(targets[:3])} ({len(targets)})")
+            # One worker: the machine is shared, and timing tests fail when it is busy.
+            session.run("mutmut", "run", "--max-children", "1", *targets, log=False)
+        statuses = {module: _mutant_statuses(module) for module in modules}
+        survivors = [
+            name
+            for of_module in statuses.values()
+            for name, status in of_module.items()
+            if status in {"survived", "no tests"}
+        ]
+        diffs = [
+            session.run("mutmut", "show", name, silent=True, log=False) or "" for name in survivors
+        ]
+    (MUTATION_DIR / "survivors.txt").write_text("\n".join(diffs))
+    for module, of_module in statuses.items():
+        counts = Counter(of_module.values())
+        summary = ", ".join(f"{count} {status}" for status, count in counts.most_common())
+        session.log(f"{module}: {len(of_module)} mutants: {summary}")
+    session.log(f"{len(survivors)} survivors, their diffs in {MUTATION_DIR / 'survivors.txt'}")
+
+
+def _link(link: Path, target: Path) -> None:
+    if not link.is_symlink():
+        link.symlink_to(target)
+
+
+def _to_test(module: str) -> list[str]:
+    """The mutants of a module to test: all if it is new or changed, else those still alive."""
+    mutated = Path("mutants", module)
+    if not mutated.exists() or mutated.stat().st_mtime <= Path(module).stat().st_mtime:
+        # Mutants are named after their module: src/imagecore/model.py -> imagecore.model.*
+        return [".".join(Path(module).with_suffix("").parts[1:]) + ".*"]
+    statuses = _mutant_statuses(module)
+    return [name for name, status in statuses.items() if status not in {"killed", "timeout"}]
+
+
+def _mutant_statuses(module: str) -> dict[str, str]:
+    """Each mutant of a module and the status of its last test run, from mutmut's records."""
+    record = json.loads(Path("mutants", f"{module}.meta").read_text())
+    return {
+        name: MUTANT_STATUS.get(code, f"exit code {code}")
+        for name, code in record["exit_code_by_key"].items()
+    }
