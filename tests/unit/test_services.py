@@ -42,7 +42,9 @@ async def new_resize(repo: MemoryInstructionRepository, user: str = "alice") -> 
     return view.instruction.id
 
 
-async def upload(repo, storage, broker, instruction_id, data=JPEG, user="alice", name="kite.jpg"):
+async def upload(
+    repo, storage, broker, instruction_id, data=JPEG, user="alice", name="kite.jpg", stream=None
+):
     return await services.upload_file(
         repo,
         storage,
@@ -50,7 +52,7 @@ async def upload(repo, storage, broker, instruction_id, data=JPEG, user="alice",
         user_id=user,
         instruction_id=instruction_id,
         filename=name,
-        chunks=chunks(data),
+        chunks=stream or chunks(data),
         now=NOW,
     )
 
@@ -176,16 +178,7 @@ async def test_concurrent_uploads_never_take_an_instruction_past_its_file_limit(
 
     async def one() -> str:
         try:
-            await services.upload_file(
-                repo,
-                storage,
-                broker,
-                user_id="alice",
-                instruction_id=instruction_id,
-                filename="kite.jpg",
-                chunks=interleaved(JPEG),
-                now=NOW,
-            )
+            await upload(repo, storage, broker, instruction_id, stream=interleaved(JPEG))
         except TooManyFiles:
             return "refused"
         return "stored"
