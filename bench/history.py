@@ -42,15 +42,25 @@ from adapters.vips import VipsImageProcessor
 from bench import environment
 from imagecore import pipeline, services
 from imagecore.model import Instruction, InstructionDetail, OutputFile, Status, new_id
-from imagecore.ports import InstructionQuery, ProcessingRequest, ProcessingResult
+from imagecore.ports import (
+    ImageStorage,
+    InstructionQuery,
+    InstructionRepository,
+    MessageBroker,
+    ProcessingRequest,
+    ProcessingResult,
+)
 from imagecore.products import find_product
 
-__all__ = ["main", "section"]
+__all__ = ["kept_sections", "main", "section"]
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "history.json"
 BENCHMARKS = ROOT.parent / "BENCHMARKS.md"
 START, END = "<!-- history:start -->", "<!-- history:end -->"
+#: The markers of `bench.history_production`'s part, which follows this one.
+PRODUCTION_START = "<!-- history-production:start -->"
+PRODUCTION_END = "<!-- history-production:end -->"
 
 SIZES = (1_000, 100_000, 1_000_000)
 PER_INSTRUCTION = 50
@@ -184,13 +194,14 @@ class Subject:
 
     files: int
     folder: Path
-    repo: SqliteInstructionRepository
-    storage: FilesystemImageStorage
-    broker: MemoryMessageBroker
+    repo: InstructionRepository
+    storage: ImageStorage
+    broker: MessageBroker
     seeded: Seeded
     fresh: str  # an instruction for new files
     middle: Instruction  # an instruction half-way down the user's list
     seed_seconds: float
+    close: Callable[[], Awaitable[None]]  # ends what ``prepare`` opened
 
 
 async def prepare(files: int, folder: Path) -> Subject:
@@ -214,6 +225,7 @@ async def prepare(files: int, folder: Path) -> Subject:
         fresh.instruction.id,
         middle,
         round(seed_seconds, 1),
+        repo.close,
     )
 
 
@@ -313,7 +325,12 @@ async def periodic(subject: Subject) -> dict[str, Any]:
     }
 
 
-async def measure(sizes: list[int], folder: Path, runs: int) -> list[dict[str, Any]]:
+Prepare = Callable[[int, Path], Awaitable[Subject]]
+
+
+async def measure(
+    sizes: list[int], folder: Path, runs: int, prepare: Prepare = prepare
+) -> list[dict[str, Any]]:
     """Every figure against every size, the sizes alternating call by call (medians of ``runs``).
 
     A slow spell of a shared machine then falls on every size alike: the
@@ -345,12 +362,12 @@ async def measure(sizes: list[int], folder: Path, runs: int) -> list[dict[str, A
             results.append(figures)
     finally:
         for subject in subjects:
-            await subject.repo.close()
+            await subject.close()
     return results
 
 
 #: Files in the SSE replay's window: below this the history is smaller than the window.
-_REPLAY_FILES = 50 * PER_INSTRUCTION
+REPLAY_FILES = 50 * PER_INSTRUCTION
 PER_REQUEST = (
     "upload_to_done_ms",
     "instruction_read_ms",
@@ -389,7 +406,7 @@ def section(document: dict[str, Any]) -> str:
             f"backlog (a tenth of the files, at most 100k) drained in one run; no point read waits "
             f"more than {STALL_GOAL_MS:.0f} ms while the reaper and cleanup run. The SSE replay "
             f"reads the files of the user's 50 newest instructions: its growth is counted from the "
-            f"first history that fills that window ({_REPLAY_FILES:,} files)."
+            f"first history that fills that window ({REPLAY_FILES:,} files)."
         ),
         "",
         "| figure | " + " | ".join(sizes) + " | growth | goal |",
@@ -402,7 +419,7 @@ def section(document: dict[str, Any]) -> str:
         if key in PER_REQUEST or key == "list_deep_page_ms":
             base = 0
             if key == "sse_replay_ms":  # the replay's window: 50 instructions of 50 files
-                full = [i for i, run in enumerate(runs) if run["files"] >= _REPLAY_FILES]
+                full = [i for i, run in enumerate(runs) if run["files"] >= REPLAY_FILES]
                 base = full[0] if full else 0
             ratio = values[-1] / values[base] if values[base] else float("inf")
             # Decimals enough to show which side of the goal a ratio beside it falls.
@@ -433,6 +450,16 @@ def write_section(text: str, path: Path = BENCHMARKS) -> None:
         path.write_text(before + text + after)
     else:
         path.write_text(current.rstrip("\n") + "\n\n" + text + "\n")
+
+
+def kept_sections(path: Path) -> str:
+    """Both History parts of the BENCHMARKS.md at ``path``, for `bench.report` to keep (or "")."""
+    current = path.read_text() if path.exists() else ""
+    kept = ""
+    for start, end in ((START, END), (PRODUCTION_START, PRODUCTION_END)):
+        if start in current and end in current:
+            kept += f"\n{start}{current.split(start, 1)[1].split(end, 1)[0]}{end}\n"
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:

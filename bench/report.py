@@ -8,8 +8,7 @@ from typing import Any
 
 from bench.compression import VARIANTS
 from bench.goals import floor_vs_thumbor, goals
-from bench.history import END as HISTORY_END
-from bench.history import START as HISTORY_START
+from bench.history import kept_sections
 from bench.plots import plot_all
 from bench.probes import MIB
 from bench.trend import DRIFT_WINDOWS
@@ -673,14 +672,5 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
     ]
     text = "\n".join(lines).rstrip() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = _history_section(path)  # written by `python -m bench.history`, kept here
+    kept = kept_sections(path)  # written by `python -m bench.history[_production]`
     path.write_text(text.replace("](bench/plots/", f"]({relative}/") + kept)
-
-
-def _history_section(path: Path) -> str:
-    """The History section of the BENCHMARKS.md at ``path`` (empty if it has none)."""
-    current = path.read_text() if path.exists() else ""
-    if HISTORY_START not in current or HISTORY_END not in current:
-        return ""
-    section = current.split(HISTORY_START, 1)[1].split(HISTORY_END, 1)[0]
-    return f"\n{HISTORY_START}{section}{HISTORY_END}\n"

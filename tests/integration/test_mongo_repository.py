@@ -275,19 +275,29 @@ async def test_outbox_records_are_found_through_their_notes_never_by_scanning_fi
     assert await mongo_repo.find_details(query) == []
 
 
-async def test_records_and_files_from_before_notes_and_places_get_theirs_on_opening(
+async def test_a_database_of_the_single_collection_layout_is_moved_to_days_on_opening(
     mongo_uri: str,
 ) -> None:
     async with dropped_afterwards(mongo_uri, database_name()) as database:
         repo = await MongoInstructionRepository.open(mongo_uri, database)
         job = instruction()
-        files = [attrs.evolve(detail(job, created=n), outbox=n == 0) for n in range(3)]
+        # Files of two days; the last one's place is missing, as before places were kept.
+        files = [attrs.evolve(detail(job, created=n * 86_400), outbox=n == 0) for n in range(3)]
         try:
             await repo.add_instruction(job)
             for file in files:
                 await repo.add_detail(file)
-            # As an older imagecore left them: no notes, no places, no marker.
-            for collection in (repo._outbox, repo._places, repo._migrations):
+            # As an older imagecore left them: one ``details`` and one ``file_places``
+            # collection, no notes, no side entries, no marker.
+            db = repo._db
+            for name in await db.list_collection_names():
+                if name.startswith(("details_", "file_places_")):
+                    legacy = db[name.rpartition("_")[0]]
+                    async for stored in db[name].find({}):
+                        if stored["_id"] != f"{job.id}:2":
+                            await legacy.insert_one(stored)
+                    await db[name].drop()
+            for collection in (repo._outbox, repo._in_flight, repo._kept, repo._migrations):
                 await collection.delete_many({})
         finally:
             await repo.close()
@@ -295,9 +305,15 @@ async def test_records_and_files_from_before_notes_and_places_get_theirs_on_open
         try:
             found = await reopened.find_details(DetailQuery(outbox=True))
             assert [d.id for d in found] == [files[0].id]
+            waiting = await reopened.find_details(DetailQuery(statuses=frozenset({Status.PENDING})))
+            assert {d.id for d in waiting} == {f.id for f in files}
+            assert [d.id for d in await reopened.list_details(job.id)] == [f.id for f in files]
             # The three files hold three places: a limit of four takes one more.
             await reopened.add_detail(detail(job, created=3), max_files=4)
             with pytest.raises(TooManyFiles):
                 await reopened.add_detail(detail(job, created=4), max_files=4)
+            names = set(await reopened._db.list_collection_names())
+            assert not names & {"details", "file_places"}
+            assert {"details_20261124", "details_20261125", "details_20261126"} <= names
         finally:
             await reopened.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import history
+from bench import history, history_production
 
 from adapters.filesystem import FilesystemImageStorage
 from adapters.sqlite import SqliteInstructionRepository
@@ -77,3 +77,37 @@ def test_the_section_replaces_its_old_self_and_keeps_the_rest(tmp_path: Path) ->
     assert "second" in text
     assert "first" not in text
     assert text.count(history.START) == 1
+
+
+def test_the_production_section_follows_history_and_the_report_keeps_both(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n")
+    history.write_section(f"{history.START}\nembedded\n{history.END}", path)
+    production = history_production
+    production.write_section(f"{production.START}\nfirst\n{production.END}", path)
+    production.write_section(f"{production.START}\nsecond\n{production.END}", path)
+    text = path.read_text()
+    assert text.index("embedded") < text.index("second")
+    assert "first" not in text
+    kept = history.kept_sections(path)
+    assert kept.index("embedded") < kept.index("second")
+    assert kept.count(production.START) == 1
+
+
+def test_the_production_section_allows_twice_the_growth_and_names_the_list_walk() -> None:
+    document = {
+        "commit": "abc1234",
+        "date": "2026-12-06 12:00 UTC",
+        "minutes": 1.0,
+        "runs": [run(1_000, 1.0), run(10_000, 1.9), run(100_000, 2.1)],
+    }
+    text = history_production.section(document)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "2.10x | MISSED |" in rows["a reaper pass (ms)"]
+    assert "MISSED: FerretDB walks every instruction" in rows["first page of the user's list (ms)"]
+    # The replay counts from 10k files, the first history that fills its window: 2.1/1.9.
+    assert "1.11x (from 10,000 files) | met" in rows["SSE replay, 50 newest instructions (ms)"]
+    document["runs"] = [run(1_000, 1.0), run(100_000, 1.9)]
+    assert "1.90x | met" in history_production.section(document)
