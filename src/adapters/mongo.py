@@ -376,7 +376,7 @@ class MongoInstructionRepository:
         """
         if detail.outbox:
             note = {"updated_at": time_to_document(detail.updated_at), "version": detail.version}
-            await self._outbox.update_one({"_id": detail.id}, {"$set": note}, upsert=True)
+            await _upsert(self._outbox, detail.id, note)
 
     async def _clear_outbox(self, detail_id: str, version: int) -> None:
         try:
@@ -410,7 +410,7 @@ class MongoInstructionRepository:
             "version": detail.version,
             "at": datetime.now(UTC),  # when written: an entry whose detail never came is dropped
         }
-        await side.update_one({"_id": detail.id}, {"$set": entry}, upsert=True)
+        await _upsert(side, detail.id, entry)
 
     async def _untrack(self, detail: InstructionDetail, before: Document) -> None:
         """Take ``detail`` off the side collection it has left, after the write that moved it.
@@ -824,6 +824,18 @@ def stored_documents(
 
 #: What `update_detail` reads of the stored detail before writing.
 _BEFORE: Final = {"status": 1, "is_cleaned": 1, "outbox": 1, "version": 1}
+
+
+async def _upsert(collection: _Collection, key: str, fields: Document) -> None:
+    """Insert the document ``key``, or set ``fields`` on it if it is there.
+
+    An insert first: FerretDB checks a new ``_id`` against its unique index,
+    where an upsert's update would walk the collection to find no document.
+    """
+    try:
+        await collection.insert_one({"_id": key, **fields})
+    except DuplicateKeyError:
+        await collection.update_one({"_id": key}, {"$set": fields})
 
 
 def _day(record_id: str) -> str:
