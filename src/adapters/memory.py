@@ -89,6 +89,10 @@ class MemoryImageStorage:
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._objects.pop(key, None)
+
     async def exists(self, key: str) -> bool:
         return key in self._objects
 
@@ -179,6 +183,13 @@ class MemoryInstructionRepository:
         return len(self._by_instruction.get(instruction_id, []))
 
     async def update_detail(self, detail: InstructionDetail) -> bool:
+        return self._compare_and_set(detail)
+
+    async def update_details(self, details: Sequence[InstructionDetail]) -> int:
+        # No await in here: the batch is one step on the loop.
+        return sum(self._compare_and_set(detail) for detail in details)
+
+    def _compare_and_set(self, detail: InstructionDetail) -> bool:
         stored = self._details.get(detail.id)
         if stored is None or stored.version != detail.version - 1:
             return False

@@ -1,7 +1,7 @@
 """The S3 storage: objects in one bucket of any S3 server, through the minio SDK.
 
 The SDK is synchronous, so every call runs on threads this adapter owns and
-the event loop never blocks. Short calls (stat, get's reads, delete, ping)
+the event loop never blocks. Short calls (stat, get's reads, deletes, ping)
 share a small pool; each put holds a thread of a second pool for as long as
 its caller takes to send the bytes, so slow uploads never starve ``ping``.
 
@@ -19,13 +19,21 @@ import asyncio
 import contextlib
 import io
 import queue
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, ParamSpec, Self, TypeVar
 
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteError, DeleteObject
 from minio.error import MinioException, S3Error
 
 from imagecore.errors import DependencyUnavailable, ObjectNotFound, ValidationError
@@ -43,12 +51,21 @@ _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject"})
 _CREATED = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
+class _Refused(Exception):
+    """One key's error in a DeleteObjects answer, which S3 reports in a 200, not as an S3Error."""
+
+    def __init__(self, error: DeleteError) -> None:
+        super().__init__(error.code)
+        self.code: str | None = error.code
+        self.message: str | None = error.message
+
+
 @contextlib.contextmanager
 def _translated(key: str, *, writing: bool = False) -> Iterator[None]:
     """Turn SDK and HTTP errors into `imagecore.errors`, the one place this adapter does."""
     try:
         yield
-    except S3Error as exc:
+    except (S3Error, _Refused) as exc:
         if exc.code in _MISSING and not writing:
             raise ObjectNotFound(f"no object {key!r}") from exc
         # Refused credentials, a missing bucket on write, a 5xx: all are the deployment's
@@ -348,6 +365,24 @@ class MinioImageStorage:
     async def delete(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound), _translated(key):
             await self._call(self._client.remove_object, self._bucket, key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with (
+            contextlib.suppress(ObjectNotFound),
+            _translated(f"{keys[0]} and {len(keys) - 1} more"),
+        ):
+            errors = await self._call(self._remove_objects, keys)
+        for error in errors:
+            # A key's error is what `delete` would have met for it alone.
+            with contextlib.suppress(ObjectNotFound), _translated(error.name or "(delete)"):
+                raise _Refused(error)
+
+    def _remove_objects(self, keys: Sequence[str]) -> list[DeleteError]:
+        # S3's DeleteObjects: the SDK sends 1,000 keys a request (S3's limit), lazily, as
+        # its iterator of errors is consumed; so it is consumed here, on the thread.
+        return list(self._client.remove_objects(self._bucket, [DeleteObject(k) for k in keys]))
 
     async def exists(self, key: str) -> bool:
         try:

@@ -7,11 +7,12 @@ for no lock: that costs less than a trip to a thread (a W1 worker spends
 and for the scans (listings, searches), the call goes to a dedicated thread,
 which waits up to the busy timeout; while the thread has work, every call
 queues behind it, so two threads never use the connection at once and calls
-keep their order. A commit that fills the write-ahead log past SQLite's
-checkpoint size also copies the log into the database, on the loop when the
-commit ran there. Several processes may open the same file: WAL lets readers
-run beside the one writer, writes take the lock up front (``BEGIN
-IMMEDIATE``), and the compare-and-set on ``version`` holds across processes.
+keep their order. No commit copies the write-ahead log into the database (a
+checkpoint, whose fsyncs take as long as the disk does): a second connection
+does, in a thread of its own (`adapters.sqlite_checkpoint`). Several
+processes may open the same file: WAL lets readers run beside the one
+writer, writes take the lock up front (``BEGIN IMMEDIATE``), and the
+compare-and-set on ``version`` holds across processes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from adapters.documents import (
     product_to_document,
     time_to_document,
 )
+from adapters.sqlite_checkpoint import WalCheckpointer
 from adapters.sqlite_schema import connect, transaction
 from imagecore.errors import ConflictError, DependencyUnavailable, NotFound, TooManyFiles
 from imagecore.model import (
@@ -114,12 +116,17 @@ class SqliteInstructionRepository:
     """
 
     def __init__(
-        self, executor: ThreadPoolExecutor, connection: sqlite3.Connection, busy_timeout: float
+        self,
+        executor: ThreadPoolExecutor,
+        connection: sqlite3.Connection,
+        busy_timeout: float,
+        checkpointer: WalCheckpointer | None,
     ) -> None:
         # Private: use ``open``. The connection waits for no lock unless the
         # thread sets the busy timeout for one call (`_patiently`).
         self._executor = executor
         self._connection = connection
+        self._checkpointer = checkpointer  # None for a database in memory (no log)
         self._busy_ms = round(busy_timeout * 1000)
         # Calls handed to the thread whose end the loop has not seen yet; while
         # there are any, the connection may be in use there.
@@ -135,14 +142,20 @@ class SqliteInstructionRepository:
         """
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagecore-sqlite")
         loop = asyncio.get_running_loop()
+        connection: sqlite3.Connection | None = None
         try:
             with _translated():
                 connection = await loop.run_in_executor(executor, connect, str(path), busy_timeout)
-                await loop.run_in_executor(executor, connection.execute, "PRAGMA busy_timeout=0")
+                await loop.run_in_executor(executor, _quiet, connection)
+                checkpointer = None
+                if str(path) != ":memory:":
+                    checkpointer = await WalCheckpointer.open(str(path), busy_timeout)
         except BaseException:
+            if connection is not None:
+                connection.close()
             executor.shutdown(wait=False)
             raise
-        return cls(executor, connection, busy_timeout)
+        return cls(executor, connection, busy_timeout, checkpointer)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""
@@ -152,7 +165,12 @@ class SqliteInstructionRepository:
         loop = asyncio.get_running_loop()
         try:
             with _translated():
-                await loop.run_in_executor(self._executor, self._connection.close)
+                try:
+                    if self._checkpointer is not None:
+                        await self._checkpointer.close()
+                finally:
+                    # The last connection to close copies what is left of the log.
+                    await loop.run_in_executor(self._executor, self._connection.close)
         finally:
             self._executor.shutdown(wait=False)
 
@@ -214,11 +232,16 @@ class SqliteInstructionRepository:
     def _thread_done(self) -> None:
         self._on_thread -= 1
 
+    def _wrote(self, rows: int) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.wrote(rows)
+
     # ------------------------------------------------------------------ products
 
     async def save_products(self, products: Sequence[Product], now: datetime) -> None:
         rows = [(p.key, _micros(now), _dumps(product_to_document(p))) for p in products]
         await self._scan(_save_products, rows)
+        self._wrote(len(rows))
 
     async def list_products(self) -> list[tuple[Product, datetime, datetime]]:
         rows = await self._scan(
@@ -240,6 +263,7 @@ class SqliteInstructionRepository:
             _dumps(instruction_to_document(instruction)),
         )
         await self._run(_add_instruction, row)
+        self._wrote(1)
 
     async def get_instruction(self, instruction_id: str) -> Instruction:
         rows = await self._run(
@@ -295,6 +319,7 @@ class SqliteInstructionRepository:
 
     async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
         await self._run(_add_detail, _detail_row(detail), max_files)
+        self._wrote(1)
 
     async def get_detail(self, detail_id: str) -> InstructionDetail:
         rows = await self._run(_fetch, "SELECT document FROM details WHERE id = ?", (detail_id,))
@@ -317,7 +342,18 @@ class SqliteInstructionRepository:
         return int(rows[0][0])
 
     async def update_detail(self, detail: InstructionDetail) -> bool:
-        return await self._run(_update_detail, _detail_row(detail), detail.version - 1)
+        written = await self._run(_update_detail, _detail_row(detail), detail.version - 1)
+        self._wrote(written)
+        return written
+
+    async def update_details(self, details: Sequence[InstructionDetail]) -> int:
+        if not details:
+            return 0
+        # One transaction on the thread: its cost grows with the batch.
+        rows = [(_detail_row(detail), detail.version - 1) for detail in details]
+        written = await self._scan(_update_details, rows)
+        self._wrote(written)
+        return written
 
     async def find_details(self, query: DetailQuery) -> list[InstructionDetail]:
         where: list[str] = []
@@ -368,6 +404,13 @@ def _detail_row(detail: InstructionDetail) -> dict[str, Any]:
         "version": detail.version,
         "document": _dumps(detail_to_document(detail)),
     }
+
+
+def _quiet(connection: sqlite3.Connection) -> None:
+    # No lock waits but the thread's (`_patiently`), and no checkpoint in a commit
+    # (`adapters.sqlite_checkpoint` runs them).
+    connection.execute("PRAGMA busy_timeout=0")
+    connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _fetch(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
@@ -496,20 +539,32 @@ def _add_detail(connection: sqlite3.Connection, row: dict[str, Any], max_files: 
 
 def _update_detail(connection: sqlite3.Connection, row: dict[str, Any], expected: int) -> bool:
     with transaction(connection):
-        found = connection.execute(
-            "SELECT status FROM details WHERE id = ? AND version = ?", (row["id"], expected)
-        ).fetchone()
-        if found is None:
-            return False
-        connection.execute(
-            """UPDATE details
-               SET status = :status, updated_at = :updated_at, is_cleaned = :is_cleaned,
-                   outbox = :outbox, version = :version, document = :document
-               WHERE id = :id""",
-            row,
-        )
-        if found[0] != row["status"]:
-            # Most writes keep the status (a lease renewed, a record cleared): the
-            # instruction's status can only change with one of its files'.
-            _counted(connection, row["instruction_id"], found[0], row["status"])
+        return _compare_and_set(connection, row, expected)
+
+
+def _update_details(
+    connection: sqlite3.Connection, rows: Sequence[tuple[dict[str, Any], int]]
+) -> int:
+    with transaction(connection):
+        return sum(_compare_and_set(connection, row, expected) for row, expected in rows)
+
+
+def _compare_and_set(connection: sqlite3.Connection, row: dict[str, Any], expected: int) -> bool:
+    """Write the detail ``row`` if its stored version is ``expected`` (inside a transaction)."""
+    found = connection.execute(
+        "SELECT status FROM details WHERE id = ? AND version = ?", (row["id"], expected)
+    ).fetchone()
+    if found is None:
+        return False
+    connection.execute(
+        """UPDATE details
+           SET status = :status, updated_at = :updated_at, is_cleaned = :is_cleaned,
+               outbox = :outbox, version = :version, document = :document
+           WHERE id = :id""",
+        row,
+    )
+    if found[0] != row["status"]:
+        # Most writes keep the status (a lease renewed, a record cleared): the
+        # instruction's status can only change with one of its files'.
+        _counted(connection, row["instruction_id"], found[0], row["status"])
     return True

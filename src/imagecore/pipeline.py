@@ -79,6 +79,11 @@ class PipelineSettings:
     outbox_grace_seconds: float = 5.0
     retention_seconds: float = 24 * 3600.0
     stale_after_seconds: float = 6 * 3600.0
+    #: Files cleanup deletes and marks at a time (one storage call, one repository write).
+    #: Reads wait behind a batch's write and its encoding: against 1M files of history,
+    #: 100 take 2 ms and 3 ms (500: 6 and 12); with 500, point reads waited up to
+    #: 72-132 ms during a cleanup on a busy machine, with 100 28-41 ms.
+    cleanup_batch: int = 100
 
 
 class Outcome(enum.Enum):
@@ -584,25 +589,28 @@ async def cleanup(
     never takes a file from under an unfinished job. A file is due once
     retention has passed since its upload and since its last change (a file
     finished late keeps its results that long), so the query reads only due
-    files. It goes on in batches of ``DetailQuery.limit`` until nothing is
-    due: a backlog is drained in one run however large, and no single query
-    holds the repository long. Returns (cleaned, failed).
+    files. It goes on in batches of ``settings.cleanup_batch`` until nothing
+    is due: a backlog is drained in one run however large, and no single
+    query or write holds the repository long. Returns (cleaned, failed).
     """
     cleaned = failed = 0
     cutoff = now - timedelta(seconds=settings.retention_seconds)
     due = DetailQuery(
-        statuses=TERMINAL, created_before=cutoff, updated_before=cutoff, is_cleaned=False
+        statuses=TERMINAL,
+        created_before=cutoff,
+        updated_before=cutoff,
+        is_cleaned=False,
+        limit=settings.cleanup_batch,
     )
     while batch := await repo.find_details(due):
-        before = cleaned
-        for detail in batch:
-            await storage.delete(detail.original_key)
-            if detail.output is not None:
-                await storage.delete(detail.output.key)
-            if await repo.update_detail(detail.mark_cleaned(now)):
-                cleaned += 1
+        # The bytes go before the records say so: a pass cut off in between leaves
+        # records that the next pass cleans again, never a record over kept bytes.
+        keys = [d.original_key for d in batch] + [d.output.key for d in batch if d.output]
+        await storage.delete_many(keys)
+        written = await repo.update_details([d.mark_cleaned(now) for d in batch])
+        cleaned += written
         # A short batch was the last; one where every write lost would come back as it was.
-        if len(batch) < due.limit or cleaned == before:
+        if len(batch) < due.limit or not written:
             break
     stuck = DetailQuery(
         statuses=frozenset({Status.PENDING, Status.PROCESSING}),

@@ -106,6 +106,15 @@ class ImageStorage(Protocol):
         """Delete the object; deleting a missing object is not an error (idempotent)."""
         ...
 
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete every object named, in as few calls to the backend as it allows (idempotent).
+
+        A missing object is not an error. Raises `DependencyUnavailable` when
+        the backend does not answer, with any number of the objects deleted:
+        call it again.
+        """
+        ...
+
     async def exists(self, key: str) -> bool:
         """Tell whether an object is stored under ``key``."""
         ...
@@ -221,6 +230,17 @@ class InstructionRepository(Protocol):
 
         Returns False (and writes nothing) when another writer got there first
         or the detail is gone. Raises `DependencyUnavailable` on backend failure.
+        """
+        ...
+
+    async def update_details(self, details: Sequence[InstructionDetail]) -> int:
+        """`update_detail` for each of ``details``, in one write where the store allows.
+
+        Each (one version per file) is its own compare-and-set on ``version``:
+        one that lost to another writer is not written, and the others still
+        are. Returns how many were written. Raises `DependencyUnavailable` on
+        backend failure, with any number of them written (none, where the
+        batch is one write).
         """
         ...
 

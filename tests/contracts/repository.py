@@ -214,6 +214,31 @@ class InstructionRepositoryContract:
         assert not await repo.update_detail(ghost)
         assert await repo.count_details(job.id) == 0
 
+    async def test_a_batch_writes_each_current_version_and_not_a_stale_one(
+        self, repo: InstructionRepository
+    ) -> None:
+        job = instruction()
+        await repo.add_instruction(job)
+        files = [detail(job, created=n, name=f"{n}.jpg") for n in range(3)]
+        for file in files:
+            await repo.add_detail(file)
+        # Another writer took the second file first; the fourth was never added.
+        assert await repo.update_detail(files[1].claim("lease-b", at(1), at(61)))
+        ghost = detail(job, created=9)
+        batch = [file.claim("lease-a", at(2), at(62)) for file in [*files, ghost]]
+        assert await repo.update_details(batch) == 2
+        stored = [await repo.get_detail(file.id) for file in files]
+        assert [d.lease_id for d in stored] == ["lease-a", "lease-b", "lease-a"]
+        assert (stored[0], stored[2]) == (batch[0], batch[2])
+        with pytest.raises(NotFound):
+            await repo.get_detail(ghost.id)
+        # The batch moved the instruction's counts and status as single writes do.
+        counts = (await repo.file_counts([job.id]))[job.id]
+        assert (counts[Status.PENDING], counts[Status.PROCESSING]) == (0, 3)
+        running = await repo.list_instructions(InstructionQuery("alice", status=Status.PROCESSING))
+        assert [i.id for i in running.items] == [job.id]
+        assert await repo.update_details([]) == 0
+
     async def test_find_details_filters_by_status_time_and_cleaning(
         self, repo: InstructionRepository
     ) -> None:

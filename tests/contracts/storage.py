@@ -142,6 +142,21 @@ class ImageStorageContract:
         with pytest.raises(ObjectNotFound):
             await storage.stat("k/gone")
 
+    async def test_delete_many_deletes_every_object_named_and_no_other(
+        self, storage: ImageStorage
+    ) -> None:
+        named = ["originals/i1/d1", "outputs/i1/d1.webp", "originals/i1/d2"]
+        for key in [*named, "originals/i1/d3", "originals/i2/d1"]:
+            await storage.put(key, _chunks(key.encode()), "image/jpeg")
+        # A missing object among them is no error, and neither is a second call.
+        await storage.delete_many([*named, "nothing/here"])
+        await storage.delete_many(named)
+        await storage.delete_many([])
+        for key in named:
+            assert not await storage.exists(key)
+        assert await _read(storage, "originals/i1/d3") == b"originals/i1/d3"
+        assert await _read(storage, "originals/i2/d1") == b"originals/i2/d1"
+
     async def test_an_upload_that_breaks_off_leaves_nothing(self, storage: ImageStorage) -> None:
         class DroppedError(Exception):
             pass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from minio import Minio
+from minio.deleteobjects import DeleteError, DeleteResult
 
 from adapters.minio import PART_SIZE, MinioImageStorage
 from contracts.storage import ImageStorageContract
@@ -201,6 +202,51 @@ async def test_a_read_closed_early_gives_its_connection_back(minio_storage):
     assert await sha256_of(minio_storage, "k/photo") == Stream(3 * MiB).sha256()
 
 
+async def test_a_delete_of_many_keys_sends_at_most_1000_a_request(minio_storage, s3, bucket):
+    keys = [f"originals/i{n // 50}/d{n}" for n in range(1005)]
+    semaphore = asyncio.Semaphore(16)
+
+    async def stored(key: str) -> None:
+        async with semaphore:
+            await minio_storage.put(key, chunks_of(key.encode()), "image/jpeg")
+
+    await asyncio.gather(*(stored(key) for key in keys))
+    sent: list[int] = []
+    delete_objects = minio_storage._client._delete_objects
+
+    def counted(bucket_name, objects, **options):
+        sent.append(len(objects))
+        return delete_objects(bucket_name, objects, **options)
+
+    minio_storage._client._delete_objects = counted
+    await minio_storage.delete_many([*keys, "originals/missing"])
+    assert sent == [1000, 6]
+    assert list(s3.list_objects(bucket, recursive=True)) == []
+
+
+def answering(storage: MinioImageStorage, *errors: DeleteError) -> None:
+    """Make the server's DeleteObjects answer name ``errors`` (its request is still sent)."""
+    delete_objects = Minio._delete_objects.__get__(storage._client)
+
+    def answered(bucket_name, objects, **options):
+        result = delete_objects(bucket_name, objects, **options)
+        return DeleteResult(result.object_list, [*result.error_list, *errors])
+
+    storage._client._delete_objects = answered
+
+
+async def test_a_key_refused_in_a_delete_of_many_is_unavailable_and_a_missing_one_is_not(
+    minio_storage,
+):
+    await minio_storage.put("k/a", chunks_of(b"a"), "image/png")
+    answering(minio_storage, DeleteError("NoSuchKey", "gone", "k/gone", None))
+    await minio_storage.delete_many(["k/a", "k/gone"])
+    assert not await minio_storage.exists("k/a")
+    answering(minio_storage, DeleteError("AccessDenied", "not yours", "k/b", None))
+    with pytest.raises(DependencyUnavailable, match=r"'k/b'.*AccessDenied"):
+        await minio_storage.delete_many(["k/b"])
+
+
 async def test_the_bucket_is_made_on_open_and_reused_on_the_next(seaweedfs_server, s3, bucket):
     first = await open_storage(seaweedfs_server.env, bucket)
     try:
@@ -274,6 +320,7 @@ async def test_a_killed_server_is_unavailable_at_once_and_serves_again_after_res
             await within(2.5, storage.exists("k/kept"))
             await within(2.5, read(storage, "k/kept"))
             await within(2.5, storage.delete("k/kept"))
+            await within(2.5, storage.delete_many(["k/kept", "k/other"]))
             await within(2.5, storage.put("k/new", Stream(10 * MiB).chunks(), "image/png"))
             await within(2.5, open_storage(handle.env, "restarts"))
 

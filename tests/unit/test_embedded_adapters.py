@@ -121,6 +121,30 @@ async def test_concurrent_claims_from_two_connections_have_exactly_one_winner(
         await other.close()
 
 
+async def test_a_batch_of_detail_writes_is_one_transaction_on_the_thread(
+    sqlite_repo: SqliteInstructionRepository,
+) -> None:
+    job = instruction()
+    await sqlite_repo.add_instruction(job)
+    files = [detail(job, created=n, name=f"{n}.jpg") for n in range(5)]
+    for file in files:
+        await sqlite_repo.add_detail(file)
+    statements: list[str] = []
+    sqlite_repo._connection.set_trace_callback(statements.append)
+    entered = entered_thread(sqlite_repo)
+    try:
+        claims = [file.claim("lease", at(1), at(61)) for file in files]
+        assert await sqlite_repo.update_details(claims) == 5
+    finally:
+        sqlite_repo._connection.set_trace_callback(None)
+    # Its cost grows with the batch: not on the event loop, and one commit for all.
+    assert entered.is_set()
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+
+
 async def test_a_detail_of_an_unknown_instruction_is_not_found(
     sqlite_repo: SqliteInstructionRepository,
 ) -> None:
@@ -297,6 +321,11 @@ async def test_keys_that_could_leave_the_root_are_refused(
     for call in (files.stat, files.exists, files.delete):
         with pytest.raises(ValidationError):
             await call(key)
+    # Every key of a batch is checked before any object is deleted.
+    await files.put("k/kept", chunks(b"payload"), "image/png")
+    with pytest.raises(ValidationError):
+        await files.delete_many(["k/kept", key])
+    assert await files.exists("k/kept")
     with pytest.raises(ValidationError):
         await read(files, key)
     assert not (tmp_path / "outside").exists()
@@ -633,6 +662,45 @@ async def test_deleting_the_last_object_prunes_its_folders(
     assert sorted(p.name for p in (objects / "originals").iterdir()) == ["i2"]
     await files.delete("originals/i2/d1")
     assert list(objects.iterdir()) == []
+
+
+async def test_deleting_many_objects_prunes_the_folders_they_leave_empty(
+    files: FilesystemImageStorage, tmp_path: Path
+) -> None:
+    gone = ["originals/i1/d1", "originals/i1/d2", "outputs/i1/d1.jpg", "outputs/i1/d2.jpg"]
+    for key in [*gone, "originals/i2/d1"]:
+        await files.put(key, chunks(key.encode()), "image/png")
+    await files.delete_many(gone)
+    objects = tmp_path / "files" / "objects"
+    # Nothing of i1 is left, not even a sidecar; i2 keeps its object and its sidecar.
+    assert sorted(p.relative_to(objects).as_posix() for p in objects.rglob("*")) == [
+        "originals",
+        "originals/i2",
+        "originals/i2/.d1.meta",
+        "originals/i2/d1",
+    ]
+    await files.delete_many(["originals/i2/d1"])
+    assert list(objects.iterdir()) == []
+
+
+async def test_deleting_many_objects_takes_one_trip_to_a_thread(
+    files: FilesystemImageStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [f"outputs/i{n % 3}/d{n}.jpg" for n in range(12)]
+    for key in keys:
+        await files.put(key, chunks(b"jpeg"), "image/jpeg")
+    trips: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(call: Callable[..., object], *args: object) -> object:
+        trips.append(call)
+        return await to_thread(call, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    await files.delete_many(keys)
+    monkeypatch.undo()
+    assert len(trips) == 1
+    assert await files.keys() == []
 
 
 async def test_a_reader_keeps_its_version_while_a_put_replaces_it(

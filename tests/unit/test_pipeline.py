@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
 
 from adapters.filesystem import FilesystemImageStorage
@@ -490,7 +492,7 @@ async def any_repo(request, tmp_path: Path) -> AsyncIterator:
 async def test_cleanup_drains_a_backlog_larger_than_a_batch_in_one_run(
     any_repo, storage, broker, clock
 ) -> None:
-    backlog = DetailQuery(statuses=frozenset()).limit * 10
+    backlog = SETTINGS.cleanup_batch * 10
     files = await finished_files(any_repo, backlog)
     for file in files[:3]:
         await storage.put(file.original_key, chunks(JPEG), "image/jpeg")
@@ -500,6 +502,78 @@ async def test_cleanup_drains_a_backlog_larger_than_a_batch_in_one_run(
     assert storage.stored_keys() == []
     left = DetailQuery(is_cleaned=False, limit=backlog)
     assert await any_repo.find_details(left) == []
+
+
+class CountedStorage(MemoryImageStorage):
+    """Counts the calls that delete objects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    async def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        await super().delete(key)
+
+    async def delete_many(self, keys) -> None:
+        self.calls["delete_many"] += 1
+        await super().delete_many(keys)
+
+
+class CountedRepository(MemoryInstructionRepository):
+    """Counts the calls that write details."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    async def update_detail(self, detail: InstructionDetail) -> bool:
+        self.calls["update_detail"] += 1
+        return await super().update_detail(detail)
+
+    async def update_details(self, details) -> int:
+        self.calls["update_details"] += 1
+        return await super().update_details(details)
+
+
+async def test_cleanup_deletes_and_marks_a_batch_of_files_per_call(broker, clock) -> None:
+    repo, storage = CountedRepository(), CountedStorage()
+    settings = attrs.evolve(SETTINGS, cleanup_batch=4)
+    files = await finished_files(repo, 9)
+    for file in files:
+        await storage.put(file.original_key, chunks(JPEG), "image/jpeg")
+        await storage.put(file.output.key, chunks(JPEG), "image/jpeg")
+    repo.calls.clear()
+    clock.advance(SETTINGS.retention_seconds + 1)
+    assert await pipeline.cleanup(repo, storage, broker, now=clock(), settings=settings) == (9, 0)
+    assert storage.stored_keys() == []
+    # Batches of 4, 4 and 1: a call of each kind per batch, never one per file.
+    assert storage.calls == Counter(delete_many=3)
+    assert repo.calls == Counter(update_details=3)
+
+
+class DownStorage(MemoryImageStorage):
+    """A storage whose deletes fail, as during an outage; it notes the keys it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tried: list[str] = []
+
+    async def delete_many(self, keys) -> None:
+        self.tried += keys
+        raise DependencyUnavailable("the disk is away")
+
+
+async def test_cleanup_marks_no_file_whose_bytes_it_could_not_delete(broker, clock) -> None:
+    repo, storage = MemoryInstructionRepository(), DownStorage()
+    files = await finished_files(repo, 3)
+    clock.advance(SETTINGS.retention_seconds + 1)
+    with pytest.raises(DependencyUnavailable):
+        await pipeline.cleanup(repo, storage, broker, now=clock(), settings=SETTINGS)
+    assert sorted(storage.tried) == sorted(
+        key for file in files for key in (file.original_key, file.output.key)
+    )
+    assert [(await repo.get_detail(file.id)).is_cleaned for file in files] == [False] * 3
 
 
 async def test_cleanup_fails_files_stuck_for_too_long(repo, storage, broker, clock) -> None:
