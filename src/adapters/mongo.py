@@ -7,15 +7,17 @@ explained where it is made:
 * FerretDB on SQLite uses no index: a filter on any field but ``_id``
   decodes the whole collection, and even an ``_id`` filter walks the table
   until it meets the document (docs/decisions/0001). So the details live in
-  a collection per day of their ids (``details_YYYYMMDD``), and every hot path
+  a collection per day of their ids (``details_YYYYMMDD``), as does a copy
+  of each instruction (``instructions_YYYYMMDD``), and every hot path
   (upload, claim, lease renewal, finish, the reaper, cleanup, one
   instruction's reads) reads by ``_id`` in one day, or reads a side
   collection that holds only the active set: ``file_places_YYYYMMDD`` (an
   instruction's files, by numbered ``_id``), ``detail_outbox`` (records not yet
   published), ``detail_in_flight`` (PENDING and PROCESSING files) and
   ``detail_kept`` (finished files whose bytes are still stored). A user's list
-  of instructions is the exception: it filters the instructions collection
-  (an index on MongoDB, a walk of every instruction on FerretDB);
+  of instructions is the exception: it filters the ``instructions``
+  collection (an index on MongoDB, a walk of every instruction on FerretDB),
+  whose status is rewritten only when an instruction's status changes;
 * an update with a filter is not atomic there (it reads, filters, then writes
   by ``_id``), so the compare-and-set of `update_detail` is arbitrated by a
   unique index on ``detail_locks``, which SQLite enforces;
@@ -100,9 +102,10 @@ _STATUS_ROUNDS = 8
 #: The instruction's fields counting its files in each status, kept beside its status.
 _COUNT_FIELDS = {status: f"files_{status.value.lower()}" for status in Status}
 #: The marker of `MongoInstructionRepository._upgraded`.
-_LAYOUT = "days-notes-places-in-flight-kept"
-#: The prefixes of the collections of one day's details, and of one day's instructions' places.
-_DETAILS, _PLACES = "details_", "file_places_"
+_LAYOUT = "instruction-days-details-days-notes-places-sides"
+#: The prefixes of the collections of one day's details, its instructions' places, and its
+#: instructions (copies of those in ``instructions``, which serves a user's list).
+_DETAILS, _PLACES, _INSTRUCTIONS = "details_", "file_places_", "instructions_"
 #: Documents read by ``_id`` at once, each its own request on the client's pool.
 _READ_AHEAD = 16
 _IN_FLIGHT = frozenset({Status.PENDING, Status.PROCESSING})
@@ -228,6 +231,10 @@ class MongoInstructionRepository:
         """The collection of the details created on the day ``detail_id`` was (see `_day`)."""
         return self._db[_DETAILS + _day(detail_id)]
 
+    def _instructions_of(self, instruction_id: str) -> _Collection:
+        """The collection of the instructions created on the day ``instruction_id`` was."""
+        return self._db[_INSTRUCTIONS + _day(instruction_id)]
+
     def _places_of_day(self, instruction_id: str) -> _Collection:
         """The collection of the places of the instructions created on ``instruction_id``'s day."""
         return self._db[_PLACES + _day(instruction_id)]
@@ -293,16 +300,20 @@ class MongoInstructionRepository:
 
     async def add_instruction(self, instruction: Instruction) -> None:
         stored = _to_stored(instruction_to_document(instruction), _INSTRUCTION_JSON)
-        # The aggregate status of the files, kept here so that a user's list
-        # filters and counts by status on one indexed collection.
+        # The aggregate status of the files and their counts. The day's copy is
+        # the one read and kept per file write; the copy in ``instructions``
+        # serves a user's list, and its status moves only when the status does.
         stored["status"] = aggregate_status([]).value
         stored |= dict.fromkeys(_COUNT_FIELDS.values(), 0)
         with _translated():
+            # The day's copy first: a crash between leaves an instruction that
+            # can be read, not one that is listed and cannot.
+            await self._instructions_of(instruction.id).insert_one(stored)
             await self._instructions.insert_one(stored)
 
     async def get_instruction(self, instruction_id: str) -> Instruction:
         with _translated():
-            stored = await self._instructions.find_one({"_id": instruction_id})
+            stored = await self._instructions_of(instruction_id).find_one({"_id": instruction_id})
         if stored is None:
             raise NotFound("instruction not found")
         return instruction_from_document(_from_stored(stored, _INSTRUCTION_JSON))
@@ -348,7 +359,9 @@ class MongoInstructionRepository:
         counts = dict.fromkeys(_COUNT_FIELDS.values(), 1)
         with _translated():
             # Instructions are never deleted, so a check before the insert holds.
-            parent = await self._instructions.find_one({"_id": detail.instruction_id}, counts)
+            parent = await self._instructions_of(detail.instruction_id).find_one(
+                {"_id": detail.instruction_id}, counts
+            )
             if parent is None:
                 raise NotFound("instruction not found")
             # Its counted files hold places below this number (the counts lag the places).
@@ -433,8 +446,9 @@ class MongoInstructionRepository:
     async def _upgraded(self) -> None:
         """Bring a database an older imagecore wrote to this layout (once).
 
-        Until a marker says it is done: the details and places of the single
-        ``details`` and ``file_places`` collections move to their days; then
+        Until a marker says it is done: every instruction gets its day's copy,
+        the details and places of the single ``details`` and ``file_places``
+        collections move to their days; then
         every detail holding an outbox record gets its note, every file not
         cleaned its entry in ``detail_in_flight`` or ``detail_kept``, and every
         instruction a place for each file it holds. Each step may run again,
@@ -443,6 +457,10 @@ class MongoInstructionRepository:
         """
         if await self._migrations.find_one({"_id": _LAYOUT}) is not None:
             return
+        async for stored in self._instructions.find({}):
+            await self._instructions_of(stored["_id"]).replace_one(
+                {"_id": stored["_id"]}, stored, upsert=True
+            )
         legacy_details, legacy_places = self._db["details"], self._db["file_places"]
         async for stored in legacy_details.find({}):
             await self._details_of(stored["_id"]).replace_one(
@@ -658,12 +676,16 @@ class MongoInstructionRepository:
                     wanted = {"status": counted_status(counts).value} | {
                         _COUNT_FIELDS[status]: count for status, count in counts.items()
                     }
-                    stored = await self._instructions.find_one(
-                        {"_id": instruction_id}, dict.fromkeys(wanted, 1)
-                    )
+                    day = self._instructions_of(instruction_id)
+                    stored = await day.find_one({"_id": instruction_id}, dict.fromkeys(wanted, 1))
                     if stored is None or all(stored.get(k) == v for k, v in wanted.items()):
                         return
-                    await self._instructions.update_one({"_id": instruction_id}, {"$set": wanted})
+                    await day.update_one({"_id": instruction_id}, {"$set": wanted})
+                    if stored.get("status") != wanted["status"]:
+                        # A few times in an instruction's life: the list's copy walks.
+                        await self._instructions.update_one(
+                            {"_id": instruction_id}, {"$set": {"status": wanted["status"]}}
+                        )
         except DependencyUnavailable:
             _log.warning(
                 "the status of instruction %s may be stale until its next file write",
@@ -681,7 +703,8 @@ class MongoInstructionRepository:
         fields = dict.fromkeys(_COUNT_FIELDS.values(), 1)
         with _translated():
             for instruction_id in instruction_ids:  # one _id read each
-                stored = await self._instructions.find_one({"_id": instruction_id}, fields)
+                day = self._instructions_of(instruction_id)
+                stored = await day.find_one({"_id": instruction_id}, fields)
                 if stored is None:
                     continue
                 if all(field in stored for field in fields):
@@ -800,7 +823,10 @@ def stored_documents(
     stored = _to_stored(instruction_to_document(instruction), _INSTRUCTION_JSON)
     stored["status"] = counted_status(counts).value
     stored |= {_COUNT_FIELDS[status]: count for status, count in counts.items()}
-    out: dict[str, list[Document]] = {"instructions": [stored]}
+    out: dict[str, list[Document]] = {
+        "instructions": [stored],
+        _INSTRUCTIONS + _day(instruction.id): [dict(stored)],
+    }
     for number, detail in enumerate(details):
         document = _to_stored(detail_to_document(detail), _DETAIL_JSON)
         document["seq"] = seq + number

@@ -68,7 +68,7 @@ _HOUR = timedelta(hours=1)
 #: History is this many seconds older than T0: two days before.
 HISTORY_DAYS_AGO = 2 * 86_400
 #: T0's day collections: all that the paths below may touch of the details and places.
-TODAY = {"details_20261124", "file_places_20261124"}
+TODAY = {"details_20261124", "file_places_20261124", "instructions_20261124"}
 
 _RECORDER = _Recorder()
 monitoring.register(_RECORDER)  # pymongo has no unregister: the recorder is idle outside `sent`
@@ -127,8 +127,8 @@ async def seed_history(repo: MongoInstructionRepository, files: int) -> list[str
 
 
 def days_touched(filters: list[tuple[str, dict[str, Any]]]) -> set[str]:
-    """The day collections of details and places the commands went to."""
-    return {c for c, _ in filters if c.startswith(("details_", "file_places_"))}
+    """The day collections of details, places and instructions the commands went to."""
+    return {c for c, _ in filters if c.startswith(("details_", "file_places_", "instructions_"))}
 
 
 def read_by_id(filters: list[tuple[str, dict[str, Any]]]) -> set[str]:

@@ -288,9 +288,11 @@ async def test_a_database_of_the_single_collection_layout_is_moved_to_days_on_op
             for file in files:
                 await repo.add_detail(file)
             # As an older imagecore left them: one ``details`` and one ``file_places``
-            # collection, no notes, no side entries, no marker.
+            # collection, no day copies of instructions, no notes or side entries, no marker.
             db = repo._db
             for name in await db.list_collection_names():
+                if name.startswith("instructions_"):
+                    await db[name].drop()
                 if name.startswith(("details_", "file_places_")):
                     legacy = db[name.rpartition("_")[0]]
                     async for stored in db[name].find({}):
@@ -315,5 +317,7 @@ async def test_a_database_of_the_single_collection_layout_is_moved_to_days_on_op
             names = set(await reopened._db.list_collection_names())
             assert not names & {"details", "file_places"}
             assert {"details_20261124", "details_20261125", "details_20261126"} <= names
+            assert "instructions_20261124" in names
+            assert await reopened.get_instruction(job.id) == job
         finally:
             await reopened.close()
