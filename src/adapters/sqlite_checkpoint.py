@@ -4,26 +4,19 @@ A checkpoint copies what commits appended to the write-ahead log (WAL) into
 the database file and fsyncs both, so it takes as long as the disk takes.
 SQLite's automatic checkpoint runs inside the commit that takes the log past
 1,000 pages, on the connection that commits: for the repository, on the
-event loop when a point write committed there, else on the repository's
-thread, where every call queues behind it. Cleaning 100k files out of 1M
-(one write per file, the loop's) made about 230 such commits of 5-28 ms
-each, where a commit takes 0.1 ms, and they held every request on the loop
-as long; the first checkpoint after a bulk load took 557 ms. So the
+event loop when a point write committed there, where it held every request
+(the History section of BENCHMARKS.md has the stalls it caused). So the
 repository turns the automatic checkpoint off and counts the rows it writes
-instead; every `CHECKPOINT_ROWS` (about 600 pages of point writes) this
-checkpointer runs a PASSIVE checkpoint on its own connection and thread,
-which no read or write of the repository waits for: in WAL mode a checkpoint
-runs beside readers and the writer. The same cleanup, in batches, then made
-500 of them there (3-4 ms at the median, up to 36 ms) and no commit over
-10 ms.
+instead; every `CHECKPOINT_ROWS` this checkpointer runs a PASSIVE checkpoint
+on its own connection and thread, which no read or write of the repository
+waits for: in WAL mode a checkpoint runs beside readers and the writer.
 
 The log is reused from its start by the first write after a checkpoint that
 copied all of it. Writes that keep landing while each checkpoint runs keep
-it growing (3,000 lease renewals back to back left 9,085 pages, as many as
-with no checkpoint at all), so once a checkpoint finds more than
-`RESTART_FRAMES` in the log, the next one is a RESTART, which makes writers
-wait (on the repository's thread, never the loop) until it has copied the
-rest, and the log starts again.
+it growing, so once a checkpoint finds more than `RESTART_FRAMES` in the
+log, the next one is a RESTART, which makes writers wait (on the
+repository's thread, never the loop) until it has copied the rest, and the
+log starts again.
 """
 
 from __future__ import annotations
