@@ -91,51 +91,62 @@ def small_jpeg() -> bytes:
     return bytes(image.cast("uchar").jpegsave_buffer(Q=85))
 
 
+def history_instruction(moment: datetime) -> Instruction:
+    """An instruction of the history, created at ``moment``."""
+    return Instruction(
+        id=new_id(moment.timestamp()),
+        user_id=USER,
+        product_id=find_product("images/resize").id,
+        product_key="images/resize",
+        params={"width": 32},
+        created_at=moment,
+        updated_at=moment,
+    )
+
+
+def history_file(job: Instruction, moment: datetime, *, cleaned: bool) -> InstructionDetail:
+    """A file of ``job`` uploaded and finished at ``moment``; its bytes ``cleaned`` or not."""
+    file_id = new_id(moment.timestamp())
+    output = OutputFile(f"outputs/{job.id}/{file_id}.jpg", "kite.jpg", 1000, "image/jpeg", 64, 48)
+    return InstructionDetail(
+        id=file_id,
+        instruction_id=job.id,
+        user_id=USER,
+        product_key="images/resize",
+        original_name="kite.jpg",
+        original_key=f"originals/{job.id}/{file_id}",
+        size=len(small_jpeg()),
+        mime_type="image/jpeg",
+        created_at=moment,
+        updated_at=moment,
+        status=Status.DONE,
+        output=output,
+        attempts=1,
+        finished_at=moment,
+        is_cleaned=cleaned,
+        version=4,
+    )
+
+
 async def seed(path: Path, storage: FilesystemImageStorage, files: int) -> Seeded:
     """``files`` finished files of history, written straight into the tables in bulk."""
     repo = await SqliteInstructionRepository.open(path)  # the schema
     await repo.close()
     due = min(files // 10, 100_000)
-    output = OutputFile("outputs/x.jpg", "kite.jpg", 1000, "image/jpeg", 64, 48)
     instructions: list[str] = []
     instruction_rows, detail_rows = [], []
     for number in range(files):
         moment = LONG_AGO + timedelta(milliseconds=number)
         if number % PER_INSTRUCTION == 0:
-            job = Instruction(
-                id=new_id(moment.timestamp()),
-                user_id=USER,
-                product_id=find_product("images/resize").id,
-                product_key="images/resize",
-                params={"width": 32},
-                created_at=moment,
-                updated_at=moment,
-            )
+            job = history_instruction(moment)
             instructions.append(job.id)
             held = min(PER_INSTRUCTION, files - number)
             instruction_rows.append(
                 (job.id, USER, _micros(moment), "DONE", _dumps(instruction_to_document(job)), held)
             )
-        file_id = new_id(moment.timestamp())
         cleaned = number >= due  # the oldest tenth is still due for cleanup
-        record = InstructionDetail(
-            id=file_id,
-            instruction_id=job.id,
-            user_id=USER,
-            product_key="images/resize",
-            original_name="kite.jpg",
-            original_key=f"originals/{job.id}/{file_id}",
-            size=len(small_jpeg()),
-            mime_type="image/jpeg",
-            created_at=moment,
-            updated_at=moment,
-            status=Status.DONE,
-            output=attrs.evolve(output, key=f"outputs/{job.id}/{file_id}.jpg"),
-            attempts=1,
-            finished_at=moment,
-            is_cleaned=cleaned,
-            version=4,
-        )
+        record = history_file(job, moment, cleaned=cleaned)
+        file_id = record.id
         detail_rows.append(
             (
                 file_id,
@@ -472,6 +483,20 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="imagecore-history-") as folder:
         runs = asyncio.run(measure(sizes, Path(folder), args.runs))
+    document = report(runs, began, section, RESULTS, write_section, write=not args.no_write)
+    return 0 if document["runs"] else 1
+
+
+def report(  # noqa: PLR0913 - what one History part's run writes where
+    runs: list[dict[str, Any]],
+    began: float,
+    section: Callable[[dict[str, Any]], str],
+    results: Path,
+    write_section: Callable[[str], None],
+    *,
+    write: bool,
+) -> dict[str, Any]:
+    """Print a run's figures and its section; with ``write``, keep both. Returns the document."""
     for figures in runs:
         print(json.dumps(figures), flush=True)
     document = {
@@ -482,11 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = section(document)
     print(text)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(document, indent=2))
+    if write:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(document, indent=2))
         write_section(text)
-    return 0
+    return document
 
 
 if __name__ == "__main__":

@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
 from pymongo import AsyncMongoClient
 
 from adapters.documents import Document
 from adapters.mongo import stored_documents
-from bench import environment
 from bench.history import (
     LABELS,
     PER_INSTRUCTION,
@@ -45,15 +42,17 @@ from bench.history import (
     Subject,
     _now,
     _one,
+    history_file,
+    history_instruction,
     measure,
+    report,
     small_jpeg,
 )
 from entrypoints import devstack
 from entrypoints.config import Settings
 from entrypoints.container import Runtime
 from imagecore import services
-from imagecore.model import Instruction, InstructionDetail, OutputFile, Status, new_id
-from imagecore.products import find_product
+from imagecore.model import Instruction, InstructionDetail, new_id
 
 __all__ = ["main", "section"]
 
@@ -78,43 +77,10 @@ def _history(files: int, end: datetime) -> Iterator[tuple[Instruction, list[Inst
     """
     due = min(files // 10, 100_000)
     step = timedelta(days=1) / FILES_PER_DAY
-    output = OutputFile("outputs/x.jpg", "kite.jpg", 1000, "image/jpeg", 64, 48)
     for start in range(0, files, PER_INSTRUCTION):
-        moment = end - (files - start) * step
-        job = Instruction(
-            id=new_id(moment.timestamp()),
-            user_id=USER,
-            product_id=find_product("images/resize").id,
-            product_key="images/resize",
-            params={"width": 32},
-            created_at=moment,
-            updated_at=moment,
-        )
-        details = []
-        for number in range(start, min(start + PER_INSTRUCTION, files)):
-            at = end - (files - number) * step
-            file_id = new_id(at.timestamp())
-            details.append(
-                InstructionDetail(
-                    id=file_id,
-                    instruction_id=job.id,
-                    user_id=USER,
-                    product_key="images/resize",
-                    original_name="kite.jpg",
-                    original_key=f"originals/{job.id}/{file_id}",
-                    size=len(small_jpeg()),
-                    mime_type="image/jpeg",
-                    created_at=at,
-                    updated_at=at,
-                    status=Status.DONE,
-                    output=attrs.evolve(output, key=f"outputs/{job.id}/{file_id}.jpg"),
-                    attempts=1,
-                    finished_at=at,
-                    is_cleaned=number >= due,
-                    version=4,
-                )
-            )
-        yield job, details
+        job = history_instruction(end - (files - start) * step)
+        numbers = range(start, min(start + PER_INSTRUCTION, files))
+        yield job, [history_file(job, end - (files - n) * step, cleaned=n >= due) for n in numbers]
 
 
 async def seed(runtime: Runtime, uri: str, database: str, files: int) -> Seeded:
@@ -263,21 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         devstack.Devstack(Path(folder) / "servers") as stack,
     ):
         runs = asyncio.run(measure(sizes, Path(folder), args.runs, preparer(stack.env)))
-    for figures in runs:
-        print(json.dumps(figures), flush=True)
-    document = {
-        "commit": environment.describe()["git"],
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "minutes": round((time.monotonic() - began) / 60, 1),
-        "runs": runs,
-    }
-    text = section(document)
-    print(text)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(document, indent=2))
-        write_section(text)
-    return 0
+    document = report(runs, began, section, RESULTS, write_section, write=not args.no_write)
+    return 0 if document["runs"] else 1
 
 
 if __name__ == "__main__":

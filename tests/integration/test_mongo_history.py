@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mongo_support import database_name, dropped_afterwards
+from mongo_support import fresh_repository
 from pymongo import monitoring
 
 from adapters.mongo import MongoInstructionRepository, stored_documents
@@ -98,13 +98,8 @@ def walks(filters: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str
 async def repo(
     ferretdb_server: devstack.ServerHandle,
 ) -> AsyncIterator[MongoInstructionRepository]:
-    uri = ferretdb_server.env["MONGO_URI"]
-    async with dropped_afterwards(uri, database_name()) as database:
-        repository = await MongoInstructionRepository.open(uri, database)
-        try:
-            yield repository
-        finally:
-            await repository.close()
+    async with fresh_repository(ferretdb_server.env["MONGO_URI"]) as repository:
+        yield repository
 
 
 async def seed_history(repo: MongoInstructionRepository, files: int) -> list[str]:
