@@ -5,6 +5,10 @@ one accepted algorithm is fixed by the key's type, so ``alg: none`` and
 algorithm confusion (an HS token signed with the public key) never verify.
 ``exp`` and ``sub`` are required, ``nbf`` is honoured, ``iss``/``aud`` are
 checked when configured, and a ``kid`` must be the configured ``JWT_KEY_ID``.
+A user id (``sub``, or the gateway's ``X-User-ID``) is 1 to 128 printable
+characters: no control characters reach a log line, a key or an event. An
+``exp`` or ``nbf`` past the year 9999 is refused, not clamped: no identity
+provider issues one, and no time of ours could hold it.
 
 With no key configured, a secret is generated once in the data folder, so
 ``imagecore serve`` is safe with zero configuration and ``imagecore token``
@@ -30,6 +34,9 @@ from entrypoints.config import Settings
 __all__ = ["AuthError", "Authenticator", "Identity", "load_or_create_secret", "mint_token"]
 
 MAX_TOKEN_LENGTH = 8192
+_MAX_USER_ID = 128
+#: The last second of the year 9999 (UTC): the latest ``exp`` or ``nbf`` accepted.
+_LATEST = 253_402_300_799
 _REMEMBERED_TOKENS = 1024
 _SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
 
@@ -48,6 +55,29 @@ class Identity:
 
     user_id: str
     is_admin: bool = False
+    #: When the credentials stop being accepted (``time.time()`` seconds: the token's
+    #: ``exp`` plus the leeway); None for the gateway's header. Not part of who it is.
+    expires_at: float | None = attrs.field(default=None, eq=False)
+
+
+def _is_user_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_USER_ID and value.isprintable()
+
+
+def _moment(claims: dict[str, Any], name: str) -> float | None:
+    """The claim ``name`` as seconds, None when absent; `AuthError` beyond +-`_LATEST`.
+
+    PyJWT has read it as a whole number already, which may be too large for a float.
+    """
+    if (value := claims.get(name)) is None:
+        return None
+    try:
+        moment = float(value)
+    except (TypeError, ValueError, OverflowError):
+        moment = float("inf")
+    if not -_LATEST <= moment <= _LATEST:
+        raise AuthError(f"the token's {name} is out of range")
+    return moment
 
 
 def load_or_create_secret(data_dir: Path, name: str = _SECRET_FILE) -> str:
@@ -142,7 +172,7 @@ class Authenticator:
         if header is None or not self._trust_gateway or peer not in self._proxies:
             return None
         user = header.strip()
-        if not user or len(user) > 128 or not user.isprintable():  # noqa: PLR2004 - a sane bound
+        if not _is_user_id(user):
             raise AuthError("the X-User-ID header is not a valid user id")
         return user
 
@@ -159,14 +189,14 @@ class Authenticator:
             if valid_from <= now < valid_until:
                 return identity
             del self._verified[token]  # expired (or not yet valid): verified again below
-        identity, claims = self._verify(token)
-        valid_from = float(claims.get("nbf", now)) - self._leeway
-        self._verified[token] = (identity, valid_from, float(claims["exp"]) + self._leeway)
+        identity, valid_from, valid_until = self._verify(token, now)
+        self._verified[token] = (identity, valid_from, valid_until)
         if len(self._verified) > _REMEMBERED_TOKENS:
             self._verified.popitem(last=False)
         return identity
 
-    def _verify(self, token: str) -> tuple[Identity, dict[str, Any]]:
+    def _verify(self, token: str, now: float) -> tuple[Identity, float, float]:
+        """The token's identity and the window it is valid in (leeway included)."""
         try:
             header = jwt.get_unverified_header(token)
             if header.get("kid") != self._kid:
@@ -187,8 +217,11 @@ class Authenticator:
         except jwt.InvalidTokenError:
             raise AuthError("the token is not valid") from None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > 128:  # noqa: PLR2004
+        if not _is_user_id(subject):
             raise AuthError("the token names no valid user")
+        valid_until = (_moment(claims, "exp") or now) + self._leeway  # exp is required
+        valid_from = (_moment(claims, "nbf") or now) - self._leeway
         roles = claims.get("roles")
         admin = claims.get("admin") is True or (isinstance(roles, list) and "admin" in roles)
-        return Identity(subject, is_admin=admin), claims
+        identity = Identity(str(subject), is_admin=admin, expires_at=valid_until)
+        return identity, valid_from, valid_until

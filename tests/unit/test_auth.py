@@ -78,6 +78,13 @@ REJECTED: dict[str, Callable[[], tuple[Authenticator, str]]] = {
     "empty sub": lambda: (HS, hs(claims(sub=""))),
     "numeric sub": lambda: (HS, hs(claims(sub=42))),
     "huge sub": lambda: (HS, hs(claims(sub="a" * 500))),
+    "sub with a NUL": lambda: (HS, hs(claims(sub="al\x00ice"))),
+    "sub with a line break": lambda: (HS, hs(claims(sub="alice\r\nadmin"))),
+    "sub with an escape sequence": lambda: (HS, hs(claims(sub="\x1b[2Jalice"))),
+    "sub with a bidirectional override": lambda: (HS, hs(claims(sub="alice\u202e"))),
+    "exp past the year 9999": lambda: (HS, hs(claims(exp=10**30))),
+    "exp beyond a float": lambda: (HS, hs(claims(exp=10**400))),
+    "nbf beyond a float, before 1970": lambda: (HS, hs(claims(nbf=-(10**400)))),
     "malformed": lambda: (HS, "abc.def.ghi"),
     "garbage": lambda: (HS, "%%%"),
     "oversized": lambda: (HS, hs(claims(pad="x" * 10_000))),
@@ -143,6 +150,7 @@ ACCEPTED: dict[str, Callable[[], tuple[Authenticator, str]]] = {
         hs(claims(), kid="k1"),
     ),
     "minted by imagecore token": lambda: (HS, mint_token(SECRET, "alice")),
+    "valid to the last second of the year 9999": lambda: (HS, hs(claims(exp=253_402_300_799))),
 }
 
 
@@ -150,6 +158,16 @@ ACCEPTED: dict[str, Callable[[], tuple[Authenticator, str]]] = {
 def test_a_good_token_names_its_user(case: str) -> None:
     authenticator, token = ACCEPTED[case]()
     assert authenticator.identify(bearer(token), None, "10.0.0.9") == Identity("alice")
+
+
+def test_an_identity_knows_when_its_token_stops_being_accepted() -> None:
+    exp = int(time.time()) + 600
+    identity = auth(jwt_secret=SECRET, jwt_leeway_seconds=5).identify(
+        bearer(hs(claims(exp=exp))), None, None
+    )
+    assert identity.expires_at == exp + 5
+    gateway = auth(jwt_secret=SECRET, trust_gateway_headers=True, trusted_proxies=("10.0.0.1",))
+    assert gateway.identify(None, "bob", "10.0.0.1").expires_at is None
 
 
 def test_the_admin_claim_or_role_opens_admin_routes() -> None:
