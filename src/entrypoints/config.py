@@ -100,6 +100,9 @@ class Settings:
     max_queued_files: int = 10_000
     rate_limit_user_per_minute: int = 600
     rate_limit_address_per_minute: int = 120
+    # Event streams open at once, per user and per client address (0: no cap).
+    max_event_streams_per_user: int = 20
+    max_event_streams_per_address: int = 100
     # The worker.
     worker_concurrency: int = 0
     worker_prefetch: int | None = None  # None: one per pool slot
@@ -191,6 +194,12 @@ class Settings:
             ),
             rate_limit_address_per_minute=env.whole(
                 "RATE_LIMIT_ADDRESS_PER_MINUTE", default.rate_limit_address_per_minute
+            ),
+            max_event_streams_per_user=env.whole(
+                "MAX_EVENT_STREAMS_PER_USER", default.max_event_streams_per_user
+            ),
+            max_event_streams_per_address=env.whole(
+                "MAX_EVENT_STREAMS_PER_ADDRESS", default.max_event_streams_per_address
             ),
             worker_concurrency=env.whole("WORKER_CONCURRENCY", default.worker_concurrency),
             worker_prefetch=env.whole_or_none("WORKER_PREFETCH"),

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from entrypoints.auth import load_or_create_secret, mint_token
 from entrypoints.context import RUNTIME
+from entrypoints.inputs import json_object
 from entrypoints.middleware import ok
 from imagecore.errors import NotFound, ValidationError
 
@@ -128,11 +129,8 @@ async def dev_token(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text=refusal)
     if request.content_type != "application/json":
         raise ValidationError('send JSON: {"user_id": "alice"}')
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ValidationError('send JSON: {"user_id": "alice"}') from None
-    user_id = body.get("user_id") if isinstance(body, dict) else None
+    body = json_object(await request.read(), 'send JSON with a user id: {"user_id": "alice"}')
+    user_id = body.get("user_id")
     if not isinstance(user_id, str) or not user_id.strip():
         raise ValidationError('give a user id: {"user_id": "alice"}')
     user_id = user_id.strip()

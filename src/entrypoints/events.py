@@ -15,6 +15,10 @@ these routes with ``fetch()`` and a stream reader (as the console does)
 rather than ``EventSource``, which cannot send headers; no token ever goes
 into a URL. When the server stops, open streams end at once (a client
 reconnects elsewhere with ``Last-Event-ID``) instead of holding the shutdown.
+A stream also ends when its token expires (``exp`` plus the leeway: a client
+reconnects with a fresh token) and soon after its client goes away, and at
+most ``MAX_EVENT_STREAMS_PER_USER`` and ``MAX_EVENT_STREAMS_PER_ADDRESS`` are
+open at once (`entrypoints.streams`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
@@ -29,16 +35,25 @@ from typing import Any
 
 from aiohttp import web
 
+from entrypoints.auth import Identity
 from entrypoints.context import RUNTIME, identify
+from entrypoints.inputs import event_id
+from entrypoints.middleware import json_error
+from entrypoints.streams import EVENT_STREAMS
 from imagecore import services
 from imagecore.model import InstructionDetail
 from imagecore.pipeline import notification_for
 from imagecore.ports import InstructionQuery, Notification
 
-__all__ = ["HEARTBEAT", "add_event_routes"]
+__all__ = ["HEARTBEAT", "PEER_CHECK", "add_event_routes"]
 
 #: Seconds between heartbeats; read on every wait, so tests may lower it.
 HEARTBEAT = 15.0
+#: Seconds between looks at whether the client is still there: aiohttp does not end a
+#: handler whose client went away, and an open stream holds its place under the caps.
+PEER_CHECK = 1.0
+#: Seconds a client refused a stream is told to wait (``Retry-After``).
+_RETRY_AFTER = 5
 _SNAPSHOT_INSTRUCTIONS = 50
 #: Files whose last sent change a stream remembers, to drop stale live duplicates.
 _REMEMBERED = 10_000
@@ -66,9 +81,12 @@ def _frame(notification: Notification) -> bytes:
 
 
 def _since(request: web.Request) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id", "")
-    raw = raw.strip()
-    return int(raw) if raw.isdigit() else -1
+    """The millisecond of ``Last-Event-ID`` (or ``?last_event_id``), -1 without one."""
+    if raw := request.headers.get("Last-Event-ID", "").strip():
+        return event_id("Last-Event-ID", raw)
+    if raw := request.query.get("last_event_id", "").strip():
+        return event_id("last_event_id", raw)
+    return -1
 
 
 def _snapshot(details: list[InstructionDetail], since: int) -> list[Notification]:
@@ -104,17 +122,28 @@ class _Sent:
 
 
 async def _ticks(
-    live: AsyncIterator[Notification], closing: asyncio.Event
+    live: AsyncIterator[Notification], request: web.Request, deadline: float | None
 ) -> AsyncGenerator[Notification | None, None]:
-    """Live notifications, and None after each ``HEARTBEAT`` of silence; ends at shutdown."""
-    stop = asyncio.ensure_future(closing.wait())
+    """Live notifications, and None after each ``HEARTBEAT`` of silence.
+
+    Ends when the broker ends the subscription, the server shuts down, the
+    client has gone away, or at ``deadline`` (the loop's clock).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.ensure_future(request.app[_CLOSING].wait())
     pending: asyncio.Future[Notification] | None = None
+    quiet_since = loop.time()
     try:
-        while True:
+        while not _gone(request):
+            now = loop.time()
+            left = math.inf if deadline is None else deadline - now
+            if left <= 0:
+                return
             pending = pending or asyncio.ensure_future(anext(live))
             waiting: set[asyncio.Future[Any]] = {pending, stop}
+            timeout = min(PEER_CHECK, quiet_since + HEARTBEAT - now, left)
             done, _ = await asyncio.wait(
-                waiting, timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
             )
             if pending in done:
                 finished, pending = pending, None
@@ -122,10 +151,12 @@ async def _ticks(
                     notification = finished.result()
                 except StopAsyncIteration:
                     return  # the broker ended the subscription
+                quiet_since = loop.time()
                 yield notification
             elif stop in done:
                 return
-            else:
+            elif loop.time() >= quiet_since + HEARTBEAT:
+                quiet_since = loop.time()
                 yield None
     finally:
         for task in (pending, stop):
@@ -133,6 +164,11 @@ async def _ticks(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await task
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _wanted(notification: Notification, user_id: str, instruction_id: str | None) -> bool:
@@ -143,7 +179,7 @@ def _wanted(notification: Notification, user_id: str, instruction_id: str | None
 
 async def _stream(
     request: web.Request,
-    user_id: str,
+    who: Identity,
     instruction_id: str | None,
     backlog: list[Notification],
     live: AsyncIterator[Notification],
@@ -156,54 +192,86 @@ async def _stream(
         }
     )
     await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    deadline = None
+    if who.expires_at is not None:
+        deadline = loop.time() + who.expires_at - time.time()
     sent = _Sent()
     try:
         await response.write(b"retry: 2000\n\n")
         for notification in backlog:
             await response.write(_frame(notification))
             sent.record(notification)
-        async with contextlib.aclosing(_ticks(live, request.app[_CLOSING])) as ticks:
+        async with contextlib.aclosing(_ticks(live, request, deadline)) as ticks:
             async for tick in ticks:
                 if tick is None:
                     await response.write(b": heartbeat\n\n")
-                elif _wanted(tick, user_id, instruction_id) and not sent.is_stale(tick):
+                elif _wanted(tick, who.user_id, instruction_id) and not sent.is_stale(tick):
                     await response.write(_frame(tick))
                     sent.record(tick)
+        if deadline is not None and loop.time() >= deadline:
+            await response.write(b": the token has expired: reconnect with a new one\n\n")
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away; it reconnects with Last-Event-ID if it wants more
     return response
 
 
+@contextlib.asynccontextmanager
+async def _slot(request: web.Request, who: Identity) -> AsyncIterator[web.Response | None]:
+    """A place for one more stream of the caller's, or the 429 answer refusing it."""
+    settings = request.app[RUNTIME].settings
+    address: str | None = request.remote or "unknown"
+    if settings.trust_gateway_headers and address in settings.trusted_proxies:
+        address = None  # a gateway's address: all its clients share it
+    slots = request.app[EVENT_STREAMS]
+    if (refusal := slots.take(who.user_id, address)) is not None:
+        retry = {"Retry-After": str(_RETRY_AFTER)}
+        yield json_error(request, 429, "too_many_streams", refusal, retry)
+        return
+    try:
+        yield None
+    finally:
+        slots.give_back(who.user_id, address)
+
+
 async def instruction_events(request: web.Request) -> web.StreamResponse:
     """``GET /instructions/{id}/events``: the caller's instruction only."""
     who = identify(request)
+    since = _since(request)
     runtime = request.app[RUNTIME]
-    async with runtime.broker.notifications() as live:
-        # Subscribed first, then read: a change between the two shows up in
-        # the snapshot and live; the live copy is dropped as stale.
-        details = await services.list_details(
-            runtime.repository, user_id=who.user_id, instruction_id=request.match_info["id"]
-        )
-        backlog = _snapshot(details, _since(request))
-        return await _stream(request, who.user_id, request.match_info["id"], backlog, live)
+    async with _slot(request, who) as refused:
+        if refused is not None:
+            return refused
+        async with runtime.broker.notifications() as live:
+            # Subscribed first, then read: a change between the two shows up in
+            # the snapshot and live; the live copy is dropped as stale.
+            details = await services.list_details(
+                runtime.repository, user_id=who.user_id, instruction_id=request.match_info["id"]
+            )
+            backlog = _snapshot(details, since)
+            return await _stream(request, who, request.match_info["id"], backlog, live)
 
 
 async def user_events(request: web.Request) -> web.StreamResponse:
     """``GET /events``: every instruction of the caller (the replay covers the newest 50)."""
     who = identify(request)
+    since = _since(request)
     runtime = request.app[RUNTIME]
-    async with runtime.broker.notifications() as live:
-        backlog: list[Notification] = []
-        since = _since(request)
-        if since >= 0:
-            page = await runtime.repository.list_instructions(
-                InstructionQuery(user_id=who.user_id, size=_SNAPSHOT_INSTRUCTIONS)
-            )
-            for instruction in page.items:
-                backlog += _snapshot(await runtime.repository.list_details(instruction.id), since)
-            backlog.sort(key=lambda n: (int(_event_id(n.at)), n.instruction_detail_id))
-        return await _stream(request, who.user_id, None, backlog, live)
+    async with _slot(request, who) as refused:
+        if refused is not None:
+            return refused
+        async with runtime.broker.notifications() as live:
+            backlog: list[Notification] = []
+            if since >= 0:
+                page = await runtime.repository.list_instructions(
+                    InstructionQuery(user_id=who.user_id, size=_SNAPSHOT_INSTRUCTIONS)
+                )
+                for instruction in page.items:
+                    details = await runtime.repository.list_details(instruction.id)
+                    backlog += _snapshot(details, since)
+                backlog.sort(key=lambda n: (int(_event_id(n.at)), n.instruction_detail_id))
+            return await _stream(request, who, None, backlog, live)
 
 
 async def _end_streams(app: web.Application) -> None:

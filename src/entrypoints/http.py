@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import logging
 import urllib.parse
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from aiohttp import BodyPartReader, hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 
 from entrypoints.archive import add_archive_routes
 from entrypoints.config import Settings
@@ -25,69 +23,40 @@ from entrypoints.console import add_console_routes
 from entrypoints.container import Container, Runtime
 from entrypoints.context import RUNTIME, identify
 from entrypoints.events import add_event_routes
+from entrypoints.inputs import in_utc, json_object, time_value, whole_number
 from entrypoints.metrics import Metrics
 from entrypoints.middleware import METRICS, error_middleware, ok
 from entrypoints.openapi import openapi_document
 from entrypoints.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from entrypoints.service import worker_for
+from entrypoints.streams import EVENT_STREAMS, StreamSlots
+from entrypoints.uploads import upload_files
 from entrypoints.views import detail_view, product_view
 from entrypoints.worker import Worker, utc_now
 from imagecore import services
 from imagecore.errors import ImageCoreError, ValidationError
-from imagecore.model import Instruction, InstructionDetail, Status
+from imagecore.model import Instruction, Status
 from imagecore.ports import DetailQuery, InstructionQuery
 
 __all__ = ["RUNTIME", "WORKER", "create_app"]
 
 WORKER = web.AppKey("worker", Worker)
-_log = logging.getLogger(__name__)
-_CHUNK = 256 * 1024
 _MAX_PAGE_SIZE = 100
 _STORAGE_MEASURE_EVERY = 60.0
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ValidationError("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ValidationError("the body must be a JSON object")
-    return body
+    return json_object(await request.read())
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name, "")
-    if not raw:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationError(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return whole_number(name, raw, low, high) if raw else default
 
 
 def _time_query(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name, "")
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError(
-            f"{name} must be an ISO 8601 time like 2026-11-24T10:00:00Z"
-        ) from None
-    if value.tzinfo is None:
-        raise ValidationError(f"{name} must include a time zone, e.g. a trailing Z")
-    if (utc := _in_utc(value)) is None:
-        raise ValidationError(f"{name} is out of range")
-    return utc
-
-
-def _in_utc(value: datetime) -> datetime | None:
-    """``value`` in UTC, or None when UTC cannot hold it (a zone past year 1 or 9999)."""
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        return None
+    return time_value(name, raw) if raw else None
 
 
 async def create_instruction(request: web.Request) -> web.Response:
@@ -157,7 +126,7 @@ def _cursor_query(request: web.Request) -> tuple[datetime, str] | None:
         after = datetime.fromisoformat(moment)
     except ValueError:
         raise ValidationError("cursor is not one this service gave") from None
-    utc = _in_utc(after) if after.tzinfo is not None else None
+    utc = in_utc(after) if after.tzinfo is not None else None
     if utc is None or not instruction_id:
         raise ValidationError("cursor is not one this service gave")
     return utc, instruction_id
@@ -172,89 +141,6 @@ async def get_instruction(request: web.Request) -> web.Response:
         instruction_id=request.match_info["id"],
     )
     return ok({"instruction": view.to_dict()})
-
-
-async def upload_files(request: web.Request) -> web.Response:
-    """``POST /instructions/{id}/details``: one or more multipart parts named ``file``.
-
-    Files are stored one by one, in the order sent, up to the first one
-    refused: the answer lists the stored ``files`` and, in ``refused``, that
-    one with its reason; the parts after it are not read (a refused part may
-    be endless). A request that stores no file fails with that file's error.
-    """
-    who = identify(request)
-    runtime = request.app[RUNTIME]
-    # Whose instruction it is, before a byte of the body is read.
-    await services.owned_instruction(
-        runtime.repository, user_id=who.user_id, instruction_id=request.match_info["id"]
-    )
-    if not _media_type(request).startswith("multipart/"):
-        raise ValidationError("send the files as multipart/form-data parts named 'file'")
-    accepted: list[InstructionDetail] = []
-    refused: tuple[str, ImageCoreError] | None = None
-    try:
-        async for part in _parts(request):
-            if part.name != "file":
-                continue
-            name = part.filename or "upload"
-            try:
-                detail = await _upload_part(request, who.user_id, name, part)
-            except ImageCoreError as exc:
-                refused = (name, exc)
-                break
-            request.app[METRICS].uploaded_bytes.inc(detail.size)
-            accepted.append(detail)
-    except ValidationError as exc:  # the body broke off: what was stored stays
-        refused = ("(the rest of the body)", exc)
-    if refused is not None and not accepted:
-        name, error = refused
-        error.message = f"{name}: {error.message}"
-        raise error
-    if not accepted:
-        raise ValidationError("no file received: send multipart/form-data parts named 'file'")
-    body: dict[str, Any] = {"files": [detail_view(d) for d in accepted], "refused": []}
-    message = "files uploaded"
-    if refused is not None:
-        name, error = refused
-        _log.info("upload to %s: %s refused (%s)", request.match_info["id"], name, error.code)
-        body["refused"] = [{"name": name, "code": error.code, "message": error.message}]
-        message = (
-            f"{len(accepted)} files uploaded; {name} was refused and the parts after it not read"
-        )
-    return ok(body, message, status=201)
-
-
-async def _upload_part(
-    request: web.Request, user_id: str, name: str, part: BodyPartReader
-) -> InstructionDetail:
-    runtime = request.app[RUNTIME]
-
-    async def chunks() -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(_CHUNK):
-            yield chunk
-
-    return await services.upload_file(
-        runtime.repository,
-        runtime.storage,
-        runtime.broker,
-        user_id=user_id,
-        instruction_id=request.match_info["id"],
-        filename=name,
-        chunks=chunks(),
-        now=utc_now(),
-        max_bytes=runtime.settings.max_file_bytes or None,
-        max_queued=runtime.settings.max_queued_files or None,
-    )
-
-
-def _media_type(request: web.Request) -> str:
-    """The request's media type, lower case, without its parameters.
-
-    Read from the header as it is: aiohttp's ``request.content_type`` parses
-    it with the email package, which a profile of ``imagecore serve`` found
-    costing about 0.2 ms of CPU per upload.
-    """
-    return request.headers.get(hdrs.CONTENT_TYPE, "").partition(";")[0].strip().lower()
 
 
 async def list_details(request: web.Request) -> web.Response:
@@ -278,17 +164,6 @@ async def get_detail(request: web.Request) -> web.Response:
         detail_id=request.match_info["detail_id"],
     )
     return ok({"detail": detail_view(detail)})
-
-
-async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
-    """The body's parts; a malformed multipart body is a 400, not a 500."""
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader):
-                yield part
-    except (ValueError, AssertionError, HttpProcessingError) as exc:
-        raise ValidationError(f"the multipart body is malformed: {type(exc).__name__}") from None
 
 
 def _disposition(name: str) -> str:
@@ -454,6 +329,9 @@ def create_app(
     app[METRICS] = Metrics()
     app[RATE_LIMITER] = RateLimiter(
         settings.rate_limit_user_per_minute, settings.rate_limit_address_per_minute
+    )
+    app[EVENT_STREAMS] = StreamSlots(
+        settings.max_event_streams_per_user, settings.max_event_streams_per_address
     )
     _routes(app)
 

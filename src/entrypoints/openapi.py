@@ -165,13 +165,22 @@ _SSE_NOTES = (
     "error_code, error_message, at. Its id is the millisecond of the change; a comment "
     "line is sent every 15 s of silence. Authenticate with the Authorization header: "
     "browsers read the stream with fetch() (EventSource cannot send headers, and no "
-    "token is ever accepted in the URL)."
+    "token is ever accepted in the URL). The stream ends when the token expires. A user, "
+    "and a client address, have a few streams open at most: past them a new one is a 429 "
+    "with Retry-After (MAX_EVENT_STREAMS_PER_USER, MAX_EVENT_STREAMS_PER_ADDRESS)."
 )
+_EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,15}$"}
 _LAST_EVENT_ID = {
     "name": "Last-Event-ID",
     "in": "header",
     "description": "Resume: first replay every file changed at or after this event id",
-    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "schema": _EVENT_ID,
+}
+_LAST_EVENT_ID_QUERY = {
+    "name": "last_event_id",
+    "in": "query",
+    "description": "The same as the Last-Event-ID header, which wins when both are given",
+    "schema": _EVENT_ID,
 }
 
 _PATHS: dict[str, dict[str, Any]] = {
@@ -302,7 +311,7 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "Live file events of one instruction (SSE)",
             {"200": _SSE},
-            parameters=[_PATH_ID, _LAST_EVENT_ID],
+            parameters=[_PATH_ID, _LAST_EVENT_ID, _LAST_EVENT_ID_QUERY],
             description=_SSE_NOTES + " A new stream starts with where every file stands.",
         ),
     },
@@ -310,7 +319,7 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "Live file events of all your instructions (SSE)",
             {"200": _SSE},
-            parameters=[_LAST_EVENT_ID],
+            parameters=[_LAST_EVENT_ID, _LAST_EVENT_ID_QUERY],
             description=_SSE_NOTES + " The replay covers your 50 newest instructions.",
         )
     },

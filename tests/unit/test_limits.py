@@ -1,13 +1,16 @@
-"""Rate limits, the bound on queued work, and ownership under random ids."""
+"""Rate limits, stream caps, the bound on queued work, and ownership under random ids."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
+import pytest
 from http_support import running_api
 
 from entrypoints.ratelimit import RateLimiter
+from entrypoints.streams import StreamSlots
 from hostile import valid
 from imagecore.products import find_product
 
@@ -150,3 +153,44 @@ async def test_a_request_partly_over_the_file_limit_stores_what_fits_and_names_t
         # A request that stores nothing is an error, with its first file's reason.
         status, body = await api.upload(instruction_id, [("late.jpg", image)])
         assert (status, body["errors"][0]["code"]) == (413, "too_many_files")
+
+
+def test_stream_slots_are_capped_per_user_and_per_address_and_given_back() -> None:
+    slots = StreamSlots(per_user=2, per_address=3)
+    assert slots.take("alice", "10.0.0.1") is None
+    assert slots.take("alice", "10.0.0.2") is None
+    assert slots.take("alice", "10.0.0.3") == (
+        "2 event streams are open for this user already; close one first"
+    )
+    assert slots.take("bob", "10.0.0.1") is None
+    assert slots.take("carol", "10.0.0.1") is None
+    assert slots.take("dave", "10.0.0.1") == (
+        "3 event streams are open for this address already; close one first"
+    )
+    assert slots.take("dave", None) is None  # a trusted gateway's address is not counted
+    slots.give_back("alice", "10.0.0.1")
+    assert slots.take("alice", "10.0.0.1") is None
+    assert slots.take("erin", "10.0.0.1") is not None
+
+
+def test_a_stream_cap_of_zero_is_no_cap() -> None:
+    slots = StreamSlots(per_user=0, per_address=0)
+    assert all(slots.take("alice", "10.0.0.1") is None for _ in range(1000))
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_a_trusted_gateways_address_is_not_capped_as_one_client(
+    tmp_path: Path, trusted: bool
+) -> None:
+    settings = {"trust_gateway_headers": trusted, "trusted_proxies": ("127.0.0.1",)}
+    async with (
+        running_api(tmp_path, max_event_streams_per_address=1, **settings) as api,
+        contextlib.AsyncExitStack() as streams,
+    ):
+
+        async def stream(user: str) -> int:
+            get = api.session.get(api.base + "/events", headers=api.token(user))
+            return (await streams.enter_async_context(get)).status
+
+        assert await stream("alice") == 200
+        assert await stream("bob") == (200 if trusted else 429)
