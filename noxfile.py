@@ -1,4 +1,5 @@
-"""Lint, types, unit, integration, UI and deployment checks: `nox` runs them all (`make test`)."""
+"""Lint, types, unit, integration, hostile clients, UI and deployment checks: `nox` runs them all
+(`make test`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "types", "unit", "integration", "ui", "deploy"]
+nox.options.sessions = ["lint", "types", "unit", "integration", "hostile_clients", "ui", "deploy"]
 
 PYTHON = "3.11"
 
@@ -49,6 +50,21 @@ def integration(session: nox.Session) -> None:
         "tests/integration",
         "-m",
         "integration and not browser",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def hostile_clients(session: nox.Session) -> None:
+    """A real `imagecore serve` against clients that try to freeze or starve it (issue 27)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "tests/hostile_clients",
+        "-m",
+        "hostile_clients",
         "-p",
         "no:cacheprovider",
         *session.posargs,
