@@ -11,13 +11,13 @@ already); other outputs (the metadata JSON) are deflated.
 from __future__ import annotations
 
 import logging
-import urllib.parse
 import zipfile
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from entrypoints.context import RUNTIME, identify
+from entrypoints.views import attachment
 from imagecore import services
 from imagecore.errors import NotFound, ObjectNotFound
 from imagecore.model import InstructionDetail, Status
@@ -69,10 +69,6 @@ def archive_names(names: list[str]) -> list[str]:
     return result
 
 
-def _disposition(name: str) -> str:
-    return f"attachment; filename=\"{name}\"; filename*=UTF-8''{urllib.parse.quote(name)}"
-
-
 def _zip_info(name: str, detail: InstructionDetail, size: int, mime_type: str) -> zipfile.ZipInfo:
     moment = max(detail.finished_at or detail.updated_at, _ZIP_EPOCH).astimezone(UTC)
     info = zipfile.ZipInfo(name, date_time=moment.timetuple()[:6])
@@ -115,7 +111,7 @@ async def instruction_archive(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": _disposition(f"{product}-{instruction_id}.zip"),
+            "Content-Disposition": attachment(f"{product}-{instruction_id}.zip"),
             "Cache-Control": "private, no-cache",
             "X-Content-Type-Options": "nosniff",
         }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -31,7 +30,7 @@ from entrypoints.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middlewa
 from entrypoints.service import worker_for
 from entrypoints.streams import EVENT_STREAMS, StreamSlots
 from entrypoints.uploads import upload_files
-from entrypoints.views import detail_view, product_view
+from entrypoints.views import attachment, detail_view, product_view
 from entrypoints.worker import Worker, utc_now
 from imagecore import services
 from imagecore.errors import ImageCoreError, ValidationError
@@ -166,11 +165,6 @@ async def get_detail(request: web.Request) -> web.Response:
     return ok({"detail": detail_view(detail)})
 
 
-def _disposition(name: str) -> str:
-    ascii_name = name.encode("ascii", "ignore").decode().replace('"', "") or "download"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(name)}"
-
-
 async def download(request: web.Request) -> web.StreamResponse:
     """``GET .../details/{detailId}/file``: the output, or ``?variant=original``."""
     who = identify(request)
@@ -198,7 +192,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         etag = f'"{found.stored.etag}"'
     headers = {
         "Content-Type": found.content_type,
-        "Content-Disposition": _disposition(found.name),
+        "Content-Disposition": attachment(found.name),
         "ETag": etag,
         "Cache-Control": "private, max-age=3600",
         "X-Content-Type-Options": "nosniff",

@@ -7,6 +7,7 @@ records): ``output_id`` is the detail's own id once its output exists, and
 
 from __future__ import annotations
 
+import urllib.parse
 from datetime import datetime
 from typing import Any
 
@@ -68,3 +69,23 @@ def product_view(
         limits = view["limits"]
         limits["max_file_bytes"] = min(limits["max_file_bytes"], max_file_bytes)
     return view
+
+
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` that downloads as ``name`` (RFC 6266), in ASCII.
+
+    ``filename*`` carries the whole name (RFC 8187); the plain ``filename``,
+    for clients that read only that one (``curl -OJ``), keeps the name's
+    printable ASCII and its extension, and is ``download`` when no letter of
+    the stem is left: a bare ``.webp`` would be a hidden file.
+    """
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    fallback = (_ascii(stem).strip("_ .") or "download") + (dot + _ascii(extension) if dot else "")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(name)}"
+
+
+def _ascii(text: str) -> str:
+    # Printable ASCII but the quote and the backslash, which would end or escape the value.
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in text)

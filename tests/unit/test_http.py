@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from entrypoints.config import Settings
 from entrypoints.http import create_app
 from entrypoints.openapi import openapi_document
+from entrypoints.views import attachment
 from imagecore.products import CATALOGUE
 
 
@@ -315,3 +316,20 @@ async def test_instructions_page_by_cursor_to_the_end(api: Api) -> None:
     status, body = await api.call("GET", "/instructions?created_from=0001-01-01T00:00:00%2B01:00")
     assert status == 400, body
     assert "created_from" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback"),
+    [
+        ("ключ.webp", "download.webp"),  # no ASCII letter: not the hidden file ".webp"
+        ("Fête à 東京.webp", "F_te.webp"),
+        ('say "hi"\\.png', "say _hi.png"),
+        ("README", "README"),
+    ],
+)
+def test_a_download_s_ascii_fallback_keeps_a_visible_name(name: str, fallback: str) -> None:
+    disposition = attachment(name)
+    assert disposition.isascii()
+    assert re.findall(r'filename="([^"]*)"', disposition) == [fallback]
+    [extended] = re.findall(r"filename\*=UTF-8''([^;\s]+)", disposition)
+    assert urllib.parse.unquote(extended, errors="strict") == name
