@@ -103,6 +103,12 @@ class Settings:
     # Event streams open at once, per user and per client address (0: no cap).
     max_event_streams_per_user: int = 20
     max_event_streams_per_address: int = 100
+    # Uploads in progress at once, per user and per client address (0: no cap).
+    max_uploads_per_user: int = 8
+    max_uploads_per_address: int = 32
+    # An upload's body: seconds without a byte, and seconds in all, before a 408.
+    upload_idle_timeout_seconds: float = 30.0
+    upload_body_timeout_seconds: float = 300.0
     # The worker.
     worker_concurrency: int = 0
     worker_prefetch: int | None = None  # None: one per pool slot
@@ -200,6 +206,16 @@ class Settings:
             ),
             max_event_streams_per_address=env.whole(
                 "MAX_EVENT_STREAMS_PER_ADDRESS", default.max_event_streams_per_address
+            ),
+            max_uploads_per_user=env.whole("MAX_UPLOADS_PER_USER", default.max_uploads_per_user),
+            max_uploads_per_address=env.whole(
+                "MAX_UPLOADS_PER_ADDRESS", default.max_uploads_per_address
+            ),
+            upload_idle_timeout_seconds=env.number(
+                "UPLOAD_IDLE_TIMEOUT_SECONDS", default.upload_idle_timeout_seconds
+            ),
+            upload_body_timeout_seconds=env.number(
+                "UPLOAD_BODY_TIMEOUT_SECONDS", default.upload_body_timeout_seconds
             ),
             worker_concurrency=env.whole("WORKER_CONCURRENCY", default.worker_concurrency),
             worker_prefetch=env.whole_or_none("WORKER_PREFETCH"),

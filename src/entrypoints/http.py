@@ -28,7 +28,7 @@ from entrypoints.middleware import METRICS, error_middleware, ok
 from entrypoints.openapi import openapi_document
 from entrypoints.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from entrypoints.service import worker_for
-from entrypoints.streams import EVENT_STREAMS, StreamSlots
+from entrypoints.streams import EVENT_STREAMS, UPLOADS, StreamSlots
 from entrypoints.uploads import upload_files
 from entrypoints.views import attachment, detail_view, product_view
 from entrypoints.worker import Worker, utc_now
@@ -326,6 +326,9 @@ def create_app(
     )
     app[EVENT_STREAMS] = StreamSlots(
         settings.max_event_streams_per_user, settings.max_event_streams_per_address
+    )
+    app[UPLOADS] = StreamSlots(
+        settings.max_uploads_per_user, settings.max_uploads_per_address, "uploads"
     )
     _routes(app)
 

@@ -248,6 +248,7 @@ _PATHS: dict[str, dict[str, Any]] = {
                     "the files stored; the first file refused, if any, with its reason "
                     "(the parts after it are not read)",
                 ),
+                "408": _ERROR,
                 "413": _ERROR,
                 "415": _ERROR,
             },

@@ -1,10 +1,11 @@
-"""Caps on open event streams, per user and per client address.
+"""Caps on open event streams and on uploads in progress, per user and per client address.
 
 A stream holds a socket, a broker subscription and a task for as long as its
 client keeps it open, so the request rate limit does not bound them: 600
-requests a minute open 600 streams that stay. Past either cap a new stream
-is refused (429 with ``Retry-After``). A stream counts until its handler
-ends: the client closed it, its token expired, or the server stopped. Counts
+requests a minute open 600 streams that stay. An upload likewise holds its
+socket and up to a megabyte of body until it ends (1,200 stalled uploads held
+1.3 GB, issue 27). Past either cap a new one is refused (429 with
+``Retry-After``). Each counts until its handler ends, however it ends. Counts
 live in this process, like the rate limiter's buckets.
 """
 
@@ -14,13 +15,14 @@ from collections import Counter
 
 from aiohttp import web
 
-__all__ = ["EVENT_STREAMS", "StreamSlots"]
+__all__ = ["EVENT_STREAMS", "UPLOADS", "StreamSlots"]
 
 
 class StreamSlots:
-    """Open streams counted per user and per address, each under its cap (0: no cap)."""
+    """Open streams (or uploads: ``what``) per user and per address, under caps (0: none)."""
 
-    def __init__(self, per_user: int, per_address: int) -> None:
+    def __init__(self, per_user: int, per_address: int, what: str = "event streams") -> None:
+        self._what = what
         self._caps = {"user": per_user, "address": per_address}
         self._open: dict[str, Counter[str]] = {"user": Counter(), "address": Counter()}
 
@@ -33,7 +35,7 @@ class StreamSlots:
         for kind, key in keys.items():
             cap = self._caps[kind]
             if key is not None and cap and self._open[kind][key] >= cap:
-                return f"{cap} event streams are open for this {kind} already; close one first"
+                return f"{cap} {self._what} are open for this {kind} already; close one first"
         for kind, key in keys.items():
             if key is not None:
                 self._open[kind][key] += 1
@@ -49,3 +51,4 @@ class StreamSlots:
 
 
 EVENT_STREAMS = web.AppKey("event_streams", StreamSlots)
+UPLOADS = web.AppKey("uploads", StreamSlots)

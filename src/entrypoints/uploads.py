@@ -8,11 +8,21 @@ request waited (14 s for those parts). So an upload reads at most its
 product's file limit in parts (plus a small margin), refuses the first part
 not named ``file``, reads a bounded number of lines outside the files'
 contents, and yields the loop at each of those lines.
+
+No body holds memory or a socket for long either: 1,200 uploads that sent
+1,040,000 bytes and stopped held 1.3 GB for as long as their clients waited
+(a file's bytes gather in a batch of up to 1 MiB before they are written). So
+each wait for the body's bytes lasts at most ``UPLOAD_IDLE_TIMEOUT_SECONDS``,
+the whole body at most ``UPLOAD_BODY_TIMEOUT_SECONDS``; past either the
+upload ends with 408, the part being stored is deleted and not recorded.
+A user, and a client address, have at most ``MAX_UPLOADS_PER_USER`` and
+``MAX_UPLOADS_PER_ADDRESS`` uploads in progress (`entrypoints.streams`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -21,8 +31,11 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
+from entrypoints.auth import Identity
 from entrypoints.context import RUNTIME, identify
-from entrypoints.middleware import METRICS, ok
+from entrypoints.heap import trim_soon
+from entrypoints.middleware import METRICS, json_error, ok
+from entrypoints.streams import UPLOADS
 from entrypoints.views import detail_view
 from entrypoints.worker import utc_now
 from imagecore import services
@@ -40,6 +53,8 @@ _PART_MARGIN = 5
 #: Lines read outside the files' contents, per part allowed: a boundary, a few headers
 #: (browsers send two), the blank line; the rest is room for a preamble.
 _LINES_PER_PART = 32
+#: Seconds a client refused an upload past the caps is told to wait (``Retry-After``).
+_RETRY_AFTER = 5
 
 
 async def upload_files(request: web.Request) -> web.Response:
@@ -49,9 +64,59 @@ async def upload_files(request: web.Request) -> web.Response:
     refused (over a limit, not an image, or not a part named ``file``): the
     answer lists the stored ``files`` and, in ``refused``, that part with its
     reason; the parts after it are not read (a refused part may be endless).
-    A request that stores no file fails with that part's error.
+    A request that stores no file fails with that part's error. A body that
+    stalls or takes too long ends with 408 (``upload_timeout``); the files
+    stored before it stay, the one it was sending is deleted.
     """
     who = identify(request)
+    async with _slot(request, who) as refused:
+        if refused is not None:
+            return refused
+        settings = request.app[RUNTIME].settings
+        stored: list[InstructionDetail] = []
+        deadline = asyncio.timeout(settings.upload_body_timeout_seconds or None)
+        try:
+            async with deadline:
+                return await _upload(request, who, stored)
+        except _Stalled as exc:
+            reason = f"the body sent no byte for {exc.seconds:g} s"
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # not the body's time: some port's own
+            reason = f"the body took more than {settings.upload_body_timeout_seconds:g} s"
+        kept = f"; the {len(stored)} files before it were stored" if stored else ""
+        _log.info("upload to %s ended: %s%s", request.match_info["id"], reason, kept)
+        trim_soon()  # the body's bytes are freed: hand their pages back
+        answer = json_error(request, 408, "upload_timeout", f"{reason}: upload ended{kept}")
+        # The rest of the body is not read. aiohttp still reads and drops what comes for
+        # up to 10 s (its lingering_time): closing at once, with bytes unread, resets the
+        # connection, and a reset may destroy the answer before the client has read it.
+        answer.force_close()
+        return answer
+
+
+@contextlib.asynccontextmanager
+async def _slot(request: web.Request, who: Identity) -> AsyncIterator[web.Response | None]:
+    """A place for one more upload of the caller's, or the 429 answer refusing it."""
+    settings = request.app[RUNTIME].settings
+    address: str | None = request.remote or "unknown"
+    if settings.trust_gateway_headers and address in settings.trusted_proxies:
+        address = None  # a gateway's address: all its clients share it
+    slots = request.app[UPLOADS]
+    if (refusal := slots.take(who.user_id, address)) is not None:
+        retry = {"Retry-After": str(_RETRY_AFTER)}
+        yield json_error(request, 429, "too_many_uploads", refusal, retry)
+        return
+    try:
+        yield None
+    finally:
+        slots.give_back(who.user_id, address)
+
+
+async def _upload(
+    request: web.Request, who: Identity, accepted: list[InstructionDetail]
+) -> web.Response:
+    """`upload_files` within its slot and its time; ``accepted`` gathers the stored files."""
     runtime = request.app[RUNTIME]
     # Whose instruction it is, before a byte of the body is read.
     instruction = await services.owned_instruction(
@@ -60,10 +125,10 @@ async def upload_files(request: web.Request) -> web.Response:
     if not _media_type(request).startswith("multipart/"):
         raise ValidationError("send the files as multipart/form-data parts named 'file'")
     most = find_product(instruction.product_key).limits.max_files_per_instruction + _PART_MARGIN
-    accepted: list[InstructionDetail] = []
     refused: tuple[str, ImageCoreError] | None = None
     try:
-        async for number, part in _parts(request, most):
+        idle = runtime.settings.upload_idle_timeout_seconds or None
+        async for number, part in _parts(request, most, idle):
             if not isinstance(part, BodyPartReader) or part.name != "file":
                 refused = (f"part {number}", _not_a_file(part))
                 break
@@ -141,14 +206,17 @@ def _media_type(request: web.Request) -> str:
 
 
 async def _parts(
-    request: web.Request, most: int
+    request: web.Request, most: int, idle: float | None = None
 ) -> AsyncIterator[tuple[int, BodyPartReader | MultipartReader]]:
     """The body's parts, numbered from 1, at most ``most`` of them (`TooManyFiles` past it).
+
+    Each wait for the body's bytes, in a part's contents too, lasts at most ``idle``
+    seconds (`_Stalled` past it; None: no limit).
 
     A malformed multipart body is a 400, not a 500.
     """
     lines = (most + 1) * _LINES_PER_PART
-    paced = _PacedBody(request.content, lines)
+    paced = _PacedBody(request.content, lines, idle)
     try:
         reader = MultipartReader(request.headers, cast("StreamReader", paced))
         number = 0
@@ -169,25 +237,49 @@ class _TooManyLines(ValueError):
     """The body has more lines outside its files' contents than its parts allow."""
 
 
+class _Stalled(Exception):
+    """The body sent no byte for ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
 class _PacedBody:
     """The request body as the multipart reader reads it: lines bounded, the loop yielded to.
 
+    Each wait for bytes lasts at most ``idle`` seconds (`_Stalled` past it; None: no limit).
     The reader reads the files' contents in chunks and everything else (a
     preamble, boundaries, part headers) a line at a time, so counting lines
     bounds the parsing work of a body whatever its size, and yielding at
-    each line lets other requests in between. Everything else is the body's own.
+    each line lets other requests in between. ``read`` and ``readline`` are
+    the only ways it waits for bytes. Everything else is the body's own.
     """
 
-    def __init__(self, body: StreamReader, lines: int) -> None:
+    def __init__(self, body: StreamReader, lines: int, idle: float | None = None) -> None:
         self._body = body
         self._lines_left = lines
+        self._idle = idle
 
     async def readline(self, **options: Any) -> bytes:  # noqa: ANN401 - aiohttp's own options
         self._lines_left -= 1
         if self._lines_left < 0:
             raise _TooManyLines
         await asyncio.sleep(0)
-        return await self._body.readline(**options)
+        async with self._bytes_or_stalled():
+            return await self._body.readline(**options)
+
+    async def read(self, n: int = -1) -> bytes:
+        async with self._bytes_or_stalled():
+            return await self._body.read(n)
+
+    @contextlib.asynccontextmanager
+    async def _bytes_or_stalled(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._idle):
+                yield
+        except TimeoutError:
+            raise _Stalled(self._idle or 0) from None
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - the body's own attributes
         return getattr(self._body, name)

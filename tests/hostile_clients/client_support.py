@@ -13,14 +13,23 @@ import jwt
 SECRET = "hostile-clients-secret-0123456789-0123456789"  # noqa: S105 - a test key
 STREAMS_PER_USER = 3
 STREAMS_PER_ADDRESS = 5
-#: The service's settings: small stream caps, so that a test reaches them with a handful
-#: of streams; a known signing secret, so that a test mints tokens of any shape; and no
-#: leeway on ``exp``, so that a token expires when it says.
+UPLOADS_PER_USER = 4
+UPLOADS_PER_ADDRESS = 50
+UPLOAD_IDLE_SECONDS = 2
+UPLOAD_BODY_SECONDS = 15
+#: The service's settings: small stream and upload caps, so that a test reaches them with a
+#: handful of clients; short upload timeouts, so that a test sees them end; a known signing
+#: secret, so that a test mints tokens of any shape; and no leeway on ``exp``, so that a
+#: token expires when it says.
 SETTINGS = {
     "JWT_SECRET": SECRET,
     "JWT_LEEWAY_SECONDS": "0",
     "MAX_EVENT_STREAMS_PER_USER": str(STREAMS_PER_USER),
     "MAX_EVENT_STREAMS_PER_ADDRESS": str(STREAMS_PER_ADDRESS),
+    "MAX_UPLOADS_PER_USER": str(UPLOADS_PER_USER),
+    "MAX_UPLOADS_PER_ADDRESS": str(UPLOADS_PER_ADDRESS),
+    "UPLOAD_IDLE_TIMEOUT_SECONDS": str(UPLOAD_IDLE_SECONDS),
+    "UPLOAD_BODY_TIMEOUT_SECONDS": str(UPLOAD_BODY_SECONDS),
     "WORKER_CONCURRENCY": "1",
 }
 

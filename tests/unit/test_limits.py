@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
-from http_support import running_api
+from http_support import Api, running_api
 
 from entrypoints.ratelimit import RateLimiter
 from entrypoints.streams import StreamSlots
@@ -194,3 +197,84 @@ async def test_a_trusted_gateways_address_is_not_capped_as_one_client(
 
         assert await stream("alice") == 200
         assert await stream("bob") == (200 if trusted else 429)
+
+
+def test_upload_slots_name_uploads() -> None:
+    slots = StreamSlots(per_user=1, per_address=0, what="uploads")
+    assert slots.take("alice", "10.0.0.1") is None
+    assert slots.take("alice", "10.0.0.1") == (
+        "1 uploads are open for this user already; close one first"
+    )
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _stalled_upload(api: Api, instruction_id: str, user: str) -> Connection:
+    """An upload that sent its headers and a file's first bytes, then nothing."""
+    host, port = api.base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST /instructions/{instruction_id}/details HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {api.token(user)['Authorization']}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+        '--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'.encode()
+        + valid("png")[:100]
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _answer(connection: Connection) -> tuple[int, dict[str, Any]]:
+    reader, writer = connection
+    async with asyncio.timeout(30):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        length = int(head.lower().split("content-length:")[1].split()[0])
+        body = await reader.readexactly(length)
+    writer.close()
+    return int(head.split()[1]), json.loads(body)
+
+
+async def test_a_stalled_upload_ends_with_408_and_stores_nothing(tmp_path: Path) -> None:
+    async with running_api(tmp_path, upload_idle_timeout_seconds=0.2) as api:
+        instruction_id = await api.instruction("images/thumbnail", {})
+        status, body = await _answer(await _stalled_upload(api, instruction_id, "alice"))
+        assert status == 408
+        assert body["errors"][0]["code"] == "upload_timeout"
+        assert "no byte for 0.2 s" in body["message"]
+        assert not await api.repo.list_details(instruction_id)
+        assert not api.storage.stored_keys()
+
+
+async def test_a_dawdling_upload_ends_with_408_at_the_body_timeout(tmp_path: Path) -> None:
+    settings = {"upload_idle_timeout_seconds": 5.0, "upload_body_timeout_seconds": 0.5}
+    async with running_api(tmp_path, **settings) as api:
+        instruction_id = await api.instruction("images/thumbnail", {})
+        connection = await _stalled_upload(api, instruction_id, "alice")
+        answer = asyncio.create_task(_answer(connection))
+        for _ in range(100):  # a byte every 0.1 s: never idle, never done
+            if answer.done():
+                break
+            connection[1].write(b"y")
+            await asyncio.sleep(0.1)
+        status, body = await answer
+        assert status == 408
+        assert "took more than 0.5 s" in body["message"]
+        assert not api.storage.stored_keys()
+
+
+async def test_uploads_past_a_users_cap_get_429_and_ended_ones_give_their_place_back(
+    tmp_path: Path,
+) -> None:
+    settings = {"max_uploads_per_user": 2, "upload_idle_timeout_seconds": 1.0}
+    async with running_api(tmp_path, **settings) as api:
+        mine = await api.instruction("images/thumbnail", {})
+        theirs = await api.instruction("images/thumbnail", {}, user="bob")
+        stalled = [await _stalled_upload(api, mine, "alice") for _ in range(2)]
+        await asyncio.sleep(0.2)
+        status, body = await api.upload(mine, [("a.png", valid("png"))])
+        assert status == 429, body
+        assert body["errors"][0]["code"] == "too_many_uploads"
+        assert (await api.upload(theirs, [("b.png", valid("png"))], user="bob"))[0] == 201
+        assert [(await _answer(w))[0] for w in stalled] == [408, 408]
+        assert (await api.upload(mine, [("a.png", valid("png"))]))[0] == 201
