@@ -141,9 +141,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "MAX_ATTEMPTS": str(MAX_ATTEMPTS),
         "MAX_FILE_BYTES": str(MAX_FILE_BYTES),
         "REAP_INTERVAL_SECONDS": "2",
-        # Three users send a hundred files and poll each one: not what rate limits are tested on.
+        # Three users send a hundred files at once and poll each one: not what rate limits
+        # and upload caps are tested on (tests/hostile_clients covers those).
         "RATE_LIMIT_USER_PER_MINUTE": "0",
         "RATE_LIMIT_ADDRESS_PER_MINUTE": "0",
+        "MAX_UPLOADS_PER_USER": "0",
+        "MAX_UPLOADS_PER_ADDRESS": "0",
         "PYTHONPATH": f"{TESTS / 'integration' / 'crashhook'}:{TESTS}",
         crash_hook.MARKER_ENV: CRASH_MARKER.decode(),
         crash_hook.LOG_ENV: str(data_dir / "crashes.log"),
