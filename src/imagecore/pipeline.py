@@ -80,9 +80,7 @@ class PipelineSettings:
     retention_seconds: float = 24 * 3600.0
     stale_after_seconds: float = 6 * 3600.0
     #: Files cleanup deletes and marks at a time (one storage call, one repository write).
-    #: Reads wait behind a batch's write and its encoding: against 1M files of history,
-    #: 100 take 2 ms and 3 ms (500: 6 and 12); with 500, point reads waited up to
-    #: 72-132 ms during a cleanup on a busy machine, with 100 28-41 ms.
+    #: Reads wait behind a batch's write, so it stays small (measured in BENCHMARKS.md, History).
     cleanup_batch: int = 100
 
 
