@@ -38,8 +38,7 @@ from aiohttp import web
 from entrypoints.auth import Identity
 from entrypoints.context import RUNTIME, identify
 from entrypoints.inputs import event_id
-from entrypoints.middleware import json_error
-from entrypoints.streams import EVENT_STREAMS
+from entrypoints.streams import EVENT_STREAMS, held
 from imagecore import services
 from imagecore.model import InstructionDetail
 from imagecore.pipeline import notification_for
@@ -52,8 +51,6 @@ HEARTBEAT = 15.0
 #: Seconds between looks at whether the client is still there: aiohttp does not end a
 #: handler whose client went away, and an open stream holds its place under the caps.
 PEER_CHECK = 1.0
-#: Seconds a client refused a stream is told to wait (``Retry-After``).
-_RETRY_AFTER = 5
 _SNAPSHOT_INSTRUCTIONS = 50
 #: Files whose last sent change a stream remembers, to drop stale live duplicates.
 _REMEMBERED = 10_000
@@ -217,30 +214,12 @@ async def _stream(
     return response
 
 
-@contextlib.asynccontextmanager
-async def _slot(request: web.Request, who: Identity) -> AsyncIterator[web.Response | None]:
-    """A place for one more stream of the caller's, or the 429 answer refusing it."""
-    settings = request.app[RUNTIME].settings
-    address: str | None = request.remote or "unknown"
-    if settings.trust_gateway_headers and address in settings.trusted_proxies:
-        address = None  # a gateway's address: all its clients share it
-    slots = request.app[EVENT_STREAMS]
-    if (refusal := slots.take(who.user_id, address)) is not None:
-        retry = {"Retry-After": str(_RETRY_AFTER)}
-        yield json_error(request, 429, "too_many_streams", refusal, retry)
-        return
-    try:
-        yield None
-    finally:
-        slots.give_back(who.user_id, address)
-
-
 async def instruction_events(request: web.Request) -> web.StreamResponse:
     """``GET /instructions/{id}/events``: the caller's instruction only."""
     who = identify(request)
     since = _since(request)
     runtime = request.app[RUNTIME]
-    async with _slot(request, who) as refused:
+    async with held(request, who, EVENT_STREAMS, "too_many_streams") as refused:
         if refused is not None:
             return refused
         async with runtime.broker.notifications() as live:
@@ -258,7 +237,7 @@ async def user_events(request: web.Request) -> web.StreamResponse:
     who = identify(request)
     since = _since(request)
     runtime = request.app[RUNTIME]
-    async with _slot(request, who) as refused:
+    async with held(request, who, EVENT_STREAMS, "too_many_streams") as refused:
         if refused is not None:
             return refused
         async with runtime.broker.notifications() as live:

@@ -3,19 +3,28 @@
 A stream holds a socket, a broker subscription and a task for as long as its
 client keeps it open, so the request rate limit does not bound them: 600
 requests a minute open 600 streams that stay. An upload likewise holds its
-socket and up to a megabyte of body until it ends (1,200 stalled uploads held
-1.3 GB, issue 27). Past either cap a new one is refused (429 with
-``Retry-After``). Each counts until its handler ends, however it ends. Counts
-live in this process, like the rate limiter's buckets.
+socket and up to a megabyte of body until it ends (issue 27). Past either
+cap a new one is refused (429 with ``Retry-After``). Each counts until its
+handler ends, however it ends. Counts live in this process, like the rate
+limiter's buckets.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-__all__ = ["EVENT_STREAMS", "UPLOADS", "StreamSlots"]
+from entrypoints.auth import Identity
+from entrypoints.context import RUNTIME
+from entrypoints.middleware import json_error
+
+__all__ = ["EVENT_STREAMS", "UPLOADS", "StreamSlots", "held"]
+
+#: Seconds a refused client is told to wait.
+_RETRY_AFTER = 5
 
 
 class StreamSlots:
@@ -52,3 +61,22 @@ class StreamSlots:
 
 EVENT_STREAMS = web.AppKey("event_streams", StreamSlots)
 UPLOADS = web.AppKey("uploads", StreamSlots)
+
+
+@contextlib.asynccontextmanager
+async def held(
+    request: web.Request, who: Identity, slots: web.AppKey[StreamSlots], code: str
+) -> AsyncIterator[web.Response | None]:
+    """A place in ``slots`` for one more of the caller's, or the 429 (``code``) refusing it."""
+    settings = request.app[RUNTIME].settings
+    address: str | None = request.remote or "unknown"
+    if settings.trust_gateway_headers and address in settings.trusted_proxies:
+        address = None  # a gateway's address: all its clients share it
+    counted = request.app[slots]
+    if (refusal := counted.take(who.user_id, address)) is not None:
+        yield json_error(request, 429, code, refusal, {"Retry-After": str(_RETRY_AFTER)})
+        return
+    try:
+        yield None
+    finally:
+        counted.give_back(who.user_id, address)

@@ -35,7 +35,7 @@ from entrypoints.auth import Identity
 from entrypoints.context import RUNTIME, identify
 from entrypoints.heap import trim_soon
 from entrypoints.middleware import METRICS, json_error, ok
-from entrypoints.streams import UPLOADS
+from entrypoints.streams import UPLOADS, held
 from entrypoints.views import detail_view
 from entrypoints.worker import utc_now
 from imagecore import services
@@ -53,8 +53,6 @@ _PART_MARGIN = 5
 #: Lines read outside the files' contents, per part allowed: a boundary, a few headers
 #: (browsers send two), the blank line; the rest is room for a preamble.
 _LINES_PER_PART = 32
-#: Seconds a client refused an upload past the caps is told to wait (``Retry-After``).
-_RETRY_AFTER = 5
 
 
 async def upload_files(request: web.Request) -> web.Response:
@@ -69,7 +67,7 @@ async def upload_files(request: web.Request) -> web.Response:
     stored before it stay, the one it was sending is deleted.
     """
     who = identify(request)
-    async with _slot(request, who) as refused:
+    async with held(request, who, UPLOADS, "too_many_uploads") as refused:
         if refused is not None:
             return refused
         settings = request.app[RUNTIME].settings
@@ -93,24 +91,6 @@ async def upload_files(request: web.Request) -> web.Response:
         # connection, and a reset may destroy the answer before the client has read it.
         answer.force_close()
         return answer
-
-
-@contextlib.asynccontextmanager
-async def _slot(request: web.Request, who: Identity) -> AsyncIterator[web.Response | None]:
-    """A place for one more upload of the caller's, or the 429 answer refusing it."""
-    settings = request.app[RUNTIME].settings
-    address: str | None = request.remote or "unknown"
-    if settings.trust_gateway_headers and address in settings.trusted_proxies:
-        address = None  # a gateway's address: all its clients share it
-    slots = request.app[UPLOADS]
-    if (refusal := slots.take(who.user_id, address)) is not None:
-        retry = {"Retry-After": str(_RETRY_AFTER)}
-        yield json_error(request, 429, "too_many_uploads", refusal, retry)
-        return
-    try:
-        yield None
-    finally:
-        slots.give_back(who.user_id, address)
 
 
 async def _upload(
