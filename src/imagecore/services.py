@@ -7,6 +7,7 @@ raise the same `NotFound`, so no caller can tell them apart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from datetime import datetime
@@ -15,6 +16,8 @@ from typing import Any
 import attrs
 
 from imagecore.errors import (
+    ConflictError,
+    DependencyUnavailable,
     FileTooLarge,
     ImageCoreError,
     NotFound,
@@ -340,10 +343,49 @@ async def upload_file(  # noqa: PLR0913 - a use case takes its ports and its fac
     except TooManyFiles:
         await storage.delete(key)
         raise _too_many(product.key, max_files) from None
+    except (DependencyUnavailable, ConflictError) as exc:
+        # The insert may have landed with its answer lost (the id is fresh, so a
+        # conflict means a retried insert found its own record): what is stored decides.
+        if not await _settled(repo, storage, detail, exc):
+            raise
     except BaseException:
         await storage.delete(key)
         raise
     return await publish_recorded(repo, broker, detail, now)
+
+
+#: Waits before each read of a record whose insert lost its answer.
+_RECHECK_DELAYS = (0.1, 0.5, 1.5)
+
+
+async def _settled(
+    repo: InstructionRepository, storage: ImageStorage, detail: InstructionDetail, exc: Exception
+) -> bool:
+    """Whether an insert that raised ``exc`` landed after all: True if it did.
+
+    Not landed, the original is deleted and False returned. When the
+    repository cannot tell, the original is kept (a record that did land
+    must find it) and `DependencyUnavailable` says the outcome is unknown.
+    """
+    for delay in _RECHECK_DELAYS:
+        await asyncio.sleep(delay)
+        try:
+            await repo.get_detail(detail.id)
+        except NotFound:
+            await storage.delete(detail.original_key)
+            return False
+        except DependencyUnavailable:
+            continue
+        _log.warning("%s was recorded although its insert failed: %s", detail.id, exc)
+        return True
+    _log.warning(
+        "%s may or may not be recorded; its original %s is kept", detail.id, detail.original_key
+    )
+    raise DependencyUnavailable(
+        "the database did not confirm the upload: list the instruction's files before "
+        "sending it again",
+        str(exc),
+    ) from exc
 
 
 def _too_many(product_key: str, max_files: int) -> TooManyFiles:

@@ -14,6 +14,8 @@ from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, Mem
 from adapters.sqlite import SqliteInstructionRepository
 from imagecore import services
 from imagecore.errors import (
+    ConflictError,
+    DependencyUnavailable,
     FileTooLarge,
     InvalidParameter,
     NotFound,
@@ -22,7 +24,7 @@ from imagecore.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
-from imagecore.model import Status
+from imagecore.model import InstructionDetail, Status
 from imagecore.ports import InstructionQuery
 from imagecore.products import find_product
 
@@ -278,3 +280,66 @@ async def test_a_long_file_name_keeps_its_extension(repo, storage, broker) -> No
     instruction_id = await new_resize(repo)
     detail = await upload(repo, storage, broker, instruction_id, name="a" * 1000 + ".jpeg")
     assert detail.original_name == "a" * 195 + ".jpeg"
+
+
+class LostAnswerRepository(MemoryInstructionRepository):
+    """``add_detail`` raises as a database whose answer was lost; ``landed`` says if it saved.
+
+    ``readable`` false: reads fail too, as while the database is away.
+    """
+
+    def __init__(self, *, landed: bool, readable: bool = True, error: Exception) -> None:
+        super().__init__()
+        self.landed, self.readable, self.error = landed, readable, error
+
+    async def add_detail(self, detail: InstructionDetail, *, max_files: int | None = None) -> None:
+        if self.landed:
+            await super().add_detail(detail, max_files=max_files)
+        raise self.error
+
+    async def get_detail(self, detail_id: str) -> InstructionDetail:
+        if not self.readable:
+            raise DependencyUnavailable("the database did not answer")
+        return await super().get_detail(detail_id)
+
+
+LOST = [DependencyUnavailable("the database did not answer"), ConflictError("the record exists")]
+
+
+@pytest.mark.parametrize("error", LOST, ids=["unavailable", "conflict"])
+async def test_an_upload_whose_record_landed_despite_an_error_is_kept_and_queued(
+    storage: MemoryImageStorage, broker: MemoryMessageBroker, error: Exception
+) -> None:
+    repo = LostAnswerRepository(landed=True, error=error)
+    instruction_id = await new_resize(repo)
+    detail = await upload(repo, storage, broker, instruction_id)
+    assert await repo.get_detail(detail.id) is not None
+    assert await storage.exists(detail.original_key)
+    assert await broker.queue_depth() == 1
+
+
+@pytest.mark.parametrize("error", LOST, ids=["unavailable", "conflict"])
+async def test_an_upload_whose_record_did_not_land_leaves_nothing(
+    storage: MemoryImageStorage, broker: MemoryMessageBroker, error: Exception
+) -> None:
+    repo = LostAnswerRepository(landed=False, error=error)
+    instruction_id = await new_resize(repo)
+    with pytest.raises(type(error)):
+        await upload(repo, storage, broker, instruction_id)
+    assert await repo.list_details(instruction_id) == []
+    assert storage.stored_keys() == []
+    assert await broker.queue_depth() == 0
+
+
+async def test_an_upload_of_unknown_outcome_keeps_its_original_and_says_so(
+    storage: MemoryImageStorage, broker: MemoryMessageBroker
+) -> None:
+    repo = LostAnswerRepository(landed=True, readable=False, error=LOST[0])
+    instruction_id = await new_resize(repo)
+    with pytest.raises(DependencyUnavailable, match="did not confirm the upload"):
+        await upload(repo, storage, broker, instruction_id)
+    repo.readable = True
+    [detail] = await repo.list_details(instruction_id)
+    # The record that did land finds its original; the reaper queues it (its outbox is set).
+    assert await storage.exists(detail.original_key)
+    assert detail.outbox
