@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import shutil
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -69,8 +71,11 @@ async def create_instruction(request: web.Request) -> web.Response:
     if params is not None and not isinstance(params, dict):
         raise ValidationError("params must be an object of name: value pairs")
     notify_url = body.get("notify_url")
-    if notify_url is not None and not isinstance(notify_url, str):
-        raise ValidationError("notify_url must be a string (an http:// or https:// URL)")
+    if notify_url is not None:
+        if not isinstance(notify_url, str):
+            raise ValidationError("notify_url must be a string (an http:// or https:// URL)")
+        services.check_notify_url(notify_url)
+        await request.app[RUNTIME].webhooks.check(notify_url)
     view = await services.create_instruction(
         request.app[RUNTIME].repository,
         user_id=who.user_id,
@@ -232,6 +237,30 @@ async def list_files(request: web.Request) -> web.Response:
     return ok({"files": [{**detail_view(d), "user_id": d.user_id} for d in details]})
 
 
+async def _disk_report(data_dir: Path, min_free: int) -> dict[str, Any]:
+    """DATA_DIR's free space against ``min_free``: below it, writes may fail at any moment.
+
+    The embedded stack keeps its database and files there, and every stack its
+    scratch files, so a full disk stops uploads and processing alike.
+    """
+
+    def usage() -> tuple[int, int, int]:
+        # A process that never wrote there yet measures the disk the folder will be on.
+        return shutil.disk_usage(next(p for p in (data_dir, *data_dir.parents) if p.exists()))
+
+    try:
+        free = (await asyncio.wait_for(asyncio.to_thread(usage), 2.0))[2]
+    except (OSError, TimeoutError):
+        return {"status": "down", "error": "the data folder's disk cannot be read"}
+    low = free < min_free
+    return {
+        "status": "down" if low else "ok",
+        "free_bytes": free,
+        "min_free_bytes": min_free,
+        **({"error": "the disk is nearly full"} if low else {}),
+    }
+
+
 async def health(request: web.Request) -> web.Response:
     """``GET /health``: each dependency answers within 2 s, or the service is unavailable."""
     runtime = request.app[RUNTIME]
@@ -241,7 +270,7 @@ async def health(request: web.Request) -> web.Response:
         "storage": (settings.storage_kind, runtime.storage.ping()),
         "broker": (settings.broker_kind, runtime.broker.ping()),
     }
-    report: dict[str, dict[str, str]] = {}
+    report: dict[str, dict[str, Any]] = {}
     for name, (adapter, probe) in checks.items():
         try:
             await asyncio.wait_for(probe, 2.0)
@@ -249,6 +278,7 @@ async def health(request: web.Request) -> web.Response:
         except (ImageCoreError, TimeoutError, OSError) as exc:
             reason = exc.message if isinstance(exc, ImageCoreError) else "no answer within 2 s"
             report[name] = {"status": "down", "adapter": adapter, "error": reason}
+    report["disk"] = await _disk_report(settings.data_dir, settings.min_free_disk_bytes)
     healthy = all(r["status"] == "ok" for r in report.values())
     data = {"status": "ok" if healthy else "unavailable", "dependencies": report}
     if healthy:

@@ -7,10 +7,15 @@ check it and refuse old timestamps. ``Imagecore-Delivery`` identifies the
 event (instruction id and its number of files): a receiver may see one
 delivery more than once (two workers finishing the last two files at the
 same moment, or a retry after a lost answer) and should de-duplicate on it.
-A failed delivery is retried with exponential backoff. Addresses that
-resolve to loopback, private or link-local networks are refused unless
+A failed delivery is retried with exponential backoff.
+
+Addresses on loopback, private or link-local networks are refused unless
 ``WEBHOOK_ALLOW_PRIVATE`` is set, so a webhook cannot probe the internal
-network.
+network: at creation (`WebhookSender.check`: a URL whose name does not
+resolve, or resolves to such an address, is a 400), and at each delivery,
+where the connection goes to exactly the addresses just checked (the
+session's own resolver checks them), so a name that changes its answer
+between the check and the connection (DNS rebinding) cannot redirect it.
 """
 
 from __future__ import annotations
@@ -22,19 +27,27 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
+from imagecore.errors import ValidationError
 from imagecore.model import Instruction, InstructionDetail
 from imagecore.services import instruction_view
 
 __all__ = ["Resolver", "WebhookSender", "resolve", "signature"]
 
 _log = logging.getLogger(__name__)
+_RESOLVE_SECONDS = 5.0
+_PRIVATE = (
+    "notify_url points to a loopback, private or link-local address, which webhooks may not "
+    "reach (WEBHOOK_ALLOW_PRIVATE allows it)"
+)
 
 #: Resolves a host name and port to the addresses a connection could reach; ``OSError`` if none.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -42,8 +55,55 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 async def resolve(host: str, port: int) -> list[str]:
     """The system resolver's addresses for ``host``."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+class _NotPublic(OSError):
+    """The name stands for an address a webhook may not reach."""
+
+
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+class _CheckedResolver(AbstractResolver):
+    """The delivery session's resolver: it refuses a name unless all its addresses are public.
+
+    aiohttp connects to the addresses this returns, so what is checked is
+    what is reached.
+    """
+
+    def __init__(self, resolver: Resolver, *, allow_private: bool) -> None:
+        self._resolve = resolver
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        del family  # every address the name has is checked, whatever the family asked
+        addresses = [ipaddress.ip_address(a) for a in await self._resolve(host, port)]
+        if not addresses:
+            raise OSError(f"{host} has no address")
+        if not self._allow_private and not all(a.is_global for a in addresses):
+            raise _NotPublic(f"{host} resolves to a non-public address")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(a),
+                port=port,
+                family=socket.AF_INET6 if a.version == 6 else socket.AF_INET,  # noqa: PLR2004
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for a in addresses
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -107,16 +167,43 @@ class WebhookSender:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def check(self, url: str) -> None:
+        """Refuse, at creation, a URL no delivery could reach: `ValidationError` naming it.
+
+        Its name must resolve, and to public addresses only unless private
+        ones are allowed.
+        """
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if (literal := _literal(host)) is not None:
+            addresses = [literal]
+        else:
+            try:
+                async with asyncio.timeout(_RESOLVE_SECONDS):
+                    found = await self._resolve(host, 0)
+                addresses = [ipaddress.ip_address(a) for a in found]
+            except (OSError, TimeoutError) as exc:
+                raise ValidationError(f"notify_url's host {host!r} does not resolve") from exc
+        if not addresses:
+            raise ValidationError(f"notify_url's host {host!r} does not resolve")
+        if not self._allow_private and not all(a.is_global for a in addresses):
+            raise ValidationError(_PRIVATE)
+
     async def deliver(self, url: str, body: bytes, delivery: str) -> bool:
         """POST until a 2xx answer or the attempts run out; True if delivered."""
         delay = self._first_delay
         for attempt in range(1, self._attempts + 1):
-            if not await self._allowed(url):
+            literal = _literal(urllib.parse.urlsplit(url).hostname or "")
+            if literal is not None and not (self._allow_private or literal.is_global):
                 _log.warning("webhook %s refused: %s is not a public address", delivery, url)
                 return False
             try:
                 if await self._post(url, body, delivery):
                     return True
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, _NotPublic):
+                    _log.warning("webhook %s refused: %s", delivery, exc.os_error)
+                    return False
+                _log.info("webhook %s attempt %d failed: %s", delivery, attempt, exc)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 _log.info("webhook %s attempt %d failed: %s", delivery, attempt, exc)
             if attempt < self._attempts:
@@ -127,7 +214,10 @@ class WebhookSender:
 
     async def _post(self, url: str, body: bytes, delivery: str) -> bool:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            resolver = _CheckedResolver(self._resolve, allow_private=self._allow_private)
+            # No cache: each attempt checks what the name stands for now.
+            connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         now = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -137,18 +227,6 @@ class WebhookSender:
         }
         async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as r:
             return 200 <= r.status < 300  # noqa: PLR2004 - the success range
-
-    async def _allowed(self, url: str) -> bool:
-        if self._allow_private:
-            return True
-        parsed = urllib.parse.urlsplit(url)
-        try:
-            found = await self._resolve(parsed.hostname or "", parsed.port or 80)
-        except OSError:
-            return True  # unresolvable now: the POST fails and is retried
-        # Every address must be public: a name that also resolves to a private one
-        # could be connected there.
-        return all(ipaddress.ip_address(address).is_global for address in found)
 
     async def close(self) -> None:
         """Stop pending deliveries and close the client."""

@@ -17,6 +17,7 @@ from http_support import running_api
 
 from entrypoints import webhooks
 from entrypoints.webhooks import WebhookSender, signature
+from imagecore.errors import ValidationError
 
 SECRET = "webhook-test-secret"  # noqa: S105 - a test key
 
@@ -164,15 +165,20 @@ async def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
     assert [path for path, _ in receiver.paths] == ["/hook"]
 
 
-async def test_a_name_that_does_not_resolve_now_is_tried_and_retried(receiver: Receiver) -> None:
-    async def unresolvable(host: str, port: int) -> list[str]:
-        raise OSError(f"{host}:{port} does not resolve")
+async def test_a_name_that_does_not_resolve_now_is_retried(receiver: Receiver) -> None:
+    answers: list[list[str] | None] = [None, ["127.0.0.1"]]
 
-    sender = WebhookSender(SECRET, first_delay=0.01, resolver=unresolvable)
+    async def flaky(host: str, port: int) -> list[str]:
+        if (answer := answers.pop(0)) is None:
+            raise OSError(f"{host}:{port} does not resolve")
+        return answer
+
+    sender = WebhookSender(SECRET, allow_private=True, first_delay=0.01, resolver=flaky)
     try:
-        assert await sender.deliver(receiver.url, b"{}", "id:1")  # the POST decides
+        assert await sender.deliver(named(receiver.url), b"{}", "id:1")
     finally:
         await sender.close()
+    assert answers == []
     assert len(receiver.calls) == 1
 
 
@@ -208,6 +214,11 @@ class FakeResolver:
         return self.addresses
 
 
+def named(url: str, host: str = "hooks.test") -> str:
+    """``url`` with its host given as a name, so that the sender must resolve it."""
+    return url.replace("127.0.0.1", host)
+
+
 @pytest.mark.parametrize(
     "addresses",
     [
@@ -223,23 +234,89 @@ async def test_a_name_resolving_to_any_private_address_is_refused(
     resolver = FakeResolver(list(addresses))
     sender = WebhookSender(SECRET, first_delay=0.01, resolver=resolver)
     try:
-        assert not await sender.deliver(receiver.url, b"{}", "id:1")
+        assert not await sender.deliver(named(receiver.url), b"{}", "id:1")
     finally:
         await sender.close()
-    assert resolver.asked == ["127.0.0.1"]
+    assert resolver.asked == ["hooks.test"]  # refused at once, not retried
     assert receiver.calls == []
 
 
-async def test_a_name_resolving_only_to_public_addresses_is_delivered(receiver: Receiver) -> None:
-    # The receiver listens on loopback; the resolver says the name is public.
-    resolver = FakeResolver(["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
-    sender = WebhookSender(SECRET, first_delay=0.01, resolver=resolver)
+async def test_the_post_goes_to_the_addresses_the_resolver_gave(receiver: Receiver) -> None:
+    # No system resolver knows hooks.test: only the sender's own answer can reach the receiver.
+    resolver = FakeResolver(["127.0.0.1"])
+    sender = WebhookSender(SECRET, allow_private=True, first_delay=0.01, resolver=resolver)
     try:
-        assert await sender.deliver(receiver.url, b'{"x":1}', "id:1")
+        assert await sender.deliver(named(receiver.url), b'{"x":1}', "id:1")
     finally:
         await sender.close()
+    assert resolver.asked == ["hooks.test"]
     [(headers, raw)] = receiver.calls
+    assert headers["Host"].startswith("hooks.test:")
     verify(headers, raw)
+
+
+async def test_a_name_rebound_to_loopback_after_its_check_is_not_reached(
+    receiver: Receiver,
+) -> None:
+    # "localhost" is loopback to the system; the resolver says public, then loopback. A
+    # sender that checked one answer and let the connection resolve again would reach the
+    # receiver.
+    answers = [["93.184.215.14"], ["127.0.0.1"]]
+
+    async def rebinding(host: str, _port: int) -> list[str]:
+        del host
+        return answers.pop(0)
+
+    sender = WebhookSender(SECRET, attempts=2, first_delay=0.01, timeout=0.5, resolver=rebinding)
+    try:
+        assert not await sender.deliver(named(receiver.url, "localhost"), b"{}", "id:1")
+    finally:
+        await sender.close()
+    assert answers == []
+    assert receiver.calls == []
+
+
+@pytest.mark.parametrize(
+    ("url", "answer", "refusal"),
+    [
+        ("http://127.0.0.1:9/hook", None, "private"),
+        ("http://[::1]/hook", None, "private"),
+        ("https://hooks.test/hook", ["93.184.215.14", "10.0.0.7"], "private"),
+        ("https://hooks.test/hook", OSError("no such name"), "does not resolve"),
+        ("https://hooks.test/hook", [], "does not resolve"),
+    ],
+)
+async def test_a_webhook_no_delivery_could_reach_is_refused_at_creation(
+    url: str, answer: list[str] | OSError | None, refusal: str
+) -> None:
+    async def resolver(_host: str, _port: int) -> list[str]:
+        if isinstance(answer, OSError):
+            raise answer
+        return answer or []
+
+    sender = WebhookSender(SECRET, resolver=resolver)
+    with pytest.raises(ValidationError, match=refusal) as caught:
+        await sender.check(url)
+    assert "notify_url" in caught.value.message
+
+
+async def test_a_webhook_to_a_public_name_is_accepted_at_creation() -> None:
+    resolver = FakeResolver(["93.184.215.14"])
+    await WebhookSender(SECRET, resolver=resolver).check("https://hooks.test/hook")
+    assert resolver.asked == ["hooks.test"]
+
+
+async def test_a_private_notify_url_is_a_400_at_creation(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as api:
+        status, body = await api.call(
+            "POST",
+            "/instructions",
+            json={"product_key": "images/thumbnail", "notify_url": "http://10.1.2.3/hook"},
+        )
+        listed = await api.call("GET", "/instructions")
+    assert status == 400
+    assert "notify_url" in body["message"]
+    assert listed[1]["data"]["instructions"] == []
 
 
 @pytest.mark.parametrize(
