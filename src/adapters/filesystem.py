@@ -50,7 +50,13 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterat
 from pathlib import Path
 from typing import IO, Any
 
-from imagecore.errors import DependencyUnavailable, ObjectNotFound, ValidationError
+from imagecore.errors import (
+    DependencyUnavailable,
+    ObjectNotFound,
+    StorageFull,
+    ValidationError,
+    out_of_space,
+)
 from imagecore.ports import StoredObject
 
 __all__ = ["FilesystemImageStorage", "validate_key"]
@@ -103,7 +109,9 @@ def _translated(key: str, *, writing: bool = False) -> Iterator[None]:
     except FileExistsError as exc:
         raise ValidationError(f"storage key {key!r} collides with another key") from exc
     except OSError as exc:
-        raise DependencyUnavailable(f"file storage: {exc}") from exc
+        if out_of_space(exc):
+            raise StorageFull("the file storage's disk is full", str(exc)) from exc
+        raise DependencyUnavailable("the file storage cannot serve now", str(exc)) from exc
 
 
 def _fsync_directory(path: Path) -> None:
@@ -539,8 +547,10 @@ class FilesystemImageStorage:
         try:
             await asyncio.to_thread(self._probe)
         except OSError as exc:
+            if out_of_space(exc):
+                raise StorageFull("the file storage's disk is full", str(exc)) from exc
             raise DependencyUnavailable(
-                f"file storage at {self.root} is not writable: {exc}"
+                "the file storage is not writable", f"{self.root}: {exc}"
             ) from exc
 
     def _probe(self) -> None:

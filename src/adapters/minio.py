@@ -70,10 +70,14 @@ def _translated(key: str, *, writing: bool = False) -> Iterator[None]:
             raise ObjectNotFound(f"no object {key!r}") from exc
         # Refused credentials, a missing bucket on write, a 5xx: all are the deployment's
         # problem, not the caller's, and retrying later may work.
-        raise DependencyUnavailable(f"S3 refused {key!r}: {exc.code}: {exc.message}") from exc
+        raise DependencyUnavailable(
+            "the object storage refused the request", f"S3 {key!r}: {exc.code}: {exc.message}"
+        ) from exc
     except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
         # MaxRetryError, ProtocolError and timeouts are urllib3's HTTPError; a socket's OSError.
-        raise DependencyUnavailable(f"S3 did not answer for {key!r}: {exc}") from exc
+        raise DependencyUnavailable(
+            "the object storage did not answer", f"S3 {key!r}: {exc}"
+        ) from exc
     except ValueError as exc:  # the SDK's own argument checks (an empty key, say)
         raise ValidationError(f"invalid S3 object or bucket name ({key!r}): {exc}") from exc
 

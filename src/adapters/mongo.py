@@ -127,15 +127,17 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except DuplicateKeyError as exc:
-        raise ConflictError(f"the record exists: {_brief(exc)}") from exc
+        raise ConflictError("the record exists already") from exc
     except ConnectionFailure as exc:  # with AutoReconnect, NetworkTimeout, server selection
-        raise DependencyUnavailable(f"mongo did not answer: {_brief(exc)}") from exc
+        raise DependencyUnavailable("the database did not answer", f"mongo: {_brief(exc)}") from exc
     except OperationFailure as exc:
         if exc.code in _TRANSIENT_CODES or exc.has_error_label("RetryableWriteError"):
-            raise DependencyUnavailable(f"mongo cannot serve now: {_brief(exc)}") from exc
+            raise DependencyUnavailable(
+                "the database cannot serve now", f"mongo: {_brief(exc)}"
+            ) from exc
         raise ImageCoreError(f"mongo refused the operation: {_brief(exc)}") from exc
     except InvalidOperation as exc:  # the client was closed
-        raise DependencyUnavailable(f"the mongo repository is closed: {_brief(exc)}") from exc
+        raise DependencyUnavailable("the database is closed", f"mongo: {_brief(exc)}") from exc
     except PyMongoError as exc:
         raise ImageCoreError(f"mongo: {_brief(exc)}") from exc
     except (BSONError, UnicodeEncodeError) as exc:

@@ -45,14 +45,18 @@ def translated(action: str) -> Iterator[None]:
         yield
     except (nats.errors.Error, TimeoutError, OSError) as exc:
         detail = str(exc).removeprefix("nats: ") or type(exc).__name__
-        raise DependencyUnavailable(f"nats: {action}: {detail}") from exc
+        raise DependencyUnavailable(
+            "the message broker did not answer", f"nats: {action}: {detail}"
+        ) from exc
 
 
 def require_connected(client: Client, action: str) -> None:
     """Fail at once while the client reconnects, instead of queueing or waiting."""
     if not client.is_connected:
         state = "closed" if client.is_closed else "not connected"
-        raise DependencyUnavailable(f"nats: {action}: {state}")
+        raise DependencyUnavailable(
+            "the message broker is not connected", f"nats: {action}: {state}"
+        )
 
 
 def _job_from(data: bytes) -> JobMessage:

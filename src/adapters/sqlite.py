@@ -40,7 +40,14 @@ from adapters.documents import (
 )
 from adapters.sqlite_checkpoint import WalCheckpointer
 from adapters.sqlite_schema import connect, transaction
-from imagecore.errors import ConflictError, DependencyUnavailable, NotFound, TooManyFiles
+from imagecore.errors import (
+    ConflictError,
+    DependencyUnavailable,
+    NotFound,
+    StorageFull,
+    TooManyFiles,
+    out_of_space,
+)
 from imagecore.model import (
     Instruction,
     InstructionDetail,
@@ -92,11 +99,13 @@ def _translated() -> Iterator[None]:
     except sqlite3.IntegrityError as exc:
         if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_FOREIGNKEY":
             raise NotFound("instruction not found") from exc
-        raise ConflictError(f"the record exists: {exc}") from exc
+        raise ConflictError("the record exists already") from exc
     except (sqlite3.Error, OSError) as exc:
         # Locked past the busy timeout, disk full or failing, not a database,
         # closed: the store did not answer, and a retry later may work.
-        raise DependencyUnavailable(f"sqlite: {exc}") from exc
+        if out_of_space(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+            raise StorageFull("the database's disk is full", f"sqlite: {exc}") from exc
+        raise DependencyUnavailable("the database cannot serve now", f"sqlite: {exc}") from exc
 
 
 class SqliteInstructionRepository:

@@ -47,7 +47,12 @@ from adapters.vips_io import (
     prepare_for,
 )
 from adapters.vips_watermark import watermark
-from imagecore.errors import ProcessingError, UnknownProduct
+from imagecore.errors import (
+    DependencyUnavailable,
+    StorageFull,
+    UnknownProduct,
+    out_of_space,
+)
 from imagecore.model import ImageInfo
 from imagecore.ports import ProcessingRequest, ProcessingResult
 
@@ -82,7 +87,10 @@ class VipsImageProcessor:
         try:
             request.destination.write_bytes(encoded.data)
         except OSError as exc:
-            raise ProcessingError(f"cannot write the output file: {exc.strerror}") from exc
+            # A full disk is not the image's fault and may pass: retried, not failed.
+            if out_of_space(exc):
+                raise StorageFull("no space left to write the output", str(exc)) from exc
+            raise DependencyUnavailable("the output cannot be written", str(exc)) from exc
         return ProcessingResult(
             format=encoded.format,
             mime_type=MIME_TYPES[encoded.format],

@@ -111,10 +111,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
-    from aiohttp import web  # noqa: PLC0415 - the service loads only when run
-
-    from entrypoints.http import create_app  # noqa: PLC0415
+    from entrypoints.http import create_app  # noqa: PLC0415 - the service loads only when run
     from entrypoints.logs import configure_logging  # noqa: PLC0415
+    from entrypoints.protocol import run  # noqa: PLC0415
 
     settings = _settings(args)
     if not run_worker and settings.broker_kind == "memory":
@@ -122,14 +121,12 @@ def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
             "imagecore api needs NATS_URI: without it nothing would process files"
         )
     configure_logging(settings.log_level)
-    sys.stderr.write(f"imagecore listening on http://{settings.host}:{settings.port}\n")
-    web.run_app(
+    run(
         create_app(settings, run_worker=run_worker),
-        loop=loop.new_event_loop(),
         host=settings.host,
         port=settings.port,
-        print=None,
-        access_log=None,
+        loop=loop.new_event_loop(),
+        listening=lambda url: sys.stderr.write(f"imagecore listening on {url}\n"),
     )
     return 0
 

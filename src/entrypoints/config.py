@@ -109,6 +109,8 @@ class Settings:
     # An upload's body: seconds without a byte, and seconds in all, before a 408.
     upload_idle_timeout_seconds: float = 30.0
     upload_body_timeout_seconds: float = 300.0
+    # Free bytes DATA_DIR's disk keeps; below it /health answers 503 (0: no check).
+    min_free_disk_bytes: int = 100 * 1024 * 1024
     # The worker.
     worker_concurrency: int = 0
     worker_prefetch: int | None = None  # None: one per pool slot
@@ -217,6 +219,7 @@ class Settings:
             upload_body_timeout_seconds=env.number(
                 "UPLOAD_BODY_TIMEOUT_SECONDS", default.upload_body_timeout_seconds
             ),
+            min_free_disk_bytes=env.whole("MIN_FREE_DISK_BYTES", default.min_free_disk_bytes),
             worker_concurrency=env.whole("WORKER_CONCURRENCY", default.worker_concurrency),
             worker_prefetch=env.whole_or_none("WORKER_PREFETCH"),
             processing_timeout_seconds=env.number(

@@ -1,11 +1,10 @@
 """The heap's free pages handed back to the system after uploads end early.
 
-glibc keeps the memory a process frees for its next allocations: 300 stalled
-uploads took an ``imagecore serve`` from 80 to 390 MB, and once they had
-ended with 408 and every byte of theirs was freed, it still held 383 MB
-(84 MB with ``malloc_trim``). So when an upload ends early, the heap is
-trimmed a moment later, once for a burst of them. Elsewhere than glibc this
-does nothing.
+glibc keeps the memory a process frees for its next allocations, so after a
+burst of stalled uploads ended with 408 the process would go on holding
+their peak (the README's Limits section has the figures). So when an upload
+ends early, the heap is trimmed a moment later, once for a burst of them.
+Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations

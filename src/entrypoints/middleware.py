@@ -145,25 +145,43 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     except (ImageCoreError, AuthError) as exc:
         if _started(request):
             raise
-        status = _status_of(exc)
-        code = exc.code if isinstance(exc, ImageCoreError) else "unauthorized"
-        headers = _EXTRA_HEADERS.get(status)
-        if isinstance(exc, ServiceBusy):
-            headers = {"Retry-After": "30"}
-        return json_error(request, status, code, exc.message, headers)
+        return _domain_error(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400 or _started(request):  # noqa: PLR2004 - redirects and 304 pass through
             raise
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         return json_error(request, exc.status, exc.reason.lower().replace(" ", "_"), message)
+    except ConnectionResetError:
+        # The client left mid-request (an aborted upload, say): nobody reads an
+        # answer, and a line without a traceback is all the log needs.
+        _log.info("the client closed the connection before the request ended")
+        if _started(request):
+            raise
+        return json_error(request, 400, "client_closed", "the connection closed mid-request")
     except Exception:
         if _started(request):
             raise
         _log.exception("unhandled error")  # the last line of defence: log it, answer 500
-        request_id = request[REQUEST_ID]
-        return json_error(
-            request,
-            500,
-            "internal_error",
-            f"something went wrong on our side; quote request id {request_id} if you report it",
-        )
+        return _internal_error(request)
+
+
+def _domain_error(request: web.Request, exc: ImageCoreError | AuthError) -> web.Response:
+    status = _status_of(exc)
+    if status == 500:  # noqa: PLR2004 - an error of no known kind may quote a driver
+        _log.error("unexpected backend error: %s", exc)
+        return _internal_error(request)
+    code = exc.code if isinstance(exc, ImageCoreError) else "unauthorized"
+    headers = _EXTRA_HEADERS.get(status)
+    if isinstance(exc, ServiceBusy):
+        headers = {"Retry-After": "30"}
+    return json_error(request, status, code, exc.message, headers)
+
+
+def _internal_error(request: web.Request) -> web.Response:
+    request_id = request[REQUEST_ID]
+    return json_error(
+        request,
+        500,
+        "internal_error",
+        f"something went wrong on our side; quote request id {request_id} if you report it",
+    )

@@ -23,11 +23,14 @@ The tree::
     │   └── CorruptImage           the bytes are truncated or malformed
     ├── ProcessingTimeout          processing took longer than its limit (transient)
     ├── ProcessorCrashed           the process running the decoder died (transient, bounded)
-    ├── DependencyUnavailable      a database, bucket or broker did not answer (HTTP 503)
+    ├── DependencyUnavailable      a database, bucket, broker or disk cannot serve now (HTTP 503)
+    │   └── StorageFull            no space left to write (transient: space may come back)
     └── ServiceBusy                too much work is queued already (HTTP 503)
 """
 
 from __future__ import annotations
+
+import errno
 
 __all__ = [
     "ConflictError",
@@ -45,10 +48,12 @@ __all__ = [
     "ProcessingTimeout",
     "ProcessorCrashed",
     "ServiceBusy",
+    "StorageFull",
     "TooManyFiles",
     "UnknownProduct",
     "UnsupportedMediaType",
     "ValidationError",
+    "out_of_space",
 ]
 
 
@@ -169,12 +174,42 @@ class ProcessorCrashed(ImageCoreError):
 
 
 class DependencyUnavailable(ImageCoreError):
-    """A database, bucket or broker did not answer; retrying later may work."""
+    """A database, bucket, broker or disk cannot serve now; retrying later may work.
+
+    ``message`` reaches clients and a file's record, so it names the dependency
+    but never quotes a driver or the OS; ``detail`` keeps their words for the
+    log (``str()`` of the error gives both).
+    """
 
     code = "dependency_unavailable"
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.detail})" if self.detail else self.message
+
+    def __reduce__(self) -> tuple[type[DependencyUnavailable], tuple[str, str]]:
+        # Raised in the processor's own process, it must cross the pipe whole.
+        return type(self), (self.message, self.detail)
+
+
+class StorageFull(DependencyUnavailable):
+    """No space is left on the disk or the volume to write; it may come back."""
+
+    code = "storage_full"
 
 
 class ServiceBusy(ImageCoreError):
     """Too many files are waiting already; try again later."""
 
     code = "service_busy"
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is the OS saying a disk or a quota is full."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE

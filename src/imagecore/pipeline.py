@@ -15,7 +15,7 @@ import enum
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -28,7 +28,9 @@ from imagecore.errors import (
     LimitExceeded,
     NotFound,
     ProcessingError,
+    StorageFull,
     UnsupportedMediaType,
+    out_of_space,
 )
 from imagecore.formats import MIME_TYPES
 from imagecore.model import TERMINAL, Instruction, InstructionDetail, OutputFile, Status
@@ -192,6 +194,17 @@ async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
 #: Chunk size of the copy of an original into the scratch folder: most images
 #: then come in one chunk, one trip to the storage's thread.
 _COPY_CHUNK = 1024 * 1024
+
+
+@contextlib.contextmanager
+def _scratch_disk() -> Iterator[None]:
+    """The worker's own files: a full or failing disk is an outage, not the file's fault."""
+    try:
+        yield
+    except OSError as exc:
+        if out_of_space(exc):
+            raise StorageFull("no space left in the scratch folder", str(exc)) from exc
+        raise DependencyUnavailable("the scratch folder cannot be used", str(exc)) from exc
 
 
 async def _readable_original(storage: ImageStorage, key: str, path: Path) -> Path:
@@ -444,6 +457,7 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
             await _tell(repo, broker, failed)
             return Handled(Outcome.FINISHED, failed)
         return _DONE
+    _log.warning("%s goes back to the queue: %s", claimed.id, exc)
     released = claimed.release(now, exc.code, exc.message, refund=transient)
     if await repo.update_detail(released):
         await _tell(repo, broker, released)
@@ -463,7 +477,8 @@ async def _run(
     copy = scratch / f"{claimed.id}.in"
     destination = scratch / f"{claimed.id}.out"
     try:
-        source = await _readable_original(storage, claimed.original_key, copy)
+        with _scratch_disk():
+            source = await _readable_original(storage, claimed.original_key, copy)
         result = await run(
             ProcessingRequest(
                 product_key=product.key,
@@ -477,7 +492,8 @@ async def _run(
         mime = MIME_TYPES.get(result.format, result.mime_type)
         key = f"outputs/{claimed.instruction_id}/{claimed.id}.{result.extension}"
         if await storage.adopt(key, destination, mime) is None:
-            await _upload(storage, destination, key, mime)
+            with _scratch_disk():
+                await _upload(storage, destination, key, mime)
         _log.info("output written: %s", key)
     finally:
         copy.unlink(missing_ok=True)  # never the storage's own file

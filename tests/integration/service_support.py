@@ -59,9 +59,16 @@ def _wait_healthy(served: Served, timeout: float = 60) -> None:
 
 
 def start(
-    command: str, data_dir: Path, env: Mapping[str, str] | None = None, port: int | None = None
+    command: str,
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    log_dir: Path | None = None,
 ) -> Served:
-    """Start ``imagecore COMMAND`` and wait for /health (API commands) or a moment (worker)."""
+    """Start ``imagecore COMMAND`` and wait for /health (API commands) or a moment (worker).
+
+    Its log goes to ``log_dir``, by default ``data_dir``.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     full_env = {
@@ -75,7 +82,7 @@ def start(
         "DATA_DIR": str(data_dir),
         **(env or {}),
     }
-    log = data_dir / f"{command}-{port}.log"
+    log = (log_dir or data_dir) / f"{command}-{port}.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(  # noqa: S603 - our own console script
             [IMAGECORE, command], env=full_env, stdout=sink, stderr=subprocess.STDOUT
@@ -87,8 +94,10 @@ def start(
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Served]:
-    served = start("serve", data_dir, env)
+def serving(
+    data_dir: Path, env: Mapping[str, str] | None = None, log_dir: Path | None = None
+) -> Iterator[Served]:
+    served = start("serve", data_dir, env, log_dir=log_dir)
     try:
         yield served
     finally:

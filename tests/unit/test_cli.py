@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,20 @@ def test_the_console_script_is_installed() -> None:
         [str(script), "products"], capture_output=True, text=True, check=True
     )
     assert "images/thumbnail" in result.stdout
+
+
+def test_a_taken_port_exits_2_before_saying_it_listens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "cli-test-secret-0123456789-0123456789")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(
+            capsys, "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")
+        )
+    assert code == EXIT_USAGE
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "listening" not in err
+    assert "Traceback" not in err

@@ -43,8 +43,25 @@ async def test_products_are_public_and_complete(api: Api) -> None:
 async def test_health_names_each_dependency(api: Api) -> None:
     status, body = await api.call("GET", "/health", user=None)
     assert status == 200
-    assert set(body["data"]["dependencies"]) == {"repository", "storage", "broker"}
+    assert set(body["data"]["dependencies"]) == {"repository", "storage", "broker", "disk"}
     assert body["data"]["status"] == "ok"
+    disk = body["data"]["dependencies"]["disk"]
+    assert disk["status"] == "ok"
+    assert disk["free_bytes"] >= disk["min_free_bytes"] > 0
+
+
+async def test_health_is_unavailable_when_the_disk_is_below_its_threshold(tmp_path: Path) -> None:
+    async with running_api(tmp_path, min_free_disk_bytes=2**62) as api:
+        status, body = await api.call("GET", "/health", user=None)
+    assert status == 503
+    disk = body["data"]["dependencies"]["disk"]
+    assert disk == {
+        "status": "down",
+        "free_bytes": disk["free_bytes"],
+        "min_free_bytes": 2**62,
+        "error": "the disk is nearly full",
+    }
+    assert body["errors"][0]["message"] == "disk down"
 
 
 async def test_the_openapi_document_is_valid_and_lists_every_route(api: Api) -> None:

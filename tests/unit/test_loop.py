@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import uvloop
 from aiohttp import web
 
-from entrypoints import http, logs, loop
+from entrypoints import http, logs, loop, protocol
 from entrypoints.cli import main
 
 
@@ -37,14 +41,39 @@ def test_serve_runs_the_app_on_uvloop(monkeypatch: pytest.MonkeyPatch, tmp_path:
         given["run_worker"] = run_worker
         return app
 
-    def run_app(served: web.Application, **kwargs: Any) -> None:
+    def run(served: web.Application, **kwargs: Any) -> None:
         given.update(kwargs, app=served)
         kwargs["loop"].close()
 
-    monkeypatch.setattr(web, "run_app", run_app)
+    monkeypatch.setattr(protocol, "run", run)
     monkeypatch.setattr(logs, "configure_logging", lambda _level: None)
     monkeypatch.setattr(http, "create_app", create_app)
     assert main(["serve", "--data-dir", str(tmp_path)]) == 0
     assert isinstance(given["loop"], uvloop.Loop)
     assert given["app"] is app
     assert given["run_worker"] is True
+
+
+def test_serve_says_it_listens_once_bound_and_stops_on_sigterm() -> None:
+    async def here(_request: web.Request) -> web.Response:
+        return web.Response(text="here")
+
+    app = web.Application()
+    app.router.add_get("/", here)
+    heard: list[str] = []
+    asking: set[asyncio.Task[None]] = set()
+
+    async def ask_then_stop(url: str) -> None:
+        async with aiohttp.ClientSession() as session, session.get(url + "/") as response:
+            heard.append(await response.text())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def listening(url: str) -> None:
+        heard.append(url)  # the socket is bound now: a request is answered
+        asking.add(asyncio.get_running_loop().create_task(ask_then_stop(url)))
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    protocol.run(app, host="127.0.0.1", port=port, loop=loop.new_event_loop(), listening=listening)
+    assert heard == [f"http://127.0.0.1:{port}", "here"]
