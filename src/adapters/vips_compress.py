@@ -1,15 +1,21 @@
 """The compress product: the smallest file in the input's format that still looks the same.
 
-For lossy formats (JPEG, WebP, AVIF) a binary search finds the lowest
-quality whose decoded output keeps ``target_ssim`` (see `adapters.vips_ssim`)
-against the decoded input. The search runs on a mosaic of full-resolution
-tiles; the chosen quality is then encoded on the whole image and verified
-there, stepping up until the target holds. JPEG is searched twice, with 4:2:0
-and with 4:4:4 chroma, because saturated images often reach the target with
-a smaller file without subsampling than with it. PNG tries palette
-quantisation by the same search and keeps it only if it beats lossless
-level-9 deflate; GIF is re-quantised at the highest effort and TIFF written
-with deflate and a predictor. An explicit ``quality`` skips the search.
+For lossy formats (JPEG, WebP, AVIF) a search finds the lowest quality
+whose decoded output keeps ``target_ssim`` (see `adapters.vips_ssim`)
+against the decoded input. It runs on a small mosaic of full-resolution
+tiles, encoded with the final encode's settings (trellis quantisation moves
+the score too much for cheaper settings to predict it), and starts from the
+quality of the source's own quantisation table when the source is a JPEG:
+a few sample encodes instead of a bisection of the whole range. The chosen
+quality is then encoded once on the whole image and scored on every pixel;
+the reported ``ssim`` is that score. If the sample flattered the image, the
+next full encode is the quality whose sample score covers the difference.
+JPEG with 4:4:4 chroma is searched only where it scores higher than 4:2:0
+at 4:2:0's answer (saturated edges), or where 4:2:0 never reaches the target.
+PNG tries palette quantisation by a bisection on the mosaic and keeps it only
+if it beats lossless level-9 deflate; GIF is re-quantised at the highest
+effort and TIFF written with deflate and a predictor. An explicit ``quality``
+skips the search.
 
 The output is never larger than the input. If no encoding is smaller, an
 upright JPEG/PNG/WebP is copied with its metadata containers left out
@@ -30,6 +36,7 @@ import pyvips
 from adapters.vips_container import Keep, strip
 from adapters.vips_io import (
     ANIMATED_OUTPUTS,
+    DEFAULT_QUALITY,
     Encoded,
     Source,
     decode,
@@ -45,8 +52,26 @@ __all__ = ["compress"]
 
 _RANGES: Final = {"jpeg": (30, 95), "webp": (30, 95), "avif": (20, 90), "png": (40, 100)}
 _EFFORT: Final = {"webp": 6, "avif": 4, "png": 7, "gif": 10}
+_STEP: Final = 4
 _STEP_UP: Final = 3
+#: The search's sample: a 4x4 grid of 128 px tiles (`adapters.vips_ssim.mosaic`).
+_SAMPLE_TILE: Final = 128
 _NO_METADATA: Final = int(pyvips.enums.ForeignKeep.NONE)
+_MARKER: Final = 0xFF
+_QUANT_TABLES: Final = 0xDB
+_START_OF_SCAN: Final = 0xDA
+_COEFFICIENTS: Final = 64
+#: libjpeg's luminance table at quality 50 (Annex K), in zigzag order as DQT stores it.
+_LIBJPEG_LUMA: Final = (
+    16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40,
+    26, 24, 22, 22, 24, 49, 35, 37, 29, 40, 58, 51, 61, 60, 57, 51,
+    56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87,
+    95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99,
+)  # fmt: skip
+
+
+class _Beaten(Exception):
+    """A variant cannot pass with fewer bytes than the best one found."""
 
 
 @attrs.frozen
@@ -69,7 +94,8 @@ def compress(source: Source, params: Mapping[str, Any]) -> Encoded:
     image, keep, removed = metadata_policy(decoded, keep_metadata=keep_metadata)
     image = prepare_for(image, fmt).copy_memory()
     if fmt in ("jpeg", "webp", "avif"):
-        attempt = _lossy(image, fmt, target, quality, keep)
+        guess = _jpeg_quality(source) if fmt == source.format == "jpeg" else None
+        attempt = _lossy(image, fmt, target, quality, keep, guess or DEFAULT_QUALITY[fmt])
     elif fmt == "png":
         attempt = _png(image, target, quality, keep)
     else:
@@ -135,43 +161,92 @@ def _not_bigger(  # noqa: PLR0913 - the facts the fallback weighs
     return attempt.data
 
 
-def _lossy(
-    image: pyvips.Image, fmt: str, target: float, quality: int | None, keep: int
+def _lossy(  # noqa: PLR0913, PLR0917 - the search's inputs
+    image: pyvips.Image, fmt: str, target: float, quality: int | None, keep: int, guess: int
 ) -> _Attempt:
     reference = comparable(image)
     effort = _EFFORT.get(fmt, 4)
     if quality:
         data = encode(image, fmt, keep=keep, quality=quality, effort=effort, thorough=True)
         return _Attempt(data, quality, _score(reference, data, fmt, image))
-    variants: list[dict[str, Any]] = (
-        [{"subsample": "on"}, {"subsample": "off"}] if fmt == "jpeg" else [{}]
-    )
-    sample = mosaic(image)
-    sample_reference = reference if sample is image else comparable(sample)
-    best: tuple[int, int, dict[str, Any]] | None = None  # (sample bytes, quality, variant)
-    for variant in variants:
-        sizes: dict[int, int] = {}
-
-        def passes(
-            q: int, variant: dict[str, Any] = variant, sizes: dict[int, int] = sizes
-        ) -> bool:
-            data = encode(
-                sample, fmt, keep=_NO_METADATA, quality=q, effort=effort, **variant, thorough=True
-            )
-            sizes[q] = len(data)
-            return _score(sample_reference, data, fmt, sample) >= target
-
-        found = _lowest_passing(*_RANGES[fmt], passes)
-        if found is not None and (best is None or sizes[found] < best[0]):
-            best = (sizes[found], found, variant)
-    _low, high = _RANGES[fmt]
-    q, variant = (best[1], best[2]) if best else (high, variants[-1])
+    search = _SampleSearch(mosaic(image, tile=_SAMPLE_TILE), fmt, target)
+    variants: list[dict[str, Any]] = [{"subsample": "on"}] if fmt == "jpeg" else [{}]
+    found = search.lowest(variants[0], guess)
+    whole = {"subsample": "off"}
+    if fmt == "jpeg" and found is None:
+        variants, found = [whole], search.lowest(whole, guess)
+    elif fmt == "jpeg" and found is not None:
+        # Without subsampling every quality costs more bytes; it can only win
+        # where it scores higher at subsampling's answer, and then a lower
+        # quality may reach the target in fewer bytes.
+        size, score = search.probe(variants[0], found)
+        if search.probe(whole, found)[1] > score:
+            smaller = search.lowest(whole, found, bound=size)
+            if smaller is not None and search.probe(whole, smaller)[0] < size:
+                variants, found = [whole], smaller
+    variant = variants[0]
+    q = _RANGES[fmt][1] if found is None else found
+    high = _RANGES[fmt][1]
     while True:
-        data = encode(image, fmt, keep=keep, quality=q, effort=effort, **variant, thorough=True)
+        data = encode(image, fmt, keep=keep, quality=q, effort=effort, thorough=True, **variant)
         score = _score(reference, data, fmt, image)
         if score >= target or q >= high:
             return _Attempt(data, q, score, _describe(variant, target_met=score >= target))
-        q = min(high, q + _STEP_UP)
+        # The sample flattered the image by ``excess``: the next full encode is
+        # the lowest quality whose sample score covers it.
+        excess = search.probe(variant, q)[1] - score
+        q += 1
+        while q < high and search.probe(variant, q)[1] - excess < target:
+            q += 1
+
+
+@attrs.define
+class _SampleSearch:
+    """Encodes of a sample of the image with the final encode's settings, remembered."""
+
+    sample: pyvips.Image
+    fmt: str
+    target: float
+    reference: pyvips.Image = attrs.field(init=False)
+    probes: dict[tuple[str, int], tuple[int, float]] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.reference = comparable(self.sample)
+
+    def probe(self, variant: dict[str, Any], quality: int) -> tuple[int, float]:
+        """The sample's bytes and score at ``quality``."""
+        key = (str(variant), quality)
+        if key not in self.probes:
+            data = encode(
+                self.sample,
+                self.fmt,
+                keep=_NO_METADATA,
+                quality=quality,
+                effort=_EFFORT.get(self.fmt, 4),
+                thorough=True,
+                **variant,
+            )
+            self.probes[key] = (len(data), _score(self.reference, data, self.fmt, self.sample))
+        return self.probes[key]
+
+    def lowest(
+        self, variant: dict[str, Any], start: int, *, bound: int | None = None
+    ) -> int | None:
+        """The lowest quality whose sample reaches the target, searched from ``start``.
+
+        None if no quality does, or if none can in fewer than ``bound`` bytes.
+        """
+
+        def passes(quality: int) -> bool:
+            size, score = self.probe(variant, quality)
+            if score < self.target and bound is not None and size >= bound:
+                raise _Beaten  # passing needs a higher quality: more bytes than the bound
+            return score >= self.target
+
+        try:
+            return _lowest_passing(*_RANGES[self.fmt], passes, start=start)
+        except _Beaten:
+            return None
 
 
 def _png(image: pyvips.Image, target: float, quality: int | None, keep: int) -> _Attempt:
@@ -201,22 +276,73 @@ def _png(image: pyvips.Image, target: float, quality: int | None, keep: int) -> 
     return lossless
 
 
-def _lowest_passing(low: int, high: int, passes: Callable[[int], bool]) -> int | None:
+def _lowest_passing(
+    low: int, high: int, passes: Callable[[int], bool], *, start: int | None = None
+) -> int | None:
     """The lowest quality in [low, high] that passes, assuming quality helps; None if none does.
 
-    ``high`` itself is tried only if nothing below it passes: one encode fewer
-    whenever the answer is lower, the same answer either way.
+    From ``start`` (the middle if None) it steps by `_STEP` towards the answer
+    until it is bracketed, then bisects: a good first guess costs a few
+    encodes instead of a bisection of the whole range.
     """
-    top = high
-    while low < high:
-        middle = (low + high) // 2
+    current = min(high, max(low, (low + high) // 2 if start is None else start))
+    if passes(current):
+        passing, failing = current, low - 1
+        while passing > low:
+            candidate = max(low, passing - _STEP)
+            if not passes(candidate):
+                failing = candidate
+                break
+            passing = candidate
+    else:
+        failing, passing = current, high + 1
+        while failing < high:
+            candidate = min(high, failing + _STEP)
+            if passes(candidate):
+                passing = candidate
+                break
+            failing = candidate
+        if passing > high:
+            return None
+    while passing - failing > 1:
+        middle = (passing + failing) // 2
         if passes(middle):
-            high = middle
+            passing = middle
         else:
-            low = middle + 1
-    if high == top and not passes(top):
-        return None
-    return high
+            failing = middle
+    return passing
+
+
+def _jpeg_quality(source: Source) -> int | None:
+    """The libjpeg quality whose luminance table is nearest the source's, if it has one.
+
+    A re-encode reaches the target near the quality the source was saved at
+    (quantising again at the same steps loses little), so it starts the search.
+    """
+    data = source.path.read_bytes()
+    position = 2
+    while position + 4 <= len(data) and data[position] == _MARKER:
+        marker = data[position + 1]
+        end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == _START_OF_SCAN:
+            return None
+        if marker == _QUANT_TABLES:
+            precision, table = data[position + 4] >> 4, data[position + 4] & 0x0F
+            if precision == 0 and table == 0 and end >= position + 5 + _COEFFICIENTS:
+                return _nearest_quality(data[position + 5 : position + 5 + _COEFFICIENTS])
+        position = end
+    return None
+
+
+def _nearest_quality(zigzag: bytes) -> int:
+    def distance(quality: int) -> int:
+        scale = 5000 // quality if quality < 50 else 200 - 2 * quality  # noqa: PLR2004 - libjpeg
+        return sum(
+            abs(step - min(255, max(1, (base * scale + 50) // 100)))
+            for step, base in zip(zigzag, _LIBJPEG_LUMA, strict=True)
+        )
+
+    return min(range(1, 101), key=distance)
 
 
 def _score(reference: pyvips.Image, data: bytes, fmt: str, like: pyvips.Image) -> float:
