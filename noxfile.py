@@ -22,8 +22,8 @@ PYTHON = "3.11"
 def lint(session: nox.Session) -> None:
     """Ruff (every rule, reasons beside each ignore) and the import contracts of the layers."""
     session.install("-e", ".[lint]")
-    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "bench", "devtools", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "devtools", "noxfile.py")
     session.run("lint-imports")
 
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.vips import VipsImageProcessor
+from adapters.vips.processor import VipsImageProcessor
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
 

@@ -12,7 +12,7 @@ thread of the process) rather than wall clock, so another load on the machine
 does not move the figures much; the median of the rounds is reported.
 
 ``ssim`` is what compress reported; ``full SSIM`` is recomputed here with
-`adapters.vips_ssim` on the whole decoded output against the whole decoded
+`adapters.vips.ssim` on the whole decoded output against the whole decoded
 input, the adapter's own definition, so the two must agree. ``--json``
 writes the rows; ``--before`` reads such a file and adds each photo's
 output bytes against it (the issue's "within +3 %").
@@ -30,9 +30,9 @@ from typing import Any
 
 import pyvips
 
-from adapters.vips import VipsImageProcessor, configure_vips
-from adapters.vips_io import decode, encode, metadata_policy, open_source, prepare_for
-from adapters.vips_ssim import comparable, ssim
+from adapters.vips.io import decode, encode, metadata_policy, open_source, prepare_for
+from adapters.vips.processor import VipsImageProcessor, configure_vips
+from adapters.vips.ssim import comparable, ssim
 from bench.compression import geomean
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product

@@ -68,7 +68,7 @@ def build_go_encoder(source: Path, binary: Path) -> str:
 
 
 def _process(product_key: str, params: dict[str, Any], source: Path, out: Path) -> dict[str, Any]:
-    from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - in the scoring child
+    from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415 - in the scoring child
 
     request = service_request(Step(product_key, params), source, out)
     started = time.perf_counter()

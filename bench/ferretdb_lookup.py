@@ -21,7 +21,7 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from entrypoints import devstack
+from devtools import devstack
 
 __all__ = ["main"]
 

@@ -37,10 +37,10 @@ import attrs
 from adapters.documents import detail_to_document, instruction_to_document
 from adapters.filesystem import FilesystemImageStorage
 from adapters.memory import MemoryMessageBroker
-from adapters.sqlite import SqliteInstructionRepository, _dumps, _micros
-from adapters.vips import VipsImageProcessor
+from adapters.sqlite.repository import SqliteInstructionRepository, _dumps, _micros
+from adapters.vips.processor import VipsImageProcessor
 from bench import environment
-from imagecore import pipeline, services
+from imagecore import processing, recovery, services
 from imagecore.model import Instruction, InstructionDetail, OutputFile, Status, new_id
 from imagecore.ports import (
     ImageStorage,
@@ -67,7 +67,7 @@ PER_INSTRUCTION = 50
 USER = "history"
 #: When the history was made, and when the bench runs: history is a month old.
 LONG_AGO = datetime(2026, 11, 1, tzinfo=UTC)
-SETTINGS = pipeline.PipelineSettings(retention_seconds=24 * 3600)
+SETTINGS = processing.PipelineSettings(retention_seconds=24 * 3600)
 #: Per-request figures and the goal on their growth (largest history over smallest).
 GROWTH_GOAL = 1.2
 CLEANUP_GOAL = 1_000.0  # files per second
@@ -266,7 +266,7 @@ def requests(subject: Subject) -> dict[str, Callable[[], Awaitable[object]]]:
             chunks=_one(small_jpeg()),
             now=_now(),
         )
-        handled = await pipeline.process_detail(
+        handled = await processing.process_detail(
             repo,
             storage,
             broker,
@@ -298,7 +298,7 @@ def requests(subject: Subject) -> dict[str, Callable[[], Awaitable[object]]]:
         "list_deep_cursor_ms": lambda: services.list_instructions(repo, deep),
         "list_deep_page_ms": lambda: services.list_instructions(repo, by_number),
         "sse_replay_ms": sse_replay,
-        "reap_pass_ms": lambda: pipeline.reap(repo, broker, now=_now(), settings=SETTINGS),
+        "reap_pass_ms": lambda: recovery.reap(repo, broker, now=_now(), settings=SETTINGS),
     }
 
 
@@ -320,11 +320,11 @@ async def periodic(subject: Subject) -> dict[str, Any]:
 
     reader = asyncio.create_task(point_reads())
     started = time.perf_counter()
-    cleaned, _ = await pipeline.cleanup(
+    cleaned, _ = await recovery.cleanup(
         repo, subject.storage, subject.broker, now=_now(), settings=SETTINGS
     )
     seconds = time.perf_counter() - started
-    await pipeline.reap(repo, subject.broker, now=_now(), settings=SETTINGS)
+    await recovery.reap(repo, subject.broker, now=_now(), settings=SETTINGS)
     running = False
     await reader
     return {

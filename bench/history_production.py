@@ -48,7 +48,7 @@ from bench.history import (
     report,
     small_jpeg,
 )
-from entrypoints import devstack
+from devtools import devstack
 from entrypoints.config import Settings
 from entrypoints.container import Runtime
 from imagecore import services

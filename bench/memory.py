@@ -1,6 +1,6 @@
 """Worker memory: peak RSS of the pool children per workload, and drift over many images.
 
-Peak: for each workload a fresh `adapters.process_pool.ProcessPoolRunner`
+Peak: for each workload a fresh `adapters.vips.pool.ProcessPoolRunner`
 (the service's pool, two children) runs the workload's steps, and each
 child's ``VmHWM`` (its lifetime peak resident set) is read before the pool
 closes, so no peak between samples is missed and no earlier workload counts.
@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adapters.process_pool import ProcessPoolRunner
+from adapters.vips.pool import ProcessPoolRunner
 from bench.client import ApiClient, end_to_end
 from bench.probes import Watch, peak_rss, resident_set
 from bench.stacks import Served

@@ -39,7 +39,7 @@ _FORMATS = {"W1": "jpeg", "W2": "webp", "W6": "jpeg"}
 
 
 def _ours(key: str, source: Path, out: Path) -> None:
-    from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - libvips set up as the service
+    from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415 - libvips set up as the service
 
     step = next(w for w in WORKLOADS if w.key == key).steps[0]
     VipsImageProcessor().process(service_request(step, source, out))

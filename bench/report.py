@@ -277,7 +277,7 @@ def _w6_by_source(by_source: dict[str, dict[str, Any]]) -> list[str]:
             "W6 takes its two 5120x2880 sources in turn, and they differ: one is a baseline "
             "JPEG, the other progressive. imagecore decodes a progressive JPEG resized by 8 "
             "or more from its DC scans (at 1/8 scale a pixel comes from a block's DC "
-            "coefficient alone; `src/adapters/jpeg_scans.py`, the same pixels bit for bit), "
+            "coefficient alone; `src/adapters/vips/jpeg_scans.py`, the same pixels bit for bit), "
             "while thumbor's Pillow decodes every scan. Each source alone, one run of each "
             "subject (images per second wall clock; CPU ms per image):"
         ),
@@ -592,7 +592,7 @@ def _compression(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
             f"The old encoder: Go's `image/jpeg` at quality {study['go_quality']} after "
             "`image.Decode` (`bench/goencoder`). Scores against the original photo: SSIMULACRA2 "
             "(the `ssimulacra2` package, 100 = identical) / SSIM (the processor's measure, "
-            "`adapters/vips_ssim.py`). Each cell: bytes relative to Go, the quality used, "
+            "`adapters/vips/ssim.py`). Each cell: bytes relative to Go, the quality used, "
             "(SSIMULACRA2 / SSIM). Columns: `images/compress` with its defaults; "
             "`images/compress target_ssim=<Go's SSIM>` (raised until SSIMULACRA2 also reaches "
             "Go's); `images/compress quality=<lowest reaching Go's SSIMULACRA2>`; `images/convert` "

@@ -7,7 +7,7 @@ score to 1e-9: the reference's half of the computation (its XYB planes and
 their blurs at each scale) is kept and reused for every candidate, and sRGB
 is linearised with one ``np.where`` rather than two masked assignments.
 
-SSIM is the processor's own measure (`adapters.vips_ssim`: Gaussian window,
+SSIM is the processor's own measure (`adapters.vips.ssim`: Gaussian window,
 mean over the RGB channels), so "equal or better SSIM" is judged by the same
 ruler that `images/compress` searches with.
 """
@@ -22,7 +22,7 @@ from PIL import Image
 from ssimulacra2 import compute_ssimulacra2
 from ssimulacra2 import ssimulacra2 as s2
 
-from adapters.vips_ssim import comparable, ssim
+from adapters.vips.ssim import comparable, ssim
 
 __all__ = ["Reference", "self_check"]
 

@@ -1,7 +1,7 @@
 """The stacks under test: ``imagecore`` processes on loopback, and the production servers.
 
 The embedded stack is ``imagecore serve`` alone (SQLite, files, the
-in-process broker). The production stack is `entrypoints.devstack`'s
+in-process broker). The production stack is `devtools.devstack`'s
 FerretDB, SeaweedFS and NATS with ``imagecore api`` and ``imagecore
 worker``. A server whose adapter the container does not offer yet is left
 out, and `production_env` says which were (so a partial stack is reported
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import attrs
 
-from entrypoints import devstack
+from devtools import devstack
 from entrypoints.container import Container
 
 __all__ = ["Served", "production_env", "start", "wired"]

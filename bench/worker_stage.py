@@ -4,7 +4,7 @@ The stack is opened exactly as ``imagecore serve`` and ``imagecore worker``
 open it (`entrypoints.container.Runtime` from `entrypoints.config.Settings`),
 the files are queued with the use case the API calls
 (`imagecore.services.upload_file`), and the worker is the service's
-`entrypoints.worker.Worker` on its `adapters.process_pool.ProcessPoolRunner`.
+`imagecore.worker.Worker` on its `adapters.vips.pool.ProcessPoolRunner`.
 The time is read from the repository: the earliest ``started_at`` (the first
 claim) to the latest ``finished_at`` (the last DONE).
 """
@@ -23,9 +23,9 @@ from bench.probes import Watch
 from bench.workloads import Step, Workload
 from entrypoints.config import Settings
 from entrypoints.container import Runtime
-from entrypoints.worker import Worker, utc_now
 from imagecore import services
-from imagecore.model import Status
+from imagecore.model import Status, utc_now
+from imagecore.worker import Worker
 
 __all__ = ["ServiceWorker"]
 

@@ -3,8 +3,8 @@
 Each workload is one or more product steps (a step's output is the next
 step's input) run on a set of corpus images. The floor is the same libvips
 work written as the shortest pyvips loop: the same loader (shrink-on-load;
-at 1/8 a progressive JPEG read from its DC scans, `adapters.jpeg_scans`),
-resize, crop or rotation and the same saver options as `adapters.vips_io`
+at 1/8 a progressive JPEG read from its DC scans, `adapters.vips.jpeg_scans`),
+resize, crop or rotation and the same saver options as `adapters.vips.io`
 (`floor_matches_service` checks the two write the same bytes), without the
 service's sniffing, header limits, metadata report, process pool, storage,
 repository or broker. libvips' operation cache is off in both, as in the
@@ -179,7 +179,7 @@ def floor_shrunk(source: Path, header: Any, width: int, height: int) -> Any:  # 
     """
     import pyvips  # noqa: PLC0415 - loaded in the floor's children only
 
-    from adapters.jpeg_scans import dc_scans_only  # noqa: PLC0415
+    from adapters.vips.jpeg_scans import dc_scans_only  # noqa: PLC0415
 
     factor = min(header.width / width, header.height / height)
     shrink = next((s for s in (8, 4, 2) if factor >= s), 1)
@@ -228,7 +228,7 @@ def _floor_one(key: str, source: Path, destination: Path) -> int:
         middle.write_bytes(floor_save(image, "jpeg", 95))
         data = floor_save(pyvips.Image.new_from_file(str(middle)).rot("d90"), "jpeg", 80)
     else:  # W5: the work is the processor's own search
-        from adapters.vips import VipsImageProcessor  # noqa: PLC0415
+        from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415
 
         request = service_request(Step("images/compress", {}), source, destination)
         return VipsImageProcessor().process(request).size
@@ -257,7 +257,7 @@ def floor_setup(processes: int = 1) -> None:
     messages kept out of Python, as the service's pool children have them."""
     import pyvips  # noqa: PLC0415
 
-    from adapters.process_pool import child_threads  # noqa: PLC0415
+    from adapters.vips.pool import child_threads  # noqa: PLC0415
 
     pyvips._remove_log_handler()  # noqa: SLF001 - as configure_vips does in the service
     pyvips.cache_set_max(0)
@@ -277,7 +277,7 @@ def floor_run(key: str, sources: list[Path], scratch: Path) -> tuple[float, int]
 
 def floor_matches_service(key: str, source: Path, scratch: Path) -> bool:
     """Whether the floor writes exactly the bytes the processor writes for ``source``."""
-    from adapters.vips import VipsImageProcessor  # noqa: PLC0415
+    from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415
 
     workload = next(w for w in WORKLOADS if w.key == key)
     floor_setup()

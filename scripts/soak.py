@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/soak.py --minutes 10 --users 20
 
-Starts its own FerretDB, SeaweedFS and NATS (``entrypoints.devstack``), one
+Starts its own FerretDB, SeaweedFS and NATS (``devtools.devstack``), one
 ``imagecore api`` and three ``imagecore worker`` processes, and has ``--users``
 users upload small JPEGs the whole time. Meanwhile a busy worker is SIGKILLed
 (and replaced) every ``--kill-every`` seconds, and every ``--fault-every``
@@ -27,11 +27,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "src"), str(ROOT)]
 
 from fault_support import Cluster, Run, running, sample_images  # noqa: E402 - after the path
 
-from entrypoints import devstack  # noqa: E402 - after the path
+from devtools import devstack  # noqa: E402 - after the path
 
 Fault = Callable[[Run], Awaitable[None]]
 FAULTS: list[tuple[str, Fault]] = [

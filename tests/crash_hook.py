@@ -2,7 +2,7 @@
 
 No libvips crash can be produced on demand, so the tests make one: with
 ``IMAGECORE_TEST_CRASH_MARKER`` set, `run_or_crash` stands in for
-`adapters.process_pool.run_in_child` and kills its own process with SIGSEGV
+`adapters.vips.pool.run_in_child` and kills its own process with SIGSEGV
 (what a crash in native decoding code looks like to the pool) whenever the
 file to process contains the marker's bytes; any other file is processed
 normally. Each crash appends the file's name to ``IMAGECORE_TEST_CRASH_LOG``
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import signal
 
-from adapters.vips import VipsImageProcessor
+from adapters.vips.processor import VipsImageProcessor
 from imagecore.ports import ProcessingRequest, ProcessingResult
 
 __all__ = ["LOG_ENV", "MARKER_ENV", "install", "run_or_crash"]
@@ -43,6 +43,6 @@ def run_or_crash(request: ProcessingRequest) -> ProcessingResult:
 
 def install() -> None:
     """Make this process's pool send every file through `run_or_crash`."""
-    import adapters.process_pool  # noqa: PLC0415 - only when the hook is wanted
+    import adapters.vips.pool  # noqa: PLC0415 - only when the hook is wanted
 
-    adapters.process_pool.run_in_child = run_or_crash  # type: ignore[assignment]
+    adapters.vips.pool.run_in_child = run_or_crash  # type: ignore[assignment]

@@ -31,6 +31,9 @@ A put's etag is a random 128-bit token kept in the sidecar: it changes with
 every put, which is all an HTTP validator needs. Hashing the content instead
 cost an upload 0.39 ms of CPU per 650 KB photo (SHA-256 with the CPU's SHA
 instructions).
+
+Why one module: writing, adopting and reading an object share one protocol
+of temporary files, sidecars and fsyncs, which only holds if kept together.
 """
 
 from __future__ import annotations

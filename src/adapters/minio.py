@@ -11,6 +11,9 @@ stays near three parts per upload (the SDK copies each part once and keeps
 the previous one while it reads the next) whatever the object's size. S3
 shows an object only once its upload completes, so a stream that fails
 aborts the upload and leaves any earlier object under the key untouched.
+
+Why one module: one port's adapter with one place that translates the
+SDK's errors; the multipart upload is most of it.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ explained where it is made:
   so the free-form values (params, metadata, product parameters) are JSON text.
 
 Times are BSON dates, which keep milliseconds (imagecore's clocks give no more).
+
+Why one module: one port's adapter, with one place that translates the
+driver's errors and one layout of collections that every method follows.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from adapters.vips import VipsImageProcessor  # noqa: PLC0415 - libvips loads only when used
+    from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415 - libvips loads only when used
 
     product = find_product(args.product)
     params = product.validate(_parse_params(args.param))
@@ -111,9 +111,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
-    from entrypoints.http import create_app  # noqa: PLC0415 - the service loads only when run
+    from entrypoints.http.app import create_app  # noqa: PLC0415 - the service loads only when run
+    from entrypoints.http.protocol import run  # noqa: PLC0415
     from entrypoints.logs import configure_logging  # noqa: PLC0415
-    from entrypoints.protocol import run  # noqa: PLC0415
 
     settings = _settings(args)
     if not run_worker and settings.broker_kind == "memory":
@@ -151,7 +151,7 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from entrypoints.auth import load_or_create_secret, mint_token  # noqa: PLC0415
+    from entrypoints.http.auth import load_or_create_secret, mint_token  # noqa: PLC0415
 
     settings = _settings(args)
     if settings.jwt_public_key:

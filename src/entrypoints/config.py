@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from imagecore.errors import ValidationError
-from imagecore.pipeline import PipelineSettings
+from imagecore.processing import PipelineSettings
 
 __all__ = ["ENV_NAMES", "Settings"]
 

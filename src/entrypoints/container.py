@@ -18,14 +18,19 @@ from dependency_injector import containers, providers
 
 from adapters.filesystem import FilesystemImageStorage
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
-from adapters.process_pool import ProcessPoolRunner
-from adapters.sqlite import SqliteInstructionRepository
-from entrypoints.auth import Authenticator, load_or_create_secret
+from adapters.sqlite.repository import SqliteInstructionRepository
+from adapters.vips.pool import ProcessPoolRunner
+from adapters.webhooks import WebhookSender
 from entrypoints.config import Settings
-from entrypoints.webhooks import WebhookSender
-from entrypoints.worker import utc_now
-from imagecore.pipeline import RunProcessor
-from imagecore.ports import ImageStorage, InstructionRepository, MessageBroker
+from entrypoints.http.auth import Authenticator, load_or_create_secret
+from imagecore.model import utc_now
+from imagecore.ports import (
+    ImageStorage,
+    InstructionRepository,
+    MessageBroker,
+    RunProcessor,
+    Webhooks,
+)
 from imagecore.products import CATALOGUE
 
 __all__ = ["Container", "Runtime"]
@@ -68,7 +73,7 @@ async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
 
 
 async def _nats(settings: Settings) -> AsyncIterator[MessageBroker]:
-    from adapters.nats import NatsMessageBroker  # noqa: PLC0415 - loaded only when selected
+    from adapters.nats.broker import NatsMessageBroker  # noqa: PLC0415 - loaded only when selected
 
     # One stream per jobs subject, so deployments sharing a server stay apart.
     suffix = re.sub(r"[^A-Za-z0-9]+", "_", settings.nats_subject_image_requests).upper()
@@ -165,7 +170,7 @@ class Runtime:
     broker: MessageBroker
     runner: RunProcessor
     authenticator: Authenticator
-    webhooks: WebhookSender
+    webhooks: Webhooks
     _container: Container
 
     @classmethod

@@ -7,7 +7,7 @@ import signal
 
 from entrypoints.config import Settings
 from entrypoints.container import Runtime
-from entrypoints.worker import Observer, Worker
+from imagecore.worker import Observer, Worker
 
 __all__ = ["run_cleanup", "run_worker", "worker_for"]
 

@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -307,3 +307,9 @@ def aggregate_status(statuses: list[Status]) -> Status:
 def counted_status(counts: Mapping[Status, int]) -> Status:
     """`aggregate_status` from how many files are in each status (it needs only which occur)."""
     return aggregate_status([status for status, count in counts.items() if count > 0])
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, to the millisecond (what every repository keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

@@ -4,11 +4,14 @@ I/O ports are ``async``; the processor is synchronous and CPU-bound (the
 worker runs it in a process pool). Every adapter of a port passes the one
 contract suite of ``tests/contracts``. Adapters raise only `imagecore.errors`
 exceptions; a driver's error never crosses a port.
+
+Why one module: the ports are the core's whole contract with the outside,
+read side by side; each is short.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +35,9 @@ __all__ = [
     "Page",
     "ProcessingRequest",
     "ProcessingResult",
+    "RunProcessor",
     "StoredObject",
+    "Webhooks",
 ]
 
 
@@ -393,14 +398,31 @@ class ImageProcessor(Protocol):
     and frame limits are read from the header before decoding.
     """
 
-    def inspect(self, source: Path, max_pixels: int, max_frames: int) -> ImageInfo:
-        """Read the header. Raises `UnsupportedMediaType`, `ImageTooLarge`, `CorruptImage`."""
-        ...
-
     def process(self, request: ProcessingRequest) -> ProcessingResult:
         """Run the product and write ``request.destination``.
 
         Raises `UnsupportedMediaType`, `ImageTooLarge`, `CorruptImage` or
         `ProcessingError` with a message a person can act on.
         """
+        ...
+
+
+#: What the worker runs a request with: an `ImageProcessor` off the event loop (in a pool
+#: of processes, say), answering when the output is written.
+RunProcessor = Callable[[ProcessingRequest], Awaitable[ProcessingResult]]
+
+
+class Webhooks(Protocol):
+    """Tells a client's own service that its instruction finished (``notify_url``)."""
+
+    async def check(self, url: str) -> None:
+        """Raise `ValidationError` naming ``notify_url`` if no delivery could reach ``url``."""
+        ...
+
+    def send(self, instruction: Instruction, details: list[InstructionDetail]) -> None:
+        """Queue the delivery for the finished instruction; it is retried in the background."""
+        ...
+
+    async def close(self) -> None:
+        """Stop pending deliveries and release the client."""
         ...

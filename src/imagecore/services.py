@@ -3,6 +3,10 @@
 Each takes the ports it needs as arguments and the current time as ``now``.
 Ownership is checked here, once: another user's object and a missing one
 raise the same `NotFound`, so no caller can tell them apart.
+
+Why one module: every API use case goes through the same ownership check
+and the same view of an instruction; the upload's streaming checks are the
+largest part.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from entrypoints import devstack
+from devtools import devstack
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

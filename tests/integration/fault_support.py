@@ -31,8 +31,8 @@ import nats
 from service_support import Served, start
 
 from adapters.mongo import MongoInstructionRepository
-from entrypoints import devstack
-from entrypoints.auth import mint_token
+from devtools import devstack
+from entrypoints.http.auth import mint_token
 from imagecore.ports import DetailQuery
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"

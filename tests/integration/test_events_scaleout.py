@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from service_support import Served, start, token
 
-from entrypoints import devstack
+from devtools import devstack
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))[:2]

@@ -26,7 +26,7 @@ from fault_support import CORPUS, Cluster, Report, running, sample_images, wait_
 from service_support import IMAGECORE
 
 from adapters.mongo import MongoInstructionRepository
-from entrypoints import devstack
+from devtools import devstack
 from imagecore.model import InstructionDetail, Status
 from imagecore.ports import DetailQuery
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from service_support import Served, start
 
-from entrypoints import devstack
+from devtools import devstack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from minio.deleteobjects import DeleteError, DeleteResult
 
 from adapters.minio import PART_SIZE, MinioImageStorage
 from contracts.storage import ImageStorageContract
-from entrypoints import devstack
+from devtools import devstack
 from imagecore.errors import DependencyUnavailable, FileTooLarge, ObjectNotFound
 
 pytestmark = pytest.mark.integration

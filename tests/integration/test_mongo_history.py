@@ -23,7 +23,7 @@ from pymongo import monitoring
 
 from adapters.mongo import MongoInstructionRepository, stored_documents
 from contracts.factories import at, detail, done, instruction
-from entrypoints import devstack
+from devtools import devstack
 from imagecore.errors import TooManyFiles
 from imagecore.model import TERMINAL, Status
 from imagecore.ports import DetailQuery

@@ -26,7 +26,7 @@ from contracts.repository import (
     InstructionRepositoryContract,
     check_everything_survives_reopening,
 )
-from entrypoints import devstack
+from devtools import devstack
 from imagecore.errors import DependencyUnavailable, TooManyFiles
 from imagecore.model import InstructionDetail, OutputFile, Status, aggregate_status
 from imagecore.ports import DetailQuery, InstructionQuery

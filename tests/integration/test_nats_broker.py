@@ -11,9 +11,9 @@ import time
 import nats
 import pytest
 
-from adapters.nats import NatsMessageBroker
+from adapters.nats.broker import NatsMessageBroker
 from contracts.broker import MessageBrokerContract, job, next_delivery, notification
-from entrypoints import devstack
+from devtools import devstack
 from imagecore.errors import DependencyUnavailable
 
 pytestmark = pytest.mark.integration

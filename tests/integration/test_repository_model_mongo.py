@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 from mongo_support import fresh_repository
 
-from entrypoints import devstack
+from devtools import devstack
 from imagecore.ports import InstructionRepository
 from unit.test_repository_model import AGREEMENT, RepositoryAgreement
 

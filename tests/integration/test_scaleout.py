@@ -17,7 +17,7 @@ import nats
 import pytest
 from service_support import Served, start, token
 
-from entrypoints.devstack import ServerHandle
+from devtools.devstack import ServerHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import nats
@@ -19,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from entrypoints import devstack
+from devtools import devstack
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -165,11 +166,12 @@ def test_devstack_main_prints_the_environment_and_stops_on_sigterm(tmp_path):
     with (
         stderr_path.open("wb") as stderr,
         subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
-            [sys.executable, "-m", "entrypoints.devstack", "--data-dir", str(tmp_path / "stack")],
+            [sys.executable, "-m", "devtools.devstack", "--data-dir", str(tmp_path / "stack")],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
             env={**os.environ, "PYTHONWARNINGS": "error"},
+            cwd=Path(__file__).resolve().parents[2],  # devtools is beside src, not installed
         ) as process,
     ):
         try:

@@ -15,13 +15,13 @@ from aiohttp.test_utils import TestServer
 from dependency_injector import providers
 
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
-from adapters.vips import VipsImageProcessor
-from entrypoints.auth import mint_token
+from adapters.vips.processor import VipsImageProcessor
 from entrypoints.config import Settings
 from entrypoints.container import Container
-from entrypoints.http import WORKER, create_app
-from entrypoints.worker import Worker
+from entrypoints.http.app import WORKER, create_app
+from entrypoints.http.auth import mint_token
 from imagecore.ports import ProcessingRequest, ProcessingResult
+from imagecore.worker import Worker
 
 SECRET = "unit-test-secret-0123456789-0123456789"  # noqa: S105 - a test key
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from http_support import Api, running_api
 
-from entrypoints.archive import archive_names
+from entrypoints.http.archive import archive_names
 from imagecore.errors import DependencyUnavailable
 
 

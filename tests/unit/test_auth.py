@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from entrypoints.auth import Authenticator, AuthError, Identity, mint_token
 from entrypoints.config import Settings
+from entrypoints.http.auth import Authenticator, AuthError, Identity, mint_token
 
 SECRET = "a-long-test-secret-for-hs256-0123456789"  # noqa: S105 - a test key
 RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from http_support import SECRET, running_api
+
 from bench.client import ApiClient, end_to_end, requests_loop
 from bench.connection import Connection, HttpError
 from bench.workloads import CORPUS, Step
-from http_support import SECRET, running_api
-
-from entrypoints.auth import mint_token
+from entrypoints.http.auth import mint_token
 
 PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))[:2]
 pytestmark = pytest.mark.skipif(

@@ -7,10 +7,10 @@ import io
 from pathlib import Path
 
 import pytest
-from bench.codecs import _differences, _pillow_steps, _vips_steps
-from bench.workloads import _floor_one
 from PIL import Image
 
+from bench.codecs import _differences, _pillow_steps, _vips_steps
+from bench.workloads import _floor_one
 from unit.conftest import CORPUS
 
 

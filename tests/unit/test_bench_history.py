@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import history, history_production
-
 from adapters.filesystem import FilesystemImageStorage
-from adapters.sqlite import SqliteInstructionRepository
+from adapters.sqlite.repository import SqliteInstructionRepository
+from bench import history, history_production
 from imagecore.model import Status
 from imagecore.ports import DetailQuery, InstructionQuery
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from bench.probes import Watch
 
 # Burns CPU time of its own until it has spent ``argv[1]`` seconds, says so, then

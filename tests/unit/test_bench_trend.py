@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from bench.trend import drift_line
 
 MIB = 1024 * 1024

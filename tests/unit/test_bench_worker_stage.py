@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from bench.worker_stage import ServiceWorker
 from bench.workloads import WORKLOADS
-
 from entrypoints.config import Settings
 from unit.conftest import CORPUS
 

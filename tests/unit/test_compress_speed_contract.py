@@ -1,8 +1,8 @@
 """images/compress searches on a sample but reports, and meets, the full image's score.
 
-The search judges qualities on a mosaic of tiles (`adapters.vips_compress`);
+The search judges qualities on a mosaic of tiles (`adapters.vips.compress`);
 these tests recompute the score of what was written, on every pixel, with the
-adapter's own measure (`adapters.vips_ssim`), and check the output against the
+adapter's own measure (`adapters.vips.ssim`), and check the output against the
 input's size.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from adapters.vips import VipsImageProcessor
-from adapters.vips_ssim import comparable, ssim
+from adapters.vips.processor import VipsImageProcessor
+from adapters.vips.ssim import comparable, ssim
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
 

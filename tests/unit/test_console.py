@@ -12,8 +12,8 @@ import jwt
 import pytest
 from http_support import SECRET, Api, running_api
 
-from entrypoints.console import CONTENT_SECURITY_POLICY, DEV_TOKEN_SECONDS, STATIC
-from entrypoints.console import _is_loopback as is_loopback
+from entrypoints.http.console import CONTENT_SECURITY_POLICY, DEV_TOKEN_SECONDS, STATIC
+from entrypoints.http.console import _is_loopback as is_loopback
 
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 

@@ -27,8 +27,8 @@ import pytest
 
 from adapters import filesystem
 from adapters.filesystem import FilesystemImageStorage
-from adapters.sqlite import SqliteInstructionRepository
-from adapters.sqlite_schema import SCHEMA_VERSION
+from adapters.sqlite.repository import SqliteInstructionRepository
+from adapters.sqlite.schema import SCHEMA_VERSION
 from contracts.factories import at, detail, instruction
 from contracts.repository import (
     InstructionRepositoryContract,

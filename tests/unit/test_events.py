@@ -15,10 +15,10 @@ import attrs
 import pytest
 from http_support import Api, running_api
 
-from entrypoints import events
-from entrypoints.context import RUNTIME
+from entrypoints.http import events
+from entrypoints.http.context import RUNTIME
 from imagecore.model import Status
-from imagecore.pipeline import notification_for
+from imagecore.processing import notification_for
 
 
 @attrs.frozen

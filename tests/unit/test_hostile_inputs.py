@@ -26,7 +26,7 @@ from http_support import Api, running_api
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from adapters.vips import VipsImageProcessor
+from adapters.vips.processor import VipsImageProcessor
 from hostile import (
     MAX_FILE_BYTES,
     Case,

@@ -14,9 +14,9 @@ from http_support import Api, running_api
 from openapi_spec_validator import validate
 
 from entrypoints.config import Settings
-from entrypoints.http import create_app
-from entrypoints.openapi import openapi_document
-from entrypoints.views import attachment
+from entrypoints.http.app import create_app
+from entrypoints.http.openapi import openapi_document
+from entrypoints.http.views import attachment
 from imagecore.products import CATALOGUE
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoints.inputs import event_id, json_object, time_value, whole_number
+from entrypoints.http.inputs import event_id, json_object, time_value, whole_number
 from imagecore.errors import ValidationError
 
 

@@ -11,7 +11,7 @@ import pyvips
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from adapters.jpeg_scans import dc_scans_only
+from adapters.vips.jpeg_scans import dc_scans_only
 
 CORPUS = Path("..") / "shared" / "corpus"
 NONE = pyvips.enums.ForeignKeep.NONE

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from http_support import Api, running_api
 
-from entrypoints.ratelimit import RateLimiter
-from entrypoints.streams import StreamSlots
+from entrypoints.http.ratelimit import RateLimiter
+from entrypoints.http.streams import StreamSlots
 from hostile import valid
 from imagecore.products import find_product
 

@@ -14,8 +14,10 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from entrypoints import http, logs, loop, protocol
+from entrypoints import logs, loop
 from entrypoints.cli import main
+from entrypoints.http import app as http_app
+from entrypoints.http import protocol
 
 
 def test_run_awaits_the_coroutine_on_uvloop() -> None:
@@ -47,7 +49,7 @@ def test_serve_runs_the_app_on_uvloop(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
     monkeypatch.setattr(protocol, "run", run)
     monkeypatch.setattr(logs, "configure_logging", lambda _level: None)
-    monkeypatch.setattr(http, "create_app", create_app)
+    monkeypatch.setattr(http_app, "create_app", create_app)
     assert main(["serve", "--data-dir", str(tmp_path)]) == 0
     assert isinstance(given["loop"], uvloop.Loop)
     assert given["app"] is app

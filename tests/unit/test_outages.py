@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from http_support import running_api
 
-from adapters.sqlite import SqliteInstructionRepository
-from adapters.vips import VipsImageProcessor
+from adapters.sqlite.repository import SqliteInstructionRepository
+from adapters.vips.processor import VipsImageProcessor
 from contracts.factories import detail, instruction
 from hostile.files import valid
 from imagecore.errors import DependencyUnavailable, ImageCoreError, StorageFull

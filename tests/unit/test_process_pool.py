@@ -27,8 +27,8 @@ import attrs
 import pytest
 
 import crash_hook
-from adapters import process_pool
-from adapters.process_pool import ProcessPoolRunner
+from adapters.vips import pool as process_pool
+from adapters.vips.pool import ProcessPoolRunner
 from hostile import valid
 from imagecore.errors import ProcessingError, ProcessingTimeout, ProcessorCrashed
 from imagecore.ports import ProcessingRequest
@@ -376,7 +376,7 @@ async def test_a_child_that_cannot_start_fails_its_file_and_the_next_file_gets_o
 ORPHAN_SCRIPT = """
 import asyncio, os, signal, sys
 from pathlib import Path
-from adapters.process_pool import ProcessPoolRunner
+from adapters.vips.pool import ProcessPoolRunner
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
 

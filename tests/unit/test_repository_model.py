@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 )
 
 from adapters.memory import MemoryInstructionRepository
-from adapters.sqlite import SqliteInstructionRepository
+from adapters.sqlite.repository import SqliteInstructionRepository
 from imagecore.errors import ImageCoreError
 from imagecore.model import Instruction, InstructionDetail, OutputFile, Status, new_id
 from imagecore.ports import DetailQuery, InstructionQuery, InstructionRepository

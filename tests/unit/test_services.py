@@ -11,7 +11,7 @@ import pytest
 
 from adapters.filesystem import FilesystemImageStorage
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
-from adapters.sqlite import SqliteInstructionRepository
+from adapters.sqlite.repository import SqliteInstructionRepository
 from imagecore import services
 from imagecore.errors import (
     ConflictError,

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from adapters import sqlite as sqlite_adapter
-from adapters import sqlite_schema
 from adapters.documents import instruction_to_document
 from adapters.memory import MemoryImageStorage, MemoryMessageBroker
-from adapters.sqlite import SqliteInstructionRepository
-from adapters.sqlite_schema import _MIGRATIONS, SCHEMA_VERSION
+from adapters.sqlite import repository as sqlite_adapter
+from adapters.sqlite import schema as sqlite_schema
+from adapters.sqlite.repository import SqliteInstructionRepository
+from adapters.sqlite.schema import _MIGRATIONS, SCHEMA_VERSION
 from contracts.factories import at, detail, done, instruction
-from imagecore import pipeline
+from imagecore import processing, recovery
 from imagecore.model import Instruction, InstructionDetail, OutputFile, Status
 from imagecore.ports import DetailQuery, InstructionQuery
 
-SETTINGS = pipeline.PipelineSettings(retention_seconds=3600, stale_after_seconds=7200)
+SETTINGS = processing.PipelineSettings(retention_seconds=3600, stale_after_seconds=7200)
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ async def test_a_reaper_pass_reads_none_of_the_finished_files(
     await in_flight(repo)
 
     async def reap() -> None:
-        assert await pipeline.reap(repo, broker, now=at(60), settings=SETTINGS) == 0
+        assert await recovery.reap(repo, broker, now=at(60), settings=SETTINGS) == 0
 
     await history(repo, 100, cleaned=False)
     small = await steps(repo, reap)
@@ -105,7 +105,7 @@ async def test_a_cleanup_pass_reads_only_the_files_due(repo: SqliteInstructionRe
     await in_flight(repo)
 
     async def cleanup() -> None:
-        assert await pipeline.cleanup(repo, storage, broker, now=at(60), settings=SETTINGS) == (
+        assert await recovery.cleanup(repo, storage, broker, now=at(60), settings=SETTINGS) == (
             0,
             0,
         )

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import sqlite_checkpoint
-from adapters.sqlite import SqliteInstructionRepository
+from adapters.sqlite import checkpoint as sqlite_checkpoint
+from adapters.sqlite.repository import SqliteInstructionRepository
 from contracts.factories import at, detail, instruction
 from imagecore.model import InstructionDetail
 

@@ -10,7 +10,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 
-from entrypoints.uploads import _parts, _Stalled
+from entrypoints.http.uploads import _parts, _Stalled
 from imagecore.errors import TooManyFiles, ValidationError
 
 BOUNDARY = "unit-boundary"

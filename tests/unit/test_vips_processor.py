@@ -22,12 +22,12 @@ import attrs
 import pytest
 import pyvips
 
-from adapters import vips_io
-from adapters.jpeg_scans import dc_scans_only
-from adapters.vips import VipsImageProcessor, configure_vips, self_test
-from adapters.vips_container import Keep, strip
-from adapters.vips_guard import sniff_bytes
-from adapters.vips_io import Source, jpeg_shrink, open_source, thumbnail
+from adapters.vips import io as vips_io
+from adapters.vips.guard import sniff_bytes
+from adapters.vips.io import Source, jpeg_shrink, open_source, thumbnail
+from adapters.vips.jpeg_scans import dc_scans_only
+from adapters.vips.metadata import Keep, strip
+from adapters.vips.processor import VipsImageProcessor, configure_vips, self_test
 from imagecore.errors import (
     CorruptImage,
     ImageCoreError,
@@ -120,7 +120,7 @@ import logging, sys
 from pathlib import Path
 if sys.argv[2] == "command":
     import entrypoints  # what the imagecore command imports first
-from adapters.vips import VipsImageProcessor
+from adapters.vips.processor import VipsImageProcessor
 from imagecore.errors import CorruptImage
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product

@@ -16,10 +16,10 @@ import pyvips
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adapters.vips import VipsImageProcessor
-from adapters.vips_geometry import plan_resize
-from adapters.vips_guard import sniff_bytes
-from adapters.vips_io import MAX_SIDE
+from adapters.vips.geometry import plan_resize
+from adapters.vips.guard import sniff_bytes
+from adapters.vips.io import MAX_SIDE
+from adapters.vips.processor import VipsImageProcessor
 from imagecore.errors import ImageTooLarge
 from imagecore.ports import ProcessingRequest
 from imagecore.products import OUTPUT_FORMATS, find_product

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from http_support import running_api
 
-from entrypoints import webhooks
-from entrypoints.webhooks import WebhookSender, signature
+from adapters import webhooks
+from adapters.webhooks import WebhookSender, signature
 from imagecore.errors import ValidationError
 
 SECRET = "webhook-test-secret"  # noqa: S105 - a test key

@@ -1,0 +1,1 @@
+"""Development and test tooling: the production servers started on loopback (not in the wheel)."""
