@@ -53,6 +53,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterat
 from pathlib import Path
 from typing import IO, Any
 
+from adapters.local_files import put_file
 from imagecore.errors import (
     DependencyUnavailable,
     ObjectNotFound,
@@ -438,6 +439,10 @@ class FilesystemImageStorage:
         return StoredObject(key, upload.size, etag, content_type)
 
     async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
+        """Move the finished file at ``path`` in as ``key``, or None if it is elsewhere.
+
+        None, with ``path`` untouched, when ``path`` is on another filesystem.
+        """
         target = self._path(key)
         with _translated(key, writing=True):
             if self._loop_work.on_loop(path.stat().st_size):  # noqa: ASYNC240 - see ON_LOOP
@@ -477,12 +482,19 @@ class FilesystemImageStorage:
                 stored, file, chunk = await opening
         return stored, self._stream(key, file, chunk, chunk_size)
 
-    def local_path(self, key: str) -> Path | None:
-        """The object's data file (one stat on the event loop's thread: a local disk)."""
+    @contextlib.asynccontextmanager
+    async def local_copy(self, key: str) -> AsyncIterator[Path]:
+        """The object's own data file, not a copy (one stat on the event loop: a local disk)."""
         path = self._path(key)
         if not path.is_file():
             raise ObjectNotFound(f"no object {key!r}")
-        return path
+        yield path
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> StoredObject:
+        """Moved in when ``path`` is on this storage's filesystem, else copied in."""
+        if (adopted := await self.adopt(key, path, content_type)) is not None:
+            return adopted
+        return await put_file(self.put, key, path, content_type)
 
     async def get(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         # Most objects are one chunk: opened, described and read at once (`fetch`).

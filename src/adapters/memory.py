@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 
 import attrs
 
+from adapters.local_files import copied, put_file
 from imagecore.errors import ConflictError, NotFound, ObjectNotFound, TooManyFiles
 from imagecore.model import Instruction, InstructionDetail, Status, aggregate_status
 from imagecore.ports import (
@@ -40,9 +43,14 @@ async def _slices(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 class MemoryImageStorage:
-    """Objects in a dict; a put is stored only once its stream has ended."""
+    """Objects in a dict; a put is stored only once its stream has ended.
 
-    def __init__(self) -> None:
+    ``scratch`` is the folder `local_copy` copies objects into (the system's
+    temporary folder by default).
+    """
+
+    def __init__(self, scratch: Path | None = None) -> None:
+        self._scratch = scratch or Path(tempfile.gettempdir())
         self._objects: dict[str, tuple[bytes, StoredObject]] = {}
 
     async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> StoredObject:
@@ -75,16 +83,11 @@ class MemoryImageStorage:
             raise ObjectNotFound(f"no object {key!r}") from None
         return stored, _slices(data, chunk_size)
 
-    def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
-        return None  # objects live in this process's memory, not in files
+    def local_copy(self, key: str) -> AbstractAsyncContextManager[Path]:
+        return copied(self.get, key, self._scratch)  # objects live in memory, not in files
 
-    async def adopt(
-        self,
-        key: str,  # noqa: ARG002 - the port's signature
-        path: Path,  # noqa: ARG002
-        content_type: str,  # noqa: ARG002
-    ) -> StoredObject | None:
-        return None  # no files to move into: the caller puts the bytes
+    async def put_file(self, key: str, path: Path, content_type: str) -> StoredObject:
+        return await put_file(self.put, key, path, content_type)
 
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)
@@ -133,7 +136,7 @@ class MemoryInstructionRepository:
         except KeyError:
             raise NotFound("instruction not found") from None
 
-    async def list_instructions(self, query: InstructionQuery) -> Page:
+    async def list_instructions(self, query: InstructionQuery) -> Page[Instruction]:
         mine = [
             i
             for i in self._instructions.values()

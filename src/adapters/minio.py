@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import io
 import queue
+import tempfile
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -31,6 +32,7 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Final, ParamSpec, Self, TypeVar
 
@@ -39,6 +41,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.error import MinioException, S3Error
 
+from adapters.local_files import copied, put_file
 from imagecore.errors import DependencyUnavailable, ObjectNotFound, ValidationError
 from imagecore.ports import StoredObject
 
@@ -168,7 +171,7 @@ class MinioImageStorage:
     reconnects, so a stopped server is reported at once.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - private: the pieces `open` builds
         self,
         client: Any,  # noqa: ANN401 - a minio.Minio (untyped)
         probe: Any,  # noqa: ANN401 - see client
@@ -176,8 +179,10 @@ class MinioImageStorage:
         bucket: str,
         *,
         uploads: int,
+        scratch: Path,
     ) -> None:
         # Private: use ``open``. ``probe`` is a client with shorter timeouts, for ``ping``.
+        self._scratch = scratch
         self._client = client
         self._probe = probe
         self._pools = pools
@@ -199,11 +204,14 @@ class MinioImageStorage:
         timeout: float = 10.0,  # noqa: ASYNC109 - the client's socket timeout, not open's deadline
         connect_timeout: float = 1.0,
         max_uploads: int = 16,
+        scratch: Path | None = None,
     ) -> Self:
         """Connect to ``endpoint`` (``host:port``) and create ``bucket`` if it is missing.
 
         ``timeout`` bounds each wait for the server to answer, ``max_uploads``
-        the puts that stream at once (more wait for a free thread). Raises
+        the puts that stream at once (more wait for a free thread), ``scratch``
+        is where `local_copy` copies objects (the system's temporary folder by
+        default). Raises
         `DependencyUnavailable` if the server does not answer or refuses.
         """
         pools = [
@@ -215,7 +223,8 @@ class MinioImageStorage:
             Minio(endpoint, access_key, secret_key, secure=secure, region=region, http_client=pool)
             for pool in pools
         )
-        storage = cls(client, probe, pools, bucket, uploads=max_uploads)
+        scratch = scratch or Path(tempfile.gettempdir())
+        storage = cls(client, probe, pools, bucket, uploads=max_uploads, scratch=scratch)
         try:
             await storage._ensure_bucket()
         except BaseException:
@@ -358,16 +367,11 @@ class MinioImageStorage:
                 # Closed while a read was in flight: let it end before the connection goes.
                 reading.add_done_callback(lambda _: _release(response, finished=False))
 
-    def local_path(self, key: str) -> Path | None:  # noqa: ARG002 - the port's signature
-        return None  # objects live on the S3 server
+    def local_copy(self, key: str) -> AbstractAsyncContextManager[Path]:
+        return copied(self.get, key, self._scratch)  # objects live on the S3 server
 
-    async def adopt(
-        self,
-        key: str,  # noqa: ARG002 - the port's signature
-        path: Path,  # noqa: ARG002
-        content_type: str,  # noqa: ARG002
-    ) -> StoredObject | None:
-        return None  # objects live on the S3 server: the caller puts the bytes
+    async def put_file(self, key: str, path: Path, content_type: str) -> StoredObject:
+        return await put_file(self.put, key, path, content_type)
 
     async def delete(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound), _translated(key):

@@ -323,7 +323,7 @@ class MongoInstructionRepository:
             raise NotFound("instruction not found")
         return instruction_from_document(_from_stored(stored, _INSTRUCTION_JSON))
 
-    async def list_instructions(self, query: InstructionQuery) -> Page:
+    async def list_instructions(self, query: InstructionQuery) -> Page[Instruction]:
         conditions: Document = {"user_id": query.user_id}
         if query.status is not None:
             conditions["status"] = query.status.value

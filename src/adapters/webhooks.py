@@ -30,15 +30,13 @@ import logging
 import socket
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagecore.errors import ValidationError
-from imagecore.model import Instruction, InstructionDetail
-from imagecore.services import instruction_view
 
 __all__ = ["Resolver", "WebhookSender", "resolve", "signature"]
 
@@ -112,25 +110,6 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def _payload(instruction: Instruction, details: list[InstructionDetail]) -> dict[str, Any]:
-    view = instruction_view(instruction, details)
-    return {
-        "event": "instruction.finished",
-        "instruction": view.to_dict(),
-        "files": [
-            {
-                "id": d.id,
-                "original_name": d.original_name,
-                "status": d.status.value,
-                "output_size": d.output.size if d.output else None,
-                "error_code": d.error_code,
-                "error_message": d.error_message,
-            }
-            for d in details
-        ],
-    }
-
-
 class WebhookSender:
     """Delivers finished-instruction webhooks in the background, with retries.
 
@@ -157,13 +136,10 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
         self._pending: set[asyncio.Task[bool]] = set()
 
-    def send(self, instruction: Instruction, details: list[InstructionDetail]) -> None:
-        """Queue the delivery of the finished instruction to its ``notify_url``."""
-        if not instruction.notify_url:
-            return
-        body = json.dumps(_payload(instruction, details), separators=(",", ":")).encode()
-        delivery = f"{instruction.id}:{len(details)}"
-        task = asyncio.create_task(self.deliver(instruction.notify_url, body, delivery))
+    def send(self, url: str, delivery: str, payload: Mapping[str, Any]) -> None:
+        """Queue the POST of ``payload`` (as JSON) to ``url``; ``delivery`` names the event."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        task = asyncio.create_task(self.deliver(url, body, delivery))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -65,6 +65,7 @@ async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
         bucket=settings.s3_bucket,
         region=settings.s3_region,
         secure=settings.s3_use_ssl,
+        scratch=settings.data_dir / "scratch",
     )
     try:
         yield storage

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 
 from entrypoints.config import Settings
 from entrypoints.container import Runtime
+from entrypoints.http.views import finished_webhook
+from imagecore.model import Instruction, InstructionDetail
+from imagecore.ports import Webhooks
 from imagecore.worker import Observer, Worker
 
 __all__ = ["run_cleanup", "run_worker", "worker_for"]
+
+
+def _finished(
+    webhooks: Webhooks, instruction: Instruction, details: list[InstructionDetail]
+) -> None:
+    """Send the instruction's webhook, if it asked for one."""
+    if instruction.notify_url:
+        delivery = f"{instruction.id}:{len(details)}"
+        webhooks.send(instruction.notify_url, delivery, finished_webhook(instruction, details))
 
 
 def worker_for(runtime: Runtime, observe: Observer | None = None) -> Worker:
@@ -26,7 +39,7 @@ def worker_for(runtime: Runtime, observe: Observer | None = None) -> Worker:
         cleanup_interval=settings.cleanup_interval_seconds,
         scratch=settings.data_dir / "scratch",
         observe=observe,
-        on_finished=runtime.webhooks.send,
+        on_finished=functools.partial(_finished, runtime.webhooks),
     )
 
 

@@ -25,7 +25,11 @@ The tree::
     ├── ProcessorCrashed           the process running the decoder died (transient, bounded)
     ├── DependencyUnavailable      a database, bucket, broker or disk cannot serve now (HTTP 503)
     │   └── StorageFull            no space left to write (transient: space may come back)
-    └── ServiceBusy                too much work is queued already (HTTP 503)
+    ├── ServiceBusy                too much work is queued already (HTTP 503)
+    └── FileAbandoned              why recovery failed a file nobody could finish
+        ├── WorkerLost             its worker stopped, again and again
+        ├── TooManyAttempts        its attempts ran out
+        └── Stale                  it never finished within the stale limit
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "ConflictError",
     "CorruptImage",
     "DependencyUnavailable",
+    "FileAbandoned",
     "FileTooLarge",
     "ImageCoreError",
     "ImageTooLarge",
@@ -48,20 +53,32 @@ __all__ = [
     "ProcessingTimeout",
     "ProcessorCrashed",
     "ServiceBusy",
+    "Stale",
     "StorageFull",
+    "TooManyAttempts",
     "TooManyFiles",
     "UnknownProduct",
     "UnsupportedMediaType",
     "ValidationError",
+    "WorkerLost",
     "out_of_space",
 ]
 
 
 class ImageCoreError(Exception):
-    """Base of every error imagecore raises on purpose."""
+    """Base of every error imagecore raises on purpose.
+
+    Its class says what becomes of a file whose processing raised it: failed
+    at once (not ``retryable``), or retried, spending one of its attempts or
+    not (``spends_attempt``: an outage is not the file's fault).
+    """
 
     #: A short stable code for clients and for the ``error_code`` of a failed file.
     code = "internal_error"
+    #: Whether processing the file again may succeed.
+    retryable = True
+    #: Whether a retry after this error counts against the file's attempts.
+    spends_attempt = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -99,6 +116,7 @@ class NotFound(ImageCoreError):
     """The object does not exist or does not belong to the caller."""
 
     code = "not_found"
+    retryable = False
 
 
 class ObjectNotFound(NotFound):
@@ -111,6 +129,7 @@ class LimitExceeded(ImageCoreError):
     """A configured limit was passed."""
 
     code = "limit_exceeded"
+    retryable = False
 
 
 class FileTooLarge(LimitExceeded):
@@ -135,6 +154,7 @@ class UnsupportedMediaType(ImageCoreError):
     """The bytes are not in a format we decode."""
 
     code = "unsupported_media_type"
+    retryable = False
 
 
 class InvalidTransition(ImageCoreError):
@@ -153,6 +173,7 @@ class ProcessingError(ImageCoreError):
     """The image cannot be processed with these parameters; retrying will not help."""
 
     code = "processing_error"
+    retryable = False
 
 
 class CorruptImage(ProcessingError):
@@ -182,6 +203,7 @@ class DependencyUnavailable(ImageCoreError):
     """
 
     code = "dependency_unavailable"
+    spends_attempt = False
 
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
@@ -205,6 +227,30 @@ class ServiceBusy(ImageCoreError):
     """Too many files are waiting already; try again later."""
 
     code = "service_busy"
+
+
+class FileAbandoned(ImageCoreError):
+    """Recovery gave up on a file that nobody could finish; its code says why."""
+
+    retryable = False
+
+
+class WorkerLost(FileAbandoned):
+    """The worker holding the file stopped before finishing it, as many times as allowed."""
+
+    code = "worker_lost"
+
+
+class TooManyAttempts(FileAbandoned):
+    """The file was handed back as many times as it may be."""
+
+    code = "too_many_attempts"
+
+
+class Stale(FileAbandoned):
+    """The file did not finish within the stale limit."""
+
+    code = "stale"
 
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})

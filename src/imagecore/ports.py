@@ -15,12 +15,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from imagecore.model import ImageInfo, Instruction, InstructionDetail, Status
 from imagecore.products import Product
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Delivery",
@@ -36,6 +38,7 @@ __all__ = [
     "ProcessingRequest",
     "ProcessingResult",
     "RunProcessor",
+    "StorageUsage",
     "StoredObject",
     "Webhooks",
 ]
@@ -86,24 +89,24 @@ class ImageStorage(Protocol):
         """
         ...
 
-    def local_path(self, key: str) -> Path | None:
-        """The object's own file, when this backend keeps objects as files on this host.
+    def local_copy(self, key: str) -> AbstractAsyncContextManager[Path]:
+        """The object as a file on this host, to read for as long as the context lasts.
 
-        None from a backend that does not (memory, S3): read the object with `get`.
-        The file is only to be read, and only while nothing deletes or replaces
-        the object (the original of a file a worker holds). A backend that has
-        files raises `ObjectNotFound` if there is no such object.
+        A backend that keeps objects as files gives the object's own file (not
+        to be written, and only while nothing deletes or replaces the object:
+        the original of a file a worker holds); any other copies the object
+        into a scratch folder of its own and removes the copy on exit. Raises
+        `ObjectNotFound` if there is no such object, `StorageFull` or
+        `DependencyUnavailable` if the copy cannot be written.
         """
         ...
 
-    async def adopt(self, key: str, path: Path, content_type: str) -> StoredObject | None:
-        """Move the finished file at ``path`` in as the object ``key``, without copying it.
+    async def put_file(self, key: str, path: Path, content_type: str) -> StoredObject:
+        """Store the finished file at ``path`` as the object ``key``, as `put` would its bytes.
 
-        For a backend that keeps objects as files on this host, when ``path``
-        is on the same filesystem: the object is then stored as `put` would
-        store the file's bytes, and ``path`` is gone. None otherwise, with
-        ``path`` untouched: store the bytes with `put`. Nothing may write to
-        ``path`` any more. If the move fails, ``path`` may still be there.
+        ``path`` is gone afterwards, stored or not; nothing may write to it any
+        more. A backend that keeps objects as files on the same filesystem
+        moves it in without copying.
         """
         ...
 
@@ -120,12 +123,17 @@ class ImageStorage(Protocol):
         """
         ...
 
-    async def exists(self, key: str) -> bool:
-        """Tell whether an object is stored under ``key``."""
-        ...
-
     async def ping(self) -> None:
         """Raise `DependencyUnavailable` unless the backend answers."""
+        ...
+
+
+@runtime_checkable
+class StorageUsage(Protocol):
+    """What a storage that can tell cheaply how much it holds offers beside `ImageStorage`."""
+
+    async def total_bytes(self) -> int:
+        """The bytes of every object stored, as the backend counts them."""
         ...
 
 
@@ -133,10 +141,10 @@ class ImageStorage(Protocol):
 
 
 @attrs.frozen
-class Page:
+class Page(Generic[_T]):
     """One page of a list, newest first; ``total`` is None when it was not counted."""
 
-    items: Sequence[Any]
+    items: Sequence[_T]
     total: int | None
     page: int
     size: int
@@ -196,7 +204,7 @@ class InstructionRepository(Protocol):
         """Return the instruction; raise `NotFound` if there is none."""
         ...
 
-    async def list_instructions(self, query: InstructionQuery) -> Page:
+    async def list_instructions(self, query: InstructionQuery) -> Page[Instruction]:
         """One page of a user's instructions, newest first, filtered."""
         ...
 
@@ -419,8 +427,11 @@ class Webhooks(Protocol):
         """Raise `ValidationError` naming ``notify_url`` if no delivery could reach ``url``."""
         ...
 
-    def send(self, instruction: Instruction, details: list[InstructionDetail]) -> None:
-        """Queue the delivery for the finished instruction; it is retried in the background."""
+    def send(self, url: str, delivery: str, payload: Mapping[str, Any]) -> None:
+        """Queue the POST of ``payload`` to ``url``, retried in the background.
+
+        ``delivery`` identifies the event, for the receiver to de-duplicate on.
+        """
         ...
 
     async def close(self) -> None:

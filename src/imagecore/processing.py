@@ -20,23 +20,14 @@ import enum
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import attrs
 
-from imagecore.errors import (
-    DependencyUnavailable,
-    ImageCoreError,
-    LimitExceeded,
-    NotFound,
-    ProcessingError,
-    StorageFull,
-    UnsupportedMediaType,
-    out_of_space,
-)
+from imagecore.errors import ImageCoreError, TooManyAttempts
 from imagecore.formats import MIME_TYPES
 from imagecore.model import TERMINAL, Instruction, InstructionDetail, OutputFile, Status
 from imagecore.ports import (
@@ -68,8 +59,6 @@ _T = TypeVar("_T")
 Clock = Callable[[], datetime]
 Heartbeat = Callable[[], Awaitable[None]]
 
-#: Errors that retrying cannot fix: the file fails at once with its reason.
-_PERMANENT = (ProcessingError, UnsupportedMediaType, LimitExceeded, NotFound)
 #: Reads and compare-and-sets of a PENDING file before its job is given back.
 _CLAIM_TRIES = 5
 
@@ -192,41 +181,6 @@ async def _notify(broker: MessageBroker, detail: InstructionDetail) -> None:
     except ImageCoreError as exc:
         # Notifications are best effort: the repository already holds the truth.
         _log.warning("notification for %s not published: %s", detail.id, exc)
-
-
-#: Chunk size of the copy of an original into the scratch folder: most images
-#: then come in one chunk, one trip to the storage's thread.
-_COPY_CHUNK = 1024 * 1024
-
-
-@contextlib.contextmanager
-def _scratch_disk() -> Iterator[None]:
-    """The worker's own files: a full or failing disk is an outage, not the file's fault."""
-    try:
-        yield
-    except OSError as exc:
-        if out_of_space(exc):
-            raise StorageFull("no space left in the scratch folder", str(exc)) from exc
-        raise DependencyUnavailable("the scratch folder cannot be used", str(exc)) from exc
-
-
-async def _readable_original(storage: ImageStorage, key: str, path: Path) -> Path:
-    """Where the processor reads the original: the storage's own file, else a copy at ``path``."""
-    if (local := storage.local_path(key)) is not None:
-        return local  # only read, and not deleted while the file is held (cleanup spares it)
-    with path.open("wb") as out:
-        async for chunk in storage.get(key, _COPY_CHUNK):
-            out.write(chunk)
-    return path
-
-
-async def _upload(storage: ImageStorage, path: Path, key: str, content_type: str) -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        with path.open("rb") as source:
-            while block := source.read(256 * 1024):
-                yield block
-
-    await storage.put(key, chunks(), content_type)
 
 
 class _Lease:
@@ -363,7 +317,7 @@ async def _claim(
             # Final, or another worker holds it: its lease decides, not this message.
             return _ACK
         if detail.attempts >= settings.max_attempts:
-            failed = detail.fail("too_many_attempts", _attempts_message(detail), now)
+            failed = detail.fail(TooManyAttempts.code, _attempts_message(detail), now)
             if await repo.update_detail(failed):
                 await tell(repo, broker, failed)
                 return Handled(Outcome.FINISHED, failed)
@@ -424,9 +378,9 @@ async def _attempt(  # noqa: PLR0913 - the pieces of one attempt
     """The file as it should be written next, or the error to retry it for."""
     try:
         output, result = await _run(instructions, storage, run, lease.current, scratch)
-    except _PERMANENT as exc:
-        return lease.current.fail(exc.code, exc.message, clock())
     except ImageCoreError as exc:
+        if not exc.retryable:  # retrying cannot fix it: the file fails at once with its reason
+            return lease.current.fail(exc.code, exc.message, clock())
         return exc
     except Exception as exc:  # noqa: BLE001 - a bug must not strand the file: it costs an attempt
         _log.exception("unexpected error while processing %s", lease.current.id)
@@ -452,8 +406,7 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
 ) -> Handled:
     # A dependency that was briefly away is not the file's fault: retry it with
     # backoff without spending its budget (cleanup fails it if it never recovers).
-    transient = isinstance(exc, DependencyUnavailable)
-    if claimed.attempts >= settings.max_attempts and not transient:
+    if claimed.attempts >= settings.max_attempts and exc.spends_attempt:
         message = f"gave up after {claimed.attempts} attempts: {exc.message}"
         failed = claimed.fail(exc.code, message, now)
         if await repo.update_detail(failed):
@@ -461,7 +414,7 @@ async def _retry_or_fail(  # noqa: PLR0913 - the state it decides from
             return Handled(Outcome.FINISHED, failed)
         return _ACK
     _log.warning("%s goes back to the queue: %s", claimed.id, exc)
-    released = claimed.release(now, exc.code, exc.message, refund=transient)
+    released = claimed.release(now, exc.code, exc.message, refund=not exc.spends_attempt)
     if await repo.update_detail(released):
         await tell(repo, broker, released)
         return _RETRY
@@ -477,30 +430,27 @@ async def _run(
 ) -> tuple[OutputFile, ProcessingResult]:
     instruction = await instructions.get(claimed.instruction_id)
     product = find_product(claimed.product_key)
-    copy = scratch / f"{claimed.id}.in"
     destination = scratch / f"{claimed.id}.out"
     try:
-        with _scratch_disk():
-            source = await _readable_original(storage, claimed.original_key, copy)
-        result = await run(
-            ProcessingRequest(
-                product_key=product.key,
-                params=instruction.params,
-                source=source,
-                destination=destination,
-                max_pixels=product.limits.max_pixels,
-                max_frames=product.limits.max_frames,
+        # The storage's own file, or a copy it removes after: only read, and not deleted
+        # while the file is held (cleanup spares it).
+        async with storage.local_copy(claimed.original_key) as source:
+            result = await run(
+                ProcessingRequest(
+                    product_key=product.key,
+                    params=instruction.params,
+                    source=source,
+                    destination=destination,
+                    max_pixels=product.limits.max_pixels,
+                    max_frames=product.limits.max_frames,
+                )
             )
-        )
         mime = MIME_TYPES.get(result.format, result.mime_type)
         key = f"outputs/{claimed.instruction_id}/{claimed.id}.{result.extension}"
-        if await storage.adopt(key, destination, mime) is None:
-            with _scratch_disk():
-                await _upload(storage, destination, key, mime)
+        await storage.put_file(key, destination, mime)
         _log.info("output written: %s", key)
     finally:
-        copy.unlink(missing_ok=True)  # never the storage's own file
-        destination.unlink(missing_ok=True)
+        destination.unlink(missing_ok=True)  # what a failed processor or put left
     stem = claimed.original_name.rsplit(".", 1)[0] or "image"
     output = OutputFile(
         key=key,

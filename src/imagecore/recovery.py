@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from imagecore.errors import (
-    ImageCoreError,
-)
+from imagecore.errors import ImageCoreError, Stale, WorkerLost
 from imagecore.model import TERMINAL, InstructionDetail, Status
 from imagecore.ports import (
     DetailQuery,
@@ -55,10 +53,10 @@ async def reap(
         if not (assume_orphaned or detail.lease_expired(now)):
             continue
         if detail.attempts >= settings.max_attempts:
-            nxt = detail.fail("worker_lost", _lost_message(detail), now)
+            nxt = detail.fail(WorkerLost.code, _lost_message(detail), now)
         else:
             nxt = detail.release(
-                now, "worker_lost", "the worker stopped before finishing", requeue=True
+                now, WorkerLost.code, "the worker stopped before finishing", requeue=True
             )
         if await repo.update_detail(nxt):
             touched += 1
@@ -152,7 +150,7 @@ async def cleanup(
     while batch := await repo.find_details(stuck):
         before = failed
         for detail in batch:
-            nxt = detail.fail("stale", "nobody finished this file in time; upload it again", now)
+            nxt = detail.fail(Stale.code, "nobody finished this file in time; upload it again", now)
             if await repo.update_detail(nxt):
                 failed += 1
                 await tell(repo, broker, nxt)

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from datetime import datetime
-from typing import Any
 
 import attrs
 
@@ -82,22 +81,6 @@ class InstructionView:
     instruction: Instruction
     status: Status
     counts: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form of ``data.instruction``."""
-        i = self.instruction
-        return {
-            "id": i.id,
-            "user_id": i.user_id,
-            "product_id": i.product_id,
-            "product_key": i.product_key,
-            "params": i.params,
-            "notify_url": i.notify_url,
-            "status": self.status.value,
-            "counts": self.counts,
-            "created_at": i.created_at.isoformat(),
-            "updated_at": i.updated_at.isoformat(),
-        }
 
 
 def instruction_view(instruction: Instruction, details: list[InstructionDetail]) -> InstructionView:
@@ -196,12 +179,14 @@ async def get_instruction(
     return instruction_view(instruction, await repo.list_details(instruction.id))
 
 
-async def list_instructions(repo: InstructionRepository, query: InstructionQuery) -> Page:
-    """One page of the caller's instructions (items are `InstructionView`)."""
+async def list_instructions(
+    repo: InstructionRepository, query: InstructionQuery
+) -> Page[InstructionView]:
+    """One page of the caller's instructions."""
     page = await repo.list_instructions(query)
     counts = await repo.file_counts([i.id for i in page.items])  # none of their files is read
     views = [counted_view(i, counts.get(i.id, {})) for i in page.items]
-    return attrs.evolve(page, items=views)
+    return Page(views, page.total, page.page, page.size)
 
 
 async def list_details(

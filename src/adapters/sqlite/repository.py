@@ -285,7 +285,7 @@ class SqliteInstructionRepository:
             raise NotFound("instruction not found")
         return instruction_from_document(json.loads(rows[0][0]))
 
-    async def list_instructions(self, query: InstructionQuery) -> Page:
+    async def list_instructions(self, query: InstructionQuery) -> Page[Instruction]:
         where: list[str] = ["user_id = ?"]
         args: list[Any] = [query.user_id]
         if query.status is not None:

@@ -215,8 +215,16 @@ class ProcessPoolRunner:
     """
 
     def __init__(
-        self, workers: int = 0, timeout_seconds: float = 120.0, max_tasks_per_child: int = 1000
+        self,
+        workers: int = 0,
+        timeout_seconds: float = 120.0,
+        max_tasks_per_child: int = 1000,
+        *,
+        task: Task | None = None,
     ) -> None:
+        # ``task`` (by default `run_in_child`) runs in each child: it must be importable
+        # there by name, as the spawn start method pickles it by reference.
+        self._task = task or run_in_child
         self.workers = workers or os.cpu_count() or 1
         #: libvips threads per child: the cores shared out, so that busy children do not
         #: outnumber them (2 children on 2 cores, W1: 3-5 % more images per second than
@@ -241,7 +249,7 @@ class ProcessPoolRunner:
             if child is not None:
                 # The idle child died between files (the OOM killer, say): not this file's fault.
                 self._discard(slot, kill=True)
-            child = self._slots[slot] = _Child(run_in_child, self.threads)
+            child = self._slots[slot] = _Child(self._task, self.threads)
         return child
 
     async def __call__(self, request: ProcessingRequest) -> ProcessingResult:

@@ -16,7 +16,7 @@ from aiohttp import web
 from entrypoints.http.context import RUNTIME, identify
 from entrypoints.http.inputs import in_utc, int_query, json_body, time_query
 from entrypoints.http.middleware import ok
-from entrypoints.http.views import attachment, detail_view
+from entrypoints.http.views import attachment, detail_view, instruction_json
 from imagecore import services
 from imagecore.errors import ValidationError
 from imagecore.model import Instruction, Status, utc_now
@@ -58,7 +58,7 @@ async def create_instruction(request: web.Request) -> web.Response:
         now=utc_now(),
         notify_url=notify_url,
     )
-    return ok({"instruction": view.to_dict()}, "instruction created", status=201)
+    return ok({"instruction": instruction_json(view)}, "instruction created", status=201)
 
 
 async def list_instructions(request: web.Request) -> web.Response:
@@ -84,7 +84,8 @@ async def list_instructions(request: web.Request) -> web.Response:
         "total": page.total,
         "next_cursor": _cursor(last) if last is not None else None,
     }
-    return ok({"instructions": [view.to_dict() for view in page.items], "pagination": pagination})
+    instructions = [instruction_json(view) for view in page.items]
+    return ok({"instructions": instructions, "pagination": pagination})
 
 
 def _cursor(instruction: Instruction) -> str:
@@ -118,7 +119,7 @@ async def get_instruction(request: web.Request) -> web.Response:
         user_id=who.user_id,
         instruction_id=request.match_info["id"],
     )
-    return ok({"instruction": view.to_dict()})
+    return ok({"instruction": instruction_json(view)})
 
 
 async def list_details(request: web.Request) -> web.Response:

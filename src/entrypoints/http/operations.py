@@ -19,7 +19,7 @@ from entrypoints.http.middleware import METRICS, ok
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.views import detail_view, product_view
 from imagecore.errors import ImageCoreError
-from imagecore.ports import DetailQuery
+from imagecore.ports import DetailQuery, StorageUsage
 
 __all__ = ["health", "list_files", "list_products", "metrics", "swagger"]
 
@@ -116,13 +116,16 @@ async def metrics(request: web.Request) -> web.Response:
         registry.queue_depth.set(await asyncio.wait_for(runtime.broker.queue_depth(), 2.0))
     except (ImageCoreError, TimeoutError):
         registry.queue_depth.set(float("nan"))
-    usage = getattr(runtime.storage, "total_bytes", None)
+    storage = runtime.storage
     now = asyncio.get_running_loop().time()
-    if usage is not None and now - registry.storage_measured_at > _STORAGE_MEASURE_EVERY:
+    if (
+        isinstance(storage, StorageUsage)
+        and now - registry.storage_measured_at > _STORAGE_MEASURE_EVERY
+    ):
         # Walking a data folder is not free: measure at most once a minute.
         registry.storage_measured_at = now
         try:
-            registry.storage_bytes.set(await asyncio.wait_for(usage(), 2.0))
+            registry.storage_bytes.set(await asyncio.wait_for(storage.total_bytes(), 2.0))
         except (ImageCoreError, TimeoutError):
             registry.storage_bytes.set(float("nan"))
     return web.Response(body=registry.render(), content_type="text/plain", charset="utf-8")

@@ -11,8 +11,9 @@ import urllib.parse
 from datetime import datetime
 from typing import Any
 
-from imagecore.model import InstructionDetail
+from imagecore.model import Instruction, InstructionDetail
 from imagecore.products import Product
+from imagecore.services import InstructionView, instruction_view
 
 __all__ = ["detail_view", "product_view"]
 
@@ -89,3 +90,39 @@ def attachment(name: str) -> str:
 def _ascii(text: str) -> str:
     # Printable ASCII but the quote and the backslash, which would end or escape the value.
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in text)
+
+
+def instruction_json(view: InstructionView) -> dict[str, Any]:
+    """An instruction as ``data.instruction`` shows it, with its status and counts."""
+    i = view.instruction
+    return {
+        "id": i.id,
+        "user_id": i.user_id,
+        "product_id": i.product_id,
+        "product_key": i.product_key,
+        "params": i.params,
+        "notify_url": i.notify_url,
+        "status": view.status.value,
+        "counts": view.counts,
+        "created_at": i.created_at.isoformat(),
+        "updated_at": i.updated_at.isoformat(),
+    }
+
+
+def finished_webhook(instruction: Instruction, details: list[InstructionDetail]) -> dict[str, Any]:
+    """The body of the webhook POSTed when ``instruction`` finishes."""
+    return {
+        "event": "instruction.finished",
+        "instruction": instruction_json(instruction_view(instruction, details)),
+        "files": [
+            {
+                "id": d.id,
+                "original_name": d.original_name,
+                "status": d.status.value,
+                "output_size": d.output.size if d.output else None,
+                "error_code": d.error_code,
+                "error_message": d.error_message,
+            }
+            for d in details
+        ],
+    }
