@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment
-from bench.workloads import CORPUS, WORKLOADS, floor_matches_service
+from bench.corpus import CORPUS
+from bench.workloads import WORKLOADS, floor_matches_service
 from entrypoints import loop
 
 #: Result names of the W1 worker runs with fewer jobs claimed ahead than the default.
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         args.result.write_text(json.dumps(found, default=str))
         return 0
     if not (CORPUS / "photos").is_dir():
-        sys.stderr.write(f"bench: the shared corpus is not at {CORPUS} (run from the repository)\n")
+        sys.stderr.write(f"bench: the shared corpus is not at {CORPUS}\n")
         return 2
     results_dir = ROOT / "results"
     # Only a full run of every stage replaces the committed BENCHMARKS.md and plots.

@@ -30,8 +30,8 @@ from typing import Any
 import pyvips
 from PIL import Image
 
+from bench.corpus import CORPUS
 from bench.workloads import (
-    CORPUS,
     WORKLOADS,
     fit_size,
     floor_save,

@@ -1,6 +1,6 @@
 """Compress each photo of the shared corpus and print a Markdown table of the results.
 
-Usage: ``python bench/compress_report.py [--target-ssim 0.98] [FILES...]``
+Usage: ``python -m bench.compress_report [--target-ssim 0.98] [FILES...]``
 (default: the 8 photos of ``../shared/corpus/photos``). SSIM is the
 processor's own measure (Gaussian window, mean over the RGB channels).
 """
@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 from adapters.vips.processor import VipsImageProcessor
+from bench.corpus import CORPUS
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
 def main() -> None:

@@ -34,10 +34,10 @@ from adapters.vips.io import decode, encode, metadata_policy, open_source, prepa
 from adapters.vips.processor import VipsImageProcessor, configure_vips
 from adapters.vips.ssim import comparable, ssim
 from bench.compression import geomean
+from bench.corpus import CORPUS
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 GOAL_RATIO = 3.0
 GOAL_BYTES = 1.03
 

@@ -28,9 +28,10 @@ from typing import Any
 
 import pyvips
 
+from bench.corpus import CORPUS
 from bench.peer import THUMBOR_PATHS, thumbor
 from bench.scoring import Reference
-from bench.workloads import CORPUS, WORKLOADS, floor_save, service_request
+from bench.workloads import WORKLOADS, floor_save, service_request
 
 __all__ = ["SUBJECTS", "quality"]
 

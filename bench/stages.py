@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import ApiClient, end_to_end, requests_loop
+from bench.corpus import CORPUS
 from bench.floor import Floor
 from bench.ingest import ingest
 from bench.memory import child_drift, drift, peak_per_workload
 from bench.peer import THUMBOR_PATHS, thumbor
 from bench.probes import Watch
 from bench.stacks import Served, production_env, start, wired
-from bench.workloads import CORPUS, WORKLOADS, Workload
+from bench.workloads import WORKLOADS, Workload
 
 __all__ = ["compression", "e2e", "ingest_embedded", "memory", "production"]
 

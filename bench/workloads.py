@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from bench.corpus import CORPUS
+
 if TYPE_CHECKING:
     from imagecore.ports import ProcessingRequest
 
@@ -55,7 +57,6 @@ __all__ = [
     "service_request",
 ]
 
-CORPUS: Final = Path("..") / "shared" / "corpus"
 #: The processor's JPEG saver options for every product but images/compress.
 JPEG_OPTIONS: Final = {
     "optimize_coding": True,

@@ -21,11 +21,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         yield api
 
 
-@pytest.fixture
-def kite(corpus: Path) -> bytes:
-    return (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
-
-
 async def fetch(api: Api, path: str, user: str = "alice") -> tuple[int, dict[str, str], bytes]:
     async with api.session.get(api.base + path, headers=api.token(user)) as response:
         return response.status, dict(response.headers), await response.read()

@@ -14,13 +14,11 @@ from http_support import SECRET, running_api
 
 from bench.client import ApiClient, end_to_end, requests_loop
 from bench.connection import Connection, HttpError
-from bench.workloads import CORPUS, Step
+from bench.workloads import Step
+from corpus import PHOTOS, needs_corpus
 from entrypoints.http.auth import mint_token
 
-PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))[:2]
-pytestmark = pytest.mark.skipif(
-    len(PHOTOS) < 2, reason="the shared image corpus is not beside the repository"
-)
+pytestmark = needs_corpus
 
 
 class Recorder:
@@ -144,7 +142,7 @@ async def test_end_to_end_uploads_waits_for_done_and_downloads_every_image(
     async with running_api(tmp_path) as api:
         step = Step("images/resize", {"width": 64, "format": "png"})
         async with ApiClient(api.base, mint_token(SECRET, "alice")) as client:
-            result = await end_to_end(client, step, PHOTOS * 3, 4)
+            result = await end_to_end(client, step, PHOTOS[:2] * 3, 4)
     # The event stream, and one kept connection per loop in flight.
     assert len(opened) <= 1 + 4
     assert result["images"] == 6

@@ -11,15 +11,13 @@ from PIL import Image
 
 from bench.codecs import _differences, _pillow_steps, _vips_steps
 from bench.workloads import _floor_one
-from unit.conftest import CORPUS
+from corpus import PHOTOS, require
 
 
 @pytest.fixture
 def photo() -> Path:
-    found = min((CORPUS / "photos").glob("*.jpg"), default=None)
-    if found is None:
-        pytest.skip(f"the shared image corpus is not beside the repository ({CORPUS})")
-    return found
+    require()
+    return PHOTOS[0]
 
 
 @pytest.mark.parametrize(("key", "fmt"), [("W1", "jpeg"), ("W2", "webp")])

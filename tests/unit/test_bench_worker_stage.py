@@ -12,7 +12,6 @@ import pytest
 from bench.worker_stage import ServiceWorker
 from bench.workloads import WORKLOADS
 from entrypoints.config import Settings
-from unit.conftest import CORPUS
 
 _W1 = next(w for w in WORKLOADS if w.key == "W1").steps[0]
 
@@ -27,9 +26,9 @@ async def service(tmp_path: Path) -> AsyncIterator[ServiceWorker]:
 
 
 async def test_a_drain_reads_nothing_back_and_the_timings_come_after(
-    service: ServiceWorker,
+    service: ServiceWorker, corpus: Path
 ) -> None:
-    photo = min((CORPUS / "photos").glob("*.jpg"))
+    photo = min((corpus / "photos").glob("*.jpg"))
     ids = await service.queue(_W1, [photo, photo])
     repository = service.runtime.repository
     before = [await repository.get_detail(i) for i in ids]

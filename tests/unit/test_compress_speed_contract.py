@@ -15,10 +15,10 @@ import pyvips
 
 from adapters.vips.processor import VipsImageProcessor
 from adapters.vips.ssim import comparable, ssim
+from corpus import CORPUS, needs_corpus
 from imagecore.ports import ProcessingRequest
 from imagecore.products import find_product
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 PHOTOS = ["photos/coldripple-2560x1600.jpg", "photos/kite-2560x1600.jpg"]
 
 
@@ -68,7 +68,7 @@ def assert_full_image_contract(source: Path, result, written: Path, target: floa
         assert result.metadata["ssim"] == 1.0
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared image corpus is not beside the repo")
+@needs_corpus
 @pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: Path(p).stem)
 def test_compressed_photo_reports_and_meets_its_full_image_score(tmp_path, photo):
     source = CORPUS / photo

@@ -119,11 +119,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         yield api
 
 
-@pytest.fixture
-def kite(corpus: Path) -> bytes:
-    return (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
-
-
 async def test_an_upload_streams_processing_then_done_with_the_notification_json(
     api: Api, kite: bytes
 ) -> None:

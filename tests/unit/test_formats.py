@@ -8,8 +8,6 @@ import pytest
 
 from imagecore.formats import SNIFF_BYTES, sniff
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-
 
 @pytest.mark.parametrize(
     ("path", "expected"),
@@ -24,8 +22,8 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
         ("edge/tiff_16bit_RGBa.tiff", "tiff"),
     ],
 )
-def test_corpus_files_are_recognised(path: str, expected: str) -> None:
-    head = (CORPUS / path).read_bytes()[:SNIFF_BYTES]
+def test_corpus_files_are_recognised(corpus: Path, path: str, expected: str) -> None:
+    head = (corpus / path).read_bytes()[:SNIFF_BYTES]
     assert sniff(head) == expected
 
 

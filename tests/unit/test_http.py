@@ -26,11 +26,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         yield api
 
 
-@pytest.fixture
-def kite(corpus: Path) -> bytes:
-    return (corpus / "photos" / "kite-2560x1600.jpg").read_bytes()
-
-
 async def test_products_are_public_and_complete(api: Api) -> None:
     status, body = await api.call("GET", "/products", user=None)
     assert status == 200

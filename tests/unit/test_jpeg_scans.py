@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from adapters.vips.jpeg_scans import dc_scans_only
+from corpus import CORPUS, needs_corpus
 
-CORPUS = Path("..") / "shared" / "corpus"
 NONE = pyvips.enums.ForeignKeep.NONE
 
 
@@ -60,9 +60,7 @@ def test_the_dc_scans_give_the_pixels_of_the_whole_file(name: str) -> None:
     assert at_one_eighth(reduced) == at_one_eighth(data)
 
 
-@pytest.mark.skipif(
-    not CORPUS.is_dir(), reason="the shared image corpus is not beside the repository"
-)
+@needs_corpus
 @pytest.mark.parametrize("photo", PROGRESSIVE_PHOTOS, ids=lambda p: p.stem)
 def test_progressive_corpus_photos_lose_most_of_their_bytes_and_none_of_their_pixels(
     photo: Path,

@@ -28,6 +28,7 @@ from adapters.vips.io import Source, jpeg_shrink, open_source, thumbnail
 from adapters.vips.jpeg_scans import dc_scans_only
 from adapters.vips.metadata import Keep, strip
 from adapters.vips.processor import VipsImageProcessor, configure_vips, self_test
+from corpus import CORPUS, PHOTOS, needs_corpus
 from imagecore.errors import (
     CorruptImage,
     ImageCoreError,
@@ -40,13 +41,9 @@ from imagecore.model import ImageInfo
 from imagecore.ports import ProcessingRequest, ProcessingResult
 from imagecore.products import CATALOGUE, find_product
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-pytestmark = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason="the shared image corpus is not beside the repository"
-)
+pytestmark = needs_corpus
 
 MAX_PIXELS = 100_000_000
-PHOTOS = sorted(CORPUS.glob("photos/*.jpg"))
 SAMPLES = [
     "misc/rocket.jpg",
     "misc/chelsea.png",

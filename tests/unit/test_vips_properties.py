@@ -20,11 +20,11 @@ from adapters.vips.geometry import plan_resize
 from adapters.vips.guard import sniff_bytes
 from adapters.vips.io import MAX_SIDE
 from adapters.vips.processor import VipsImageProcessor
+from corpus import CORPUS, needs_corpus
 from imagecore.errors import ImageTooLarge
 from imagecore.ports import ProcessingRequest
 from imagecore.products import OUTPUT_FORMATS, find_product
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 GPS_SOURCE = CORPUS / "edge" / "exif_gps.jpg"
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROCESSOR = VipsImageProcessor()
@@ -187,9 +187,7 @@ def test_exif_orientation_is_applied_and_removed(width, height, orientation, key
     assert not output.get_typeof("orientation") or output.get("orientation") == 1
 
 
-@pytest.mark.skipif(
-    not GPS_SOURCE.is_file(), reason="the shared image corpus is not beside the repository"
-)
+@needs_corpus
 @FAST
 @given(
     key=st.sampled_from(
