@@ -31,11 +31,11 @@ import nats
 from service_support import Served, start
 
 from adapters.mongo import MongoInstructionRepository
+from corpus import PHOTOS
 from devtools import devstack
 from entrypoints.http.auth import mint_token
 from imagecore.ports import DetailQuery
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 FINAL = frozenset({"DONE", "FAILED"})
 #: The knobs that make faults play out in seconds rather than minutes.
 FAST = {
@@ -58,7 +58,7 @@ def sample_images(count: int = 6, width: int = 480) -> list[tuple[str, bytes]]:
     """Small JPEGs: the shared corpus's photos shrunk, or generated noise without it."""
     import pyvips  # noqa: PLC0415 - only the process that uploads needs libvips
 
-    photos = sorted((CORPUS / "photos").glob("*.jpg"))[:count]
+    photos = PHOTOS[:count]
     if photos:
         return [
             (p.name, pyvips.Image.thumbnail(str(p), width).jpegsave_buffer(Q=85)) for p in photos
@@ -720,7 +720,6 @@ async def running(
 
 
 __all__ = [
-    "CORPUS",
     "FAST",
     "Answers",
     "Cluster",

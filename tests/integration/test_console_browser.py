@@ -19,6 +19,9 @@ import pyvips
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from service_support import Served, serving, token
 
+from corpus import PHOTOS as CORPUS_PHOTOS
+from corpus import require
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,8 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))[:3]
+PHOTOS = CORPUS_PHOTOS[:3]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
@@ -57,8 +59,7 @@ class Watched:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if len(PHOTOS) < 3:
-        pytest.skip(f"the shared corpus is not beside the repository ({CORPUS})")
+    require()
     with serving(tmp_path_factory.mktemp("console"), {"DEV_LOGIN": "true"}) as served:
         yield served
 

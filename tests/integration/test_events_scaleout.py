@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from service_support import Served, start, token
 
+from corpus import PHOTOS as CORPUS_PHOTOS
+from corpus import require
 from devtools import devstack
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))[:2]
+PHOTOS = CORPUS_PHOTOS[:2]
 
 
 pytestmark = pytest.mark.integration
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.integration
 def pair(
     nats_server: devstack.ServerHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Served, Served]]:
-    if len(PHOTOS) < 2:
-        pytest.skip(f"the shared corpus is not beside the repository ({CORPUS})")
+    require()
     # One data folder: both processes share the SQLite repository, the stored
     # files and the signing secret; only NATS carries jobs and notifications.
     data_dir = tmp_path_factory.mktemp("scaleout")

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import minio
 import pytest
-from fault_support import CORPUS, Cluster, Report, running, sample_images, wait_until_final
+from fault_support import Cluster, Report, running, sample_images, wait_until_final
 from service_support import IMAGECORE
 
 from adapters.mongo import MongoInstructionRepository
+from corpus import KITE
 from devtools import devstack
 from imagecore.model import InstructionDetail, Status
 from imagecore.ports import DetailQuery
@@ -189,9 +190,8 @@ async def _exit_seconds(process: subprocess.Popen[bytes]) -> float:
 
 
 def _large_image() -> tuple[str, bytes]:
-    photo = CORPUS / "photos" / "kite-2560x1600.jpg"
-    if photo.is_file():
-        return photo.name, photo.read_bytes()
+    if KITE.is_file():
+        return KITE.name, KITE.read_bytes()
     import pyvips  # noqa: PLC0415 - only without the corpus
 
     noise = pyvips.Image.gaussnoise(2560, 1600, sigma=40)

@@ -33,6 +33,7 @@ import pytest
 from service_support import Served, start, token
 
 import crash_hook
+from corpus import CORPUS, PHOTOS, require
 from hostile import (
     CRASH_MARKER,
     MAX_FILE_BYTES,
@@ -48,8 +49,6 @@ from hostile import (
 pytestmark = pytest.mark.integration
 
 TESTS = Path(__file__).resolve().parents[1]
-CORPUS = TESTS.parents[1] / "shared" / "corpus"
-PHOTOS = sorted((CORPUS / "photos").glob("*.jpg"))
 MAX_ATTEMPTS = 3
 #: What the shared edge files must come to as thumbnails; the rest are DONE.
 EDGE_FAILURES = {
@@ -133,8 +132,7 @@ class Watch:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not PHOTOS:
-        pytest.skip("the shared corpus is not beside the repository")
+    require()
     data_dir = tmp_path_factory.mktemp("hostile")
     env = {
         "WORKER_CONCURRENCY": "2",

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from service_support import IMAGECORE, serving
 
+from corpus import CORPUS, require
+
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+SHARED = CORPUS.parent  # the README reaches the corpus as ../shared/corpus
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +27,7 @@ def readme_session() -> str:
 
 
 def test_the_readme_session_works_on_a_fresh_service(tmp_path: Path) -> None:
-    if not (SHARED / "corpus" / "photos").is_dir():
-        pytest.skip("the shared corpus is not beside the repository")
+    require()
     # The session runs from a repository root: give it one with .venv/bin/imagecore
     # and ../shared, without writing into the real checkout.
     work = tmp_path / "repo"

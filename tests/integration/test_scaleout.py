@@ -17,11 +17,11 @@ import nats
 import pytest
 from service_support import Served, start, token
 
+from corpus import PHOTOS, require
 from devtools.devstack import ServerHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 USERS = [f"user-{n}" for n in range(5)]
 INSTRUCTIONS_PER_USER = 4
 FILES_PER_INSTRUCTION = 15  # 5 users x 4 instructions x 15 files = 300 files
@@ -105,11 +105,10 @@ async def _statuses(
     return found
 
 
-async def test_two_apis_and_three_workers_process_300_files_once_each(cluster) -> None:  # noqa: C901
+async def test_two_apis_and_three_workers_process_300_files_once_each(cluster) -> None:
     apis, workers, env = cluster
-    photos = sorted((CORPUS / "photos").glob("*.jpg"))[:3]
-    if not photos:
-        pytest.skip("the shared corpus is not beside the repository")
+    require()
+    photos = PHOTOS[:3]
     terminal: collections.Counter[str] = collections.Counter()
     client = await nats.connect(env["NATS_URI"])
 

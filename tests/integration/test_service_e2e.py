@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 from service_support import Served, serving, start, token
 
+from corpus import CORPUS, KITE, PHOTOS, require
 from imagecore.products import CATALOGUE
 
 pytestmark = pytest.mark.integration
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-PHOTO = CORPUS / "photos" / "kite-2560x1600.jpg"
+PHOTO = KITE
 
 #: One sensible call of every product, and what its output must be.
 CALLS: dict[str, tuple[dict[str, Any], str]] = {
@@ -38,8 +38,7 @@ CALLS: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not PHOTO.is_file():
-        pytest.skip("the shared corpus is not beside the repository")
+    require()
     with serving(tmp_path_factory.mktemp("serve")) as served:
         yield served
 
@@ -142,9 +141,8 @@ async def test_a_100_mb_upload_streams_without_growing_the_process(
 
 
 async def test_a_crash_in_the_middle_loses_nothing(tmp_path: Path) -> None:
-    if not PHOTO.is_file():
-        pytest.skip("the shared corpus is not beside the repository")
-    photos = sorted((CORPUS / "photos").glob("*.jpg"))
+    require()
+    photos = PHOTOS
     first = start("serve", tmp_path, {"WORKER_CONCURRENCY": "1"})
     headers = {"Authorization": f"Bearer {token(first, 'alice')}"}
     async with aiohttp.ClientSession(first.base, headers=headers) as session:
