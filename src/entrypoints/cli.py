@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
     from entrypoints.logs import configure_logging  # noqa: PLC0415
 
     settings = _settings(args)
-    if not run_worker and settings.broker_kind == "memory":
+    if not run_worker and settings.sole_worker:
         raise ValidationError(
             "imagecore api needs NATS_URI: without it nothing would process files"
         )
@@ -136,7 +136,7 @@ def _worker(args: argparse.Namespace) -> int:
     from entrypoints.service import run_worker  # noqa: PLC0415
 
     settings = _settings(args)
-    if settings.broker_kind == "memory":
+    if settings.sole_worker:
         raise ValidationError("imagecore worker needs NATS_URI to receive jobs from the API")
     configure_logging(settings.log_level)
     return loop.run(run_worker(settings, signals=(signal.SIGINT, signal.SIGTERM)))

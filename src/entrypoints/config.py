@@ -1,124 +1,149 @@
 """Configuration from the environment: the seed's variable names, plus ours.
 
-Nothing set means the embedded default: SQLite and files in ``DATA_DIR``, the
-in-process broker. ``MONGO_URI``, ``S3_ENDPOINT`` and ``NATS_URI`` each switch
-one port to its production adapter, independently. Every name read here is
-listed in ``.env.example`` (a test keeps the two in step).
+Each setting is declared once, as a field of `Settings`: its name, type and
+default, and the environment variable it is read from (``_env``); the type
+says how the variable is read. Nothing set means the embedded default:
+SQLite and files in ``DATA_DIR``, the in-process broker. ``MONGO_URI``,
+``S3_ENDPOINT`` and ``NATS_URI`` each switch one port to its production
+adapter, independently; ``REPOSITORY_BACKEND``, ``STORAGE_BACKEND`` and
+``BROKER_BACKEND`` name an adapter outright (``memory`` included). Every
+variable is listed in ``.env.example`` (a test keeps the two in step).
 """
 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from imagecore.errors import ValidationError
 from imagecore.processing import PipelineSettings
 
-__all__ = ["ENV_NAMES", "Settings"]
+__all__ = ["BACKENDS", "ENV_NAMES", "Settings"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+#: The adapters each port can be given, the default first.
+BACKENDS: Mapping[str, tuple[str, ...]] = {
+    "repository": ("sqlite", "mongo", "memory"),
+    "storage": ("filesystem", "s3", "memory"),
+    "broker": ("memory", "nats"),
+}
+#: The worker-side settings read from the environment, by `PipelineSettings` field.
+_PIPELINE_ENV = {
+    "lease_seconds": "LEASE_SECONDS",
+    "max_attempts": "MAX_ATTEMPTS",
+    "republish_after_seconds": "REPUBLISH_AFTER_SECONDS",
+    "retention_seconds": "RETENTION_SECONDS",
+    "stale_after_seconds": "STALE_AFTER_SECONDS",
+}
 
 
-class _Env:
-    """Reads typed values and remembers every name it was asked for."""
+def _env(name: str, default: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - any setting's type
+    """A setting read from the environment variable ``name``."""
+    return attrs.field(default=default, metadata={"env": name}, **kwargs)
 
-    names: list[str] = []  # noqa: RUF012 - filled once at import, read by tests and docs
 
-    def __init__(self, source: Mapping[str, str]) -> None:
-        self._source = source
+def _read(name: str, raw: str, kind: Any) -> Any:  # noqa: ANN401 - one reader per type
+    """``raw`` (not empty) read as ``kind``; `ValidationError` naming ``name`` if it is not one."""
+    if kind is bool:
+        if raw.lower() not in _TRUE | _FALSE:
+            raise ValidationError(f"{name} must be true or false, got {raw!r}")
+        return raw.lower() in _TRUE
+    if kind is str:
+        return raw
+    if kind is Path:
+        return Path(raw)
+    if kind == tuple[str, ...]:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    try:
+        number = float(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be a number, got {raw!r}") from None
+    if kind is float:
+        return number
+    if not number.is_integer() or number < 0:
+        raise ValidationError(f"{name} must be a whole number >= 0, got {number}")
+    return int(number)
 
-    @classmethod
-    def declare(cls, name: str) -> str:
-        if name not in cls.names:
-            cls.names.append(name)
-        return name
 
-    def text(self, name: str, default: str = "") -> str:
-        return self._source.get(self.declare(name), default).strip() or default
+def _backend(port: str) -> Any:  # noqa: ANN401 - an attrs validator
+    def check(_settings: object, _attribute: object, value: str) -> None:
+        if value and value not in BACKENDS[port]:
+            choices = ", ".join(BACKENDS[port])
+            raise ValidationError(f"{port.upper()}_BACKEND must be one of {choices}, got {value!r}")
 
-    def flag(self, name: str, *, default: bool = False) -> bool:
-        raw = self._source.get(self.declare(name), "").strip().lower()
-        return raw in _TRUE if raw else default
-
-    def number(self, name: str, default: float) -> float:
-        raw = self._source.get(self.declare(name), "").strip()
-        try:
-            return float(raw) if raw else float(default)
-        except ValueError:
-            raise ValidationError(f"{name} must be a number, got {raw!r}") from None
-
-    def whole(self, name: str, default: int) -> int:
-        value = self.number(name, default)
-        if not value.is_integer() or value < 0:
-            raise ValidationError(f"{name} must be a whole number >= 0, got {value}")
-        return int(value)
-
-    def whole_or_none(self, name: str) -> int | None:
-        """`whole`, or None when the variable is unset or empty."""
-        if not self._source.get(self.declare(name), "").strip():
-            return None
-        return self.whole(name, 0)
+    return check
 
 
 @attrs.frozen
 class Settings:
-    """Everything the service reads from its environment."""
+    """Everything the service reads from its environment, each with its variable."""
 
-    host: str = "127.0.0.1"
-    port: int = 3000
-    data_dir: Path = Path("data")
-    log_level: str = "info"
+    host: str = _env("HOST", "127.0.0.1")
+    port: int = _env("PORT", 3000)
+    data_dir: Path = _env("DATA_DIR", Path("data"))  # noqa: RUF009 - a Path is immutable
+    log_level: str = _env("LOG_LEVEL", "info", converter=str.lower)
     # Production adapters (the seed's names); empty means embedded.
-    mongo_uri: str = ""
-    mongo_db: str = "imagecore"
-    s3_endpoint: str = ""
-    s3_region: str = "us-east-1"
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_bucket: str = "imagecore"
-    s3_use_ssl: bool = False
-    nats_uri: str = ""
-    nats_subject_image_requests: str = "image.requests"
-    nats_subject_notifications_sse: str = "notifications.sse"
+    mongo_uri: str = _env("MONGO_URI", "")
+    mongo_db: str = _env("MONGO_DB", "imagecore")
+    s3_endpoint: str = _env("S3_ENDPOINT", "")
+    s3_region: str = _env("S3_REGION", "us-east-1")
+    s3_access_key: str = _env("S3_ACCESS_KEY", "")
+    s3_secret_key: str = _env("S3_SECRET_KEY", "")
+    s3_bucket: str = _env("S3_BUCKET", "imagecore")
+    s3_use_ssl: bool = _env("S3_USE_SSL", False)  # noqa: FBT003 - a default
+    nats_uri: str = _env("NATS_URI", "")
+    nats_subject_image_requests: str = _env("NATS_SUBJECT_IMAGE_REQUESTS", "image.requests")
+    nats_subject_notifications_sse: str = _env(
+        "NATS_SUBJECT_NOTIFICATIONS_SSE", "notifications.sse"
+    )
+    # An adapter named outright (see `BACKENDS`); empty: chosen by the variables above.
+    repository_backend: str = _env("REPOSITORY_BACKEND", "", validator=_backend("repository"))
+    storage_backend: str = _env("STORAGE_BACKEND", "", validator=_backend("storage"))
+    broker_backend: str = _env("BROKER_BACKEND", "", validator=_backend("broker"))
     # Identity.
-    jwt_secret: str = ""
-    jwt_public_key: str = ""
-    jwt_issuer: str = ""
-    jwt_audience: str = ""
-    jwt_key_id: str = ""
-    jwt_leeway_seconds: float = 30.0
-    trust_gateway_headers: bool = False
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    jwt_secret: str = _env("JWT_SECRET", "")
+    jwt_public_key: str = _env("JWT_PUBLIC_KEY", "")
+    jwt_issuer: str = _env("JWT_ISSUER", "")
+    jwt_audience: str = _env("JWT_AUDIENCE", "")
+    jwt_key_id: str = _env("JWT_KEY_ID", "")
+    jwt_leeway_seconds: float = _env("JWT_LEEWAY_SECONDS", 30.0)
+    trust_gateway_headers: bool = _env("TRUST_GATEWAY_HEADERS", False)  # noqa: FBT003
+    trusted_proxies: tuple[str, ...] = _env("TRUSTED_PROXIES", ("127.0.0.1", "::1"))
     # The console's development sign-in (POST /auth/dev-token), loopback clients only.
-    dev_login: bool = False
-    webhook_secret: str = ""
-    webhook_allow_private: bool = False
-    max_file_bytes: int = 0
-    max_queued_files: int = 10_000
-    rate_limit_user_per_minute: int = 600
-    rate_limit_address_per_minute: int = 120
+    dev_login: bool = _env("DEV_LOGIN", False)  # noqa: FBT003
+    webhook_secret: str = _env("WEBHOOK_SECRET", "")
+    webhook_allow_private: bool = _env("WEBHOOK_ALLOW_PRIVATE", False)  # noqa: FBT003
+    max_file_bytes: int = _env("MAX_FILE_BYTES", 0)
+    max_queued_files: int = _env("MAX_QUEUED_FILES", 10_000)
+    rate_limit_user_per_minute: int = _env("RATE_LIMIT_USER_PER_MINUTE", 600)
+    rate_limit_address_per_minute: int = _env("RATE_LIMIT_ADDRESS_PER_MINUTE", 120)
     # Event streams open at once, per user and per client address (0: no cap).
-    max_event_streams_per_user: int = 20
-    max_event_streams_per_address: int = 100
+    max_event_streams_per_user: int = _env("MAX_EVENT_STREAMS_PER_USER", 20)
+    max_event_streams_per_address: int = _env("MAX_EVENT_STREAMS_PER_ADDRESS", 100)
     # Uploads in progress at once, per user and per client address (0: no cap).
-    max_uploads_per_user: int = 8
-    max_uploads_per_address: int = 32
+    max_uploads_per_user: int = _env("MAX_UPLOADS_PER_USER", 8)
+    max_uploads_per_address: int = _env("MAX_UPLOADS_PER_ADDRESS", 32)
     # An upload's body: seconds without a byte, and seconds in all, before a 408.
-    upload_idle_timeout_seconds: float = 30.0
-    upload_body_timeout_seconds: float = 300.0
+    upload_idle_timeout_seconds: float = _env("UPLOAD_IDLE_TIMEOUT_SECONDS", 30.0)
+    upload_body_timeout_seconds: float = _env("UPLOAD_BODY_TIMEOUT_SECONDS", 300.0)
     # Free bytes DATA_DIR's disk keeps; below it /health answers 503 (0: no check).
-    min_free_disk_bytes: int = 100 * 1024 * 1024
+    min_free_disk_bytes: int = _env("MIN_FREE_DISK_BYTES", 100 * 1024 * 1024)
     # The worker.
-    worker_concurrency: int = 0
-    worker_prefetch: int | None = None  # None: one per pool slot
-    processing_timeout_seconds: float = 120.0
-    cleanup_interval_seconds: float = 1800.0
-    reap_interval_seconds: float = 15.0
-    shutdown_grace_seconds: float = 30.0
-    pipeline: PipelineSettings = attrs.field(factory=PipelineSettings)
+    worker_concurrency: int = _env("WORKER_CONCURRENCY", 0)
+    worker_prefetch: int | None = _env("WORKER_PREFETCH", None)  # None: one per pool slot
+    processing_timeout_seconds: float = _env("PROCESSING_TIMEOUT_SECONDS", 120.0)
+    cleanup_interval_seconds: float = _env("CLEANUP_INTERVAL_SECONDS", 1800.0)
+    reap_interval_seconds: float = _env("REAP_INTERVAL_SECONDS", 15.0)
+    shutdown_grace_seconds: float = _env("SHUTDOWN_GRACE_SECONDS", 30.0)
+    pipeline: PipelineSettings = attrs.field(
+        factory=PipelineSettings, metadata={"env": _PIPELINE_ENV}
+    )
 
     @property
     def concurrency(self) -> int:
@@ -145,111 +170,60 @@ class Settings:
 
     @property
     def repository_kind(self) -> str:
-        """Which repository adapter the container picks."""
-        return "mongo" if self.mongo_uri else "sqlite"
+        """Which repository adapter the container opens."""
+        return self.repository_backend or ("mongo" if self.mongo_uri else "sqlite")
 
     @property
     def storage_kind(self) -> str:
-        """Which storage adapter the container picks."""
-        return "s3" if self.s3_endpoint else "filesystem"
+        """Which storage adapter the container opens."""
+        return self.storage_backend or ("s3" if self.s3_endpoint else "filesystem")
 
     @property
     def broker_kind(self) -> str:
-        """Which broker adapter the container picks."""
-        return "nats" if self.nats_uri else "memory"
+        """Which broker adapter the container opens."""
+        return self.broker_backend or ("nats" if self.nats_uri else "memory")
+
+    @property
+    def sole_worker(self) -> bool:
+        """Whether this process's worker is the only one: with the in-process broker it is.
+
+        The only worker may take over every file left PROCESSING at its start.
+        """
+        return self.broker_kind == "memory"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings; a malformed value raises `ValidationError` naming the variable."""
-        env = _Env(os.environ if environ is None else environ)
-        default = cls()
-        proxies = env.text("TRUSTED_PROXIES", ",".join(default.trusted_proxies))
-        return cls(
-            host=env.text("HOST", default.host),
-            port=env.whole("PORT", default.port),
-            data_dir=Path(env.text("DATA_DIR", str(default.data_dir))),
-            log_level=env.text("LOG_LEVEL", default.log_level).lower(),
-            mongo_uri=env.text("MONGO_URI"),
-            mongo_db=env.text("MONGO_DB", default.mongo_db),
-            s3_endpoint=env.text("S3_ENDPOINT"),
-            s3_region=env.text("S3_REGION", default.s3_region),
-            s3_access_key=env.text("S3_ACCESS_KEY"),
-            s3_secret_key=env.text("S3_SECRET_KEY"),
-            s3_bucket=env.text("S3_BUCKET", default.s3_bucket),
-            s3_use_ssl=env.flag("S3_USE_SSL"),
-            nats_uri=env.text("NATS_URI"),
-            nats_subject_image_requests=env.text(
-                "NATS_SUBJECT_IMAGE_REQUESTS", default.nats_subject_image_requests
-            ),
-            nats_subject_notifications_sse=env.text(
-                "NATS_SUBJECT_NOTIFICATIONS_SSE", default.nats_subject_notifications_sse
-            ),
-            jwt_secret=env.text("JWT_SECRET"),
-            jwt_public_key=env.text("JWT_PUBLIC_KEY"),
-            jwt_issuer=env.text("JWT_ISSUER"),
-            jwt_audience=env.text("JWT_AUDIENCE"),
-            jwt_key_id=env.text("JWT_KEY_ID"),
-            jwt_leeway_seconds=env.number("JWT_LEEWAY_SECONDS", default.jwt_leeway_seconds),
-            trust_gateway_headers=env.flag("TRUST_GATEWAY_HEADERS"),
-            trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()),
-            dev_login=env.flag("DEV_LOGIN"),
-            webhook_secret=env.text("WEBHOOK_SECRET"),
-            webhook_allow_private=env.flag("WEBHOOK_ALLOW_PRIVATE"),
-            max_file_bytes=env.whole("MAX_FILE_BYTES", default.max_file_bytes),
-            max_queued_files=env.whole("MAX_QUEUED_FILES", default.max_queued_files),
-            rate_limit_user_per_minute=env.whole(
-                "RATE_LIMIT_USER_PER_MINUTE", default.rate_limit_user_per_minute
-            ),
-            rate_limit_address_per_minute=env.whole(
-                "RATE_LIMIT_ADDRESS_PER_MINUTE", default.rate_limit_address_per_minute
-            ),
-            max_event_streams_per_user=env.whole(
-                "MAX_EVENT_STREAMS_PER_USER", default.max_event_streams_per_user
-            ),
-            max_event_streams_per_address=env.whole(
-                "MAX_EVENT_STREAMS_PER_ADDRESS", default.max_event_streams_per_address
-            ),
-            max_uploads_per_user=env.whole("MAX_UPLOADS_PER_USER", default.max_uploads_per_user),
-            max_uploads_per_address=env.whole(
-                "MAX_UPLOADS_PER_ADDRESS", default.max_uploads_per_address
-            ),
-            upload_idle_timeout_seconds=env.number(
-                "UPLOAD_IDLE_TIMEOUT_SECONDS", default.upload_idle_timeout_seconds
-            ),
-            upload_body_timeout_seconds=env.number(
-                "UPLOAD_BODY_TIMEOUT_SECONDS", default.upload_body_timeout_seconds
-            ),
-            min_free_disk_bytes=env.whole("MIN_FREE_DISK_BYTES", default.min_free_disk_bytes),
-            worker_concurrency=env.whole("WORKER_CONCURRENCY", default.worker_concurrency),
-            worker_prefetch=env.whole_or_none("WORKER_PREFETCH"),
-            processing_timeout_seconds=env.number(
-                "PROCESSING_TIMEOUT_SECONDS", default.processing_timeout_seconds
-            ),
-            cleanup_interval_seconds=env.number(
-                "CLEANUP_INTERVAL_SECONDS", default.cleanup_interval_seconds
-            ),
-            reap_interval_seconds=env.number(
-                "REAP_INTERVAL_SECONDS", default.reap_interval_seconds
-            ),
-            shutdown_grace_seconds=env.number(
-                "SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds
-            ),
-            pipeline=PipelineSettings(
-                lease_seconds=env.number("LEASE_SECONDS", default.pipeline.lease_seconds),
-                max_attempts=env.whole("MAX_ATTEMPTS", default.pipeline.max_attempts),
-                republish_after_seconds=env.number(
-                    "REPUBLISH_AFTER_SECONDS", default.pipeline.republish_after_seconds
-                ),
-                retention_seconds=env.number(
-                    "RETENTION_SECONDS", default.pipeline.retention_seconds
-                ),
-                stale_after_seconds=env.number(
-                    "STALE_AFTER_SECONDS", default.pipeline.stale_after_seconds
-                ),
-            ),
-        )
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            env = field.metadata.get("env")
+            if isinstance(env, str):
+                if raw := source.get(env, "").strip():
+                    values[field.name] = _read(env, raw, _TYPES[cls][field.name])
+            elif isinstance(env, dict):
+                nested = {
+                    name: _read(var, raw, _TYPES[PipelineSettings][name])
+                    for name, var in env.items()
+                    if (raw := source.get(var, "").strip())
+                }
+                values[field.name] = PipelineSettings(**nested)
+        return cls(**values)
 
 
-Settings.from_env({})
+_TYPES: dict[type, dict[str, Any]] = {
+    kind: dict(typing.get_type_hints(kind)) for kind in (Settings, PipelineSettings)
+}
+_TYPES[Settings]["worker_prefetch"] = int  # unset (None) or a whole number
+
+
+def _names() -> tuple[str, ...]:
+    names: list[str] = []
+    for field in attrs.fields(Settings):
+        env = field.metadata.get("env")
+        names.extend([env] if isinstance(env, str) else list(env.values()) if env else [])
+    return tuple(names)
+
+
 #: Every environment variable the service reads, in the order above.
-ENV_NAMES: tuple[str, ...] = tuple(_Env.names)
+ENV_NAMES: tuple[str, ...] = _names()

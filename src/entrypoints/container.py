@@ -1,8 +1,8 @@
 """The one place that picks adapters: a dependency-injector container.
 
-Each port's adapter is selected from `Settings` (``MONGO_URI``, ``S3_ENDPOINT``
-and ``NATS_URI`` each switch one port); clients that hold connections are
-async resources, opened by `Runtime.open` and closed by `Runtime.close`.
+Each port is one async resource that opens the adapter `Settings` selects
+(``*_BACKEND``, or ``MONGO_URI``, ``S3_ENDPOINT`` and ``NATS_URI``), and only
+that one; `Runtime.open` opens them and `Runtime.close` closes them.
 Nothing connects at import time. Tests override providers rather than patch.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 from dependency_injector import containers, providers
@@ -35,27 +35,36 @@ from imagecore.products import CATALOGUE
 
 __all__ = ["Container", "Runtime"]
 
+_T = TypeVar("_T")
 
-async def _sqlite(settings: Settings) -> AsyncIterator[InstructionRepository]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    repo = await SqliteInstructionRepository.open(settings.data_dir / "imagecore.sqlite3")
+
+async def _repository(settings: Settings) -> AsyncIterator[InstructionRepository]:
+    """The repository `Settings.repository_kind` names, open, and closed after."""
+    if settings.repository_kind == "memory":
+        yield MemoryInstructionRepository()
+        return
+    if settings.repository_kind == "mongo":
+        from adapters.mongo import MongoInstructionRepository  # noqa: PLC0415 - only when selected
+
+        repo: Any = await MongoInstructionRepository.open(settings.mongo_uri, settings.mongo_db)
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        repo = await SqliteInstructionRepository.open(settings.data_dir / "imagecore.sqlite3")
     try:
         yield repo
     finally:
         await repo.close()
 
 
-async def _mongo(settings: Settings) -> AsyncIterator[InstructionRepository]:
-    from adapters.mongo import MongoInstructionRepository  # noqa: PLC0415 - loaded only when selected
-
-    repo = await MongoInstructionRepository.open(settings.mongo_uri, settings.mongo_db)
-    try:
-        yield repo
-    finally:
-        await repo.close()
-
-
-async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
+async def _storage(settings: Settings) -> AsyncIterator[ImageStorage]:
+    """The storage `Settings.storage_kind` names, open, and closed after."""
+    scratch = settings.data_dir / "scratch"
+    if settings.storage_kind == "memory":
+        yield MemoryImageStorage(scratch)
+        return
+    if settings.storage_kind == "filesystem":
+        yield FilesystemImageStorage(settings.data_dir / "files")
+        return
     from adapters.minio import MinioImageStorage  # noqa: PLC0415 - loaded only when selected
 
     storage = await MinioImageStorage.open(
@@ -65,7 +74,7 @@ async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
         bucket=settings.s3_bucket,
         region=settings.s3_region,
         secure=settings.s3_use_ssl,
-        scratch=settings.data_dir / "scratch",
+        scratch=scratch,
     )
     try:
         yield storage
@@ -73,7 +82,15 @@ async def _s3(settings: Settings) -> AsyncIterator[ImageStorage]:
         await storage.close()
 
 
-async def _nats(settings: Settings) -> AsyncIterator[MessageBroker]:
+async def _broker(settings: Settings) -> AsyncIterator[MessageBroker]:
+    """The broker `Settings.broker_kind` names, open, and closed after."""
+    if settings.broker_kind == "memory":
+        memory = MemoryMessageBroker()
+        try:
+            yield memory
+        finally:
+            memory.close()
+        return
     from adapters.nats.broker import NatsMessageBroker  # noqa: PLC0415 - loaded only when selected
 
     # One stream per jobs subject, so deployments sharing a server stay apart.
@@ -93,7 +110,7 @@ async def _nats(settings: Settings) -> AsyncIterator[MessageBroker]:
         await broker.close()
 
 
-async def _webhooks(settings: Settings) -> AsyncIterator[WebhookSender]:
+async def _webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
     secret = settings.webhook_secret or load_or_create_secret(settings.data_dir, "webhook-secret")
     sender = WebhookSender(secret, allow_private=settings.webhook_allow_private)
     try:
@@ -102,15 +119,7 @@ async def _webhooks(settings: Settings) -> AsyncIterator[WebhookSender]:
         await sender.close()
 
 
-async def _memory_broker() -> AsyncIterator[MessageBroker]:
-    broker = MemoryMessageBroker()
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-async def _runner(settings: Settings) -> AsyncIterator[ProcessPoolRunner]:
+async def _runner(settings: Settings) -> AsyncIterator[RunProcessor]:
     runner = ProcessPoolRunner(settings.concurrency, settings.processing_timeout_seconds)
     try:
         yield runner
@@ -123,25 +132,10 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
 
-    repository = providers.Selector(
-        providers.Callable(lambda s: s.repository_kind, settings),
-        sqlite=providers.Resource(_sqlite, settings),
-        mongo=providers.Resource(_mongo, settings),
-        memory=providers.Singleton(MemoryInstructionRepository),
-    )
-    storage = providers.Selector(
-        providers.Callable(lambda s: s.storage_kind, settings),
-        filesystem=providers.Singleton(
-            FilesystemImageStorage, providers.Callable(lambda s: s.data_dir / "files", settings)
-        ),
-        s3=providers.Resource(_s3, settings),
-        memory=providers.Singleton(MemoryImageStorage),
-    )
-    broker = providers.Selector(
-        providers.Callable(lambda s: s.broker_kind, settings),
-        memory=providers.Resource(_memory_broker),
-        nats=providers.Resource(_nats, settings),
-    )
+    # One resource per port: it opens only the adapter the settings select.
+    repository = providers.Resource(_repository, settings)
+    storage = providers.Resource(_storage, settings)
+    broker = providers.Resource(_broker, settings)
     runner = providers.Resource(_runner, settings)
     webhooks = providers.Resource(_webhooks, settings)
     authenticator = providers.Singleton(
@@ -156,9 +150,10 @@ class Container(containers.DeclarativeContainer):
     )
 
 
-async def _resolve(provider: providers.Provider[Any]) -> Any:  # noqa: ANN401 - any adapter
-    value = provider()
-    return await value if inspect.isawaitable(value) else value
+async def _resolve(provider: providers.Provider[_T]) -> _T:
+    # An async resource answers with an awaitable; an override (a test's object) may not.
+    value: Any = provider()
+    return cast("_T", await value if inspect.isawaitable(value) else value)
 
 
 @attrs.define
@@ -178,7 +173,7 @@ class Runtime:
     async def open(cls, settings: Settings, container: Container | None = None) -> Runtime:
         """Open every adapter the settings select and store the product catalogue."""
         container = container or Container(settings=settings)
-        repository = cast("InstructionRepository", await _resolve(container.repository))
+        repository = await _resolve(container.repository)
         runtime = cls(
             settings=settings,
             repository=repository,

@@ -52,7 +52,7 @@ async def run_worker(settings: Settings, signals: tuple[signal.Signals, ...] = (
         loop.add_signal_handler(sig, stop.set)
     worker = worker_for(runtime)
     try:
-        await worker.start(sole_worker=settings.broker_kind == "memory")
+        await worker.start(sole_worker=settings.sole_worker)
         await stop.wait()
     finally:
         await worker.stop(settings.shutdown_grace_seconds)

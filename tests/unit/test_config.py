@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import attrs
 import pytest
 
 from entrypoints.config import ENV_NAMES, Settings
@@ -63,3 +64,43 @@ def test_the_worker_claims_one_file_ahead_per_pool_slot_unless_told() -> None:
         assert (told.prefetch, told.jobs_in_hand) == (ahead, 3 + ahead)
     with pytest.raises(ValidationError, match="WORKER_PREFETCH"):
         Settings.from_env({"WORKER_PREFETCH": "-1"})
+
+
+def test_a_backend_named_outright_wins_and_memory_is_one() -> None:
+    settings = Settings.from_env(
+        {
+            "MONGO_URI": "mongodb://127.0.0.1:27017",
+            "REPOSITORY_BACKEND": "memory",
+            "STORAGE_BACKEND": "memory",
+            "BROKER_BACKEND": "memory",
+        }
+    )
+    assert (settings.repository_kind, settings.storage_kind, settings.broker_kind) == (
+        "memory",
+        "memory",
+        "memory",
+    )
+    assert settings.sole_worker
+    assert not Settings.from_env({"BROKER_BACKEND": "nats"}).sole_worker
+
+
+def test_an_unknown_backend_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValidationError, match="STORAGE_BACKEND must be one of filesystem, s3"):
+        Settings.from_env({"STORAGE_BACKEND": "gcs"})
+
+
+def test_every_setting_reads_its_own_variable() -> None:
+    # One variable per field, each read into its field: set each to a value of its type
+    # other than the default, and find it there.
+    for field in attrs.fields(Settings):
+        env = field.metadata.get("env")
+        if not isinstance(env, str) or field.name.endswith("_backend"):
+            continue
+        default = getattr(Settings(), field.name)
+        raw = {bool: "true" if not default else "false", str: "changed", float: "7.5"}.get(
+            type(default), "7"
+        )
+        if isinstance(default, tuple):
+            raw = "10.0.0.1,10.0.0.2"
+        value = getattr(Settings.from_env({env: raw}), field.name)
+        assert value != default, (env, value)

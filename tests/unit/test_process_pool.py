@@ -46,8 +46,7 @@ def request(source: Path, key: str = "images/thumbnail", **params: object) -> Pr
 @pytest.fixture
 async def runner(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
     monkeypatch.setenv(crash_hook.MARKER_ENV, MARKER)
-    monkeypatch.setattr(process_pool, "run_in_child", crash_hook.run_or_crash)
-    runner = ProcessPoolRunner(workers=2, timeout_seconds=60)
+    runner = ProcessPoolRunner(workers=2, timeout_seconds=60, task=crash_hook.run_or_crash)
     yield runner
     runner.close()
 
@@ -125,9 +124,8 @@ def gates(tmp_path: Path) -> Gates:
 
 
 @pytest.fixture
-async def pool(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessPoolRunner]:
-    monkeypatch.setattr(process_pool, "run_in_child", wait_at_gate)
-    runner = ProcessPoolRunner(workers=1, timeout_seconds=20)
+async def pool() -> AsyncIterator[ProcessPoolRunner]:
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=20, task=wait_at_gate)
     yield runner
     runner.close()
 
@@ -141,11 +139,8 @@ async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_timeout_replaces_only_the_child_that_ran_too_long(
-    monkeypatch: pytest.MonkeyPatch, gates: Gates
-) -> None:
-    monkeypatch.setattr(process_pool, "run_in_child", wait_at_gate)
-    runner = ProcessPoolRunner(workers=2, timeout_seconds=60)
+async def test_a_timeout_replaces_only_the_child_that_ran_too_long(gates: Gates) -> None:
+    runner = ProcessPoolRunner(workers=2, timeout_seconds=60, task=wait_at_gate)
     try:
         await asyncio.gather(*(runner(gates.request(name, opened=True)) for name in ("one", "two")))
         before = runner.child_pids()
@@ -174,10 +169,9 @@ def raise_unreadable(_request: ProcessingRequest) -> None:
 
 
 async def test_an_answer_that_cannot_be_read_fails_its_file_and_keeps_the_child(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(process_pool, "run_in_child", raise_unreadable)
-    runner = ProcessPoolRunner(workers=1, timeout_seconds=20)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=20, task=raise_unreadable)
     source = tmp_path / "small.jpg"
     source.write_bytes(valid("jpeg"))
     try:
@@ -214,10 +208,11 @@ async def test_the_next_file_is_in_the_childs_pipe_while_it_runs_the_last(
 
 
 async def test_a_child_is_recycled_after_its_files_and_nothing_is_sent_ahead_past_them(
-    monkeypatch: pytest.MonkeyPatch, gates: Gates
+    gates: Gates,
 ) -> None:
-    monkeypatch.setattr(process_pool, "run_in_child", wait_at_gate)
-    runner = ProcessPoolRunner(workers=1, timeout_seconds=20, max_tasks_per_child=2)
+    runner = ProcessPoolRunner(
+        workers=1, timeout_seconds=20, max_tasks_per_child=2, task=wait_at_gate
+    )
     try:
         names = ["a", "b", "c", "d", "e"]
         answers = await asyncio.wait_for(
@@ -305,8 +300,7 @@ async def test_a_file_sent_ahead_of_a_crash_runs_on_the_next_child(
     monkeypatch: pytest.MonkeyPatch, killer: Path, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(crash_hook.MARKER_ENV, MARKER)
-    monkeypatch.setattr(process_pool, "run_in_child", crash_hook.run_or_crash)
-    runner = ProcessPoolRunner(workers=1, timeout_seconds=60)
+    runner = ProcessPoolRunner(workers=1, timeout_seconds=60, task=crash_hook.run_or_crash)
     source = tmp_path / "small.jpg"
     source.write_bytes(valid("jpeg"))
     try:
@@ -432,8 +426,7 @@ async def test_children_share_the_cores_out_among_their_libvips_threads(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int
 ) -> None:
     monkeypatch.delenv("VIPS_CONCURRENCY", raising=False)
-    monkeypatch.setattr(process_pool, "run_in_child", libvips_threads)
-    runner = ProcessPoolRunner(workers=workers, timeout_seconds=60)
+    runner = ProcessPoolRunner(workers=workers, timeout_seconds=60, task=libvips_threads)
     try:
         threads = await runner(request(tmp_path / "unused.jpg"))
     finally:

@@ -201,12 +201,13 @@ async def test_a_filesystem_original_is_read_in_place_and_the_output_moved_in(
 
     outcome = await run(repo, storage, broker, processor, clock, detail, scratch)
     assert outcome is processing.Outcome.FINISHED
-    assert sources == [storage.local_path(detail.original_key)]
+    async with storage.local_copy(detail.original_key) as original:
+        assert sources == [original]
     assert sources[0].read_bytes() == JPEG  # still there: the worker removes only its copies
     done = await repo.get_detail(detail.id)
     assert done.output is not None
-    stored = storage.local_path(done.output.key)
-    assert stored is not None
+    async with storage.local_copy(done.output.key) as stored:
+        pass
     assert stored.stat().st_ino == written[0]  # the processor's own file: a copy has another
     assert stored.read_bytes() == JPEG
     assert list(scratch.iterdir()) == []

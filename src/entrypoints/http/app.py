@@ -76,7 +76,7 @@ def create_app(
         worker = None
         if run_worker:
             worker = _worker(runtime, app[METRICS])
-            await worker.start(sole_worker=settings.broker_kind == "memory")
+            await worker.start(sole_worker=settings.sole_worker)
             app[WORKER] = worker
         try:
             yield
