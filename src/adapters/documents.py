@@ -130,8 +130,9 @@ def detail_to_document(detail: InstructionDetail) -> Document:
     """The document of a detail; ``status`` is the enum's value.
 
     ``metadata`` is the detail's own mapping, not a copy: both stores write
-    the document out as JSON at once (a deep copy of a W1 file's metadata
-    costs 9 us). Serialise the document; do not change it.
+    the document out as JSON at once, so a copy would be wasted work
+    (docs/decisions/0009-documents-share-metadata.md). Serialise the
+    document; do not change it.
     """
     return {
         "id": detail.id,

@@ -22,15 +22,13 @@ rather than copied: fsynced where it lies, described in its sidecar and
 renamed into place, then the directory is fsynced, as for a put. A small
 file (up to ``ON_LOOP``) is adopted or opened for reading on the event loop
 itself, like the SQLite repository's point writes, while the disk answers
-quickly; other blocking file work goes to threads. (A put is not: a
-photo's put took 1.2 ms on an idle disk, median of 80, holding every
-request on the loop as long, and a full benchmark run with puts on the loop
-showed no less CPU per image in the serve process than one trip to a thread.)
+quickly; other blocking file work, puts included, goes to threads: a put's
+fsyncs would hold every request for no less CPU
+(docs/decisions/0004-filesystem-file-work-on-the-loop.md).
 
 A put's etag is a random 128-bit token kept in the sidecar: it changes with
-every put, which is all an HTTP validator needs. Hashing the content instead
-cost an upload 0.39 ms of CPU per 650 KB photo (SHA-256 with the CPU's SHA
-instructions).
+every put, which is all an HTTP validator needs, and costs no hash of the
+content (docs/decisions/0005-filesystem-etag-random-token.md).
 
 Why one module: writing, adopting and reading an object share one protocol
 of temporary files, sidecars and fsyncs, which only holds if kept together.
@@ -72,10 +70,9 @@ _FALLBACK_TYPE = "application/octet-stream"
 _COMMIT_LOCKS = tuple(threading.Lock() for _ in range(32))
 #: Largest file adopted or opened for reading on the event loop rather than in a thread
 #: (nearly every output). An adoption makes about twenty system calls, and in a thread
-#: each one waits for the GIL to come back from the busy loop. Drains of 400 W1 files,
-#: 1 process, alternating: the worker's own CPU per file 3.13 ms (median of 3) with
-#: threads, 2.83 on the loop. The loop waits meanwhile for two fsyncs of a small file:
-#: 0.44 ms median, 1.9 ms at p99 on this machine's disk. On a slower disk see
+#: each one waits for the GIL to come back from the busy loop; on the loop, requests
+#: wait for its two fsyncs, which a quick disk makes the cheaper wait (figures:
+#: docs/decisions/0004-filesystem-file-work-on-the-loop.md). On a slower disk see
 #: `_LoopFileWork`.
 ON_LOOP = 1024 * 1024
 #: Mean time of the adoptions on the loop above which they go back to threads.

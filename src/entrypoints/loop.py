@@ -3,12 +3,8 @@
 uvloop (libuv under asyncio's interface) is a dependency of the package on
 every platform it supports, so ``imagecore serve``, ``api``, ``worker`` and
 ``cleanup`` run on it; elsewhere (Windows) they run on asyncio's own loop, which behaves
-the same, only slower. Measured on W1 against asyncio's loop, the worker's
-own CPU per file in four pairs of drains of 400 queued files (medians of 3
-rounds): 2.02 -> 1.89, 1.93 -> 1.69, 1.82 -> 1.55 and 1.87 -> 1.86 ms. End
-to end the serve process's CPU per image did not move beyond the noise: 5.37
--> 5.23 ms in one pair of runs, 6.07 -> 6.17 ms in another (two serve
-processes side by side, medians of 4 rounds of 300 images each).
+the same, only slower. Why: it lowers the worker's own CPU per file
+(docs/decisions/0003-event-loop-uvloop.md).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class PipelineSettings:
     retention_seconds: float = 24 * 3600.0
     stale_after_seconds: float = 6 * 3600.0
     #: Files cleanup deletes and marks at a time (one storage call, one repository write).
-    #: Reads wait behind a batch's write, so it stays small (measured in BENCHMARKS.md, History).
+    #: Reads wait behind a batch's write, so it stays small (docs/decisions/0008-cleanup-batch.md).
     cleanup_batch: int = 100
 
 

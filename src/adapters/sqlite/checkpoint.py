@@ -5,7 +5,7 @@ the database file and fsyncs both, so it takes as long as the disk takes.
 SQLite's automatic checkpoint runs inside the commit that takes the log past
 1,000 pages, on the connection that commits: for the repository, on the
 event loop when a point write committed there, where it held every request
-(the History section of BENCHMARKS.md has the stalls it caused). So the
+(docs/decisions/0007-sqlite-checkpoints-on-their-own-thread.md). So the
 repository turns the automatic checkpoint off and counts the rows it writes
 instead; every `CHECKPOINT_ROWS` this checkpointer runs a PASSIVE checkpoint
 on its own connection and thread, which no read or write of the repository

@@ -2,17 +2,18 @@
 
 One database file, no server, one connection. A point operation (one file or
 instruction by id, a write, a count) runs on the event loop itself and waits
-for no lock: that costs less than a trip to a thread (a W1 worker spends
-0.3-0.5 ms less CPU per file). When another connection holds the write lock,
-and for the scans (listings, searches), the call goes to a dedicated thread,
-which waits up to the busy timeout; while the thread has work, every call
-queues behind it, so two threads never use the connection at once and calls
-keep their order. No commit copies the write-ahead log into the database (a
-checkpoint, whose fsyncs take as long as the disk does): a second connection
-does, in a thread of its own (`adapters.sqlite.checkpoint`). Several
-processes may open the same file: WAL lets readers run beside the one
-writer, writes take the lock up front (``BEGIN IMMEDIATE``), and the
-compare-and-set on ``version`` holds across processes.
+for no lock: that costs less than a trip to a thread
+(docs/decisions/0006-sqlite-point-operations-on-the-loop.md). When another
+connection holds the write lock, and for the scans (listings, searches), the
+call goes to a dedicated thread, which waits up to the busy timeout; while
+the thread has work, every call queues behind it, so two threads never use
+the connection at once and calls keep their order. No commit copies the
+write-ahead log into the database (a checkpoint, whose fsyncs take as long
+as the disk does): a second connection does, in a thread of its own
+(`adapters.sqlite.checkpoint`). Several processes may open the same file:
+WAL lets readers run beside the one writer, writes take the lock up front
+(``BEGIN IMMEDIATE``), and the compare-and-set on ``version`` holds across
+processes.
 
 Why one module: one port's adapter, whose methods share one connection,
 one thread and one translation of SQLite's errors.

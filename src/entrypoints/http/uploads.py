@@ -2,15 +2,15 @@
 
 No part is ever whole in memory, and no body holds the event loop: aiohttp's
 multipart reader never waits on bytes already buffered, so a body of many
-short lines (100,000 empty parts, 5.8 MB, or a preamble of 2 million lines
-before the first boundary) was parsed in one stretch while every other
-request waited (14 s for those parts). So an upload reads at most its
+short lines (empty parts, or a long preamble before the first boundary)
+would be parsed in one stretch while every other request waited
+(docs/decisions/0011-upload-bodies-bounded.md). So an upload reads at most its
 product's file limit in parts (plus a small margin), refuses the first part
 not named ``file``, reads a bounded number of lines outside the files'
 contents, and yields the loop at each of those lines.
 
-No body holds memory or a socket for long either: 1,200 uploads that sent
-1,040,000 bytes and stopped held 1.3 GB for as long as their clients waited
+No body holds memory or a socket for long either: uploads that send part of
+a file and stop would hold their bytes for as long as their clients wait
 (a file's bytes gather in a batch of up to 1 MiB before they are written). So
 each wait for the body's bytes lasts at most ``UPLOAD_IDLE_TIMEOUT_SECONDS``,
 the whole body at most ``UPLOAD_BODY_TIMEOUT_SECONDS``; past either the
@@ -178,8 +178,8 @@ def _media_type(request: web.Request) -> str:
     """The request's media type, lower case, without its parameters.
 
     Read from the header as it is: aiohttp's ``request.content_type`` parses
-    it with the email package, which a profile of ``imagecore serve`` found
-    costing about 0.2 ms of CPU per upload.
+    it with the email package, which costs more than the rest of this check
+    (docs/decisions/0010-upload-media-type-from-header.md).
     """
     return request.headers.get(hdrs.CONTENT_TYPE, "").partition(";")[0].strip().lower()
 
