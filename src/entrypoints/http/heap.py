@@ -2,7 +2,7 @@
 
 glibc keeps the memory a process frees for its next allocations, so after a
 burst of stalled uploads ended with 408 the process would go on holding
-their peak (the README's Limits section has the figures). So when an upload
+their peak (docs/decisions/0011-upload-bodies-bounded.md). So when an upload
 ends early, the heap is trimmed a moment later, once for a burst of them.
 Elsewhere than glibc this does nothing.
 """
