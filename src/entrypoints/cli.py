@@ -37,7 +37,9 @@ def _print_json(value: object) -> None:
 
 def _products(args: argparse.Namespace) -> int:
     if args.json:
-        _print_json([p.to_dict() for p in CATALOGUE])
+        from entrypoints.http.views import product_json  # noqa: PLC0415 - only for --json
+
+        _print_json([product_json(p) for p in CATALOGUE])
         return 0
     for product in CATALOGUE:
         sys.stdout.write(f"{product.key:24} {product.title}: {product.description}\n")

@@ -54,21 +54,6 @@ class Parameter:
     pattern: str | None = None
     required: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        """Describe the parameter for ``GET /products`` and the web console."""
-        described: dict[str, Any] = {
-            "name": self.name,
-            "type": self.kind.value,
-            "description": self.description,
-            "required": self.required,
-            "default": self.default,
-        }
-        bounds = {"minimum": self.minimum, "maximum": self.maximum, "max_length": self.max_length}
-        described.update({k: v for k, v in bounds.items() if v is not None})
-        if self.choices:
-            described["choices"] = list(self.choices)
-        return described
-
     def coerce(self, raw: object) -> Any:  # noqa: ANN401 - the value's type depends on kind
         """Check and convert one raw value; raise `InvalidParameter` if it is wrong."""
         converter = _CONVERTERS[self.kind]

@@ -51,16 +51,6 @@ class Limits:
     max_files_per_instruction: int = 50
     input_formats: tuple[str, ...] = INPUT_FORMATS
 
-    def to_dict(self) -> dict[str, Any]:
-        """Describe the limits for clients."""
-        return {
-            "max_file_bytes": self.max_file_bytes,
-            "max_pixels": self.max_pixels,
-            "max_frames": self.max_frames,
-            "max_files_per_instruction": self.max_files_per_instruction,
-            "input_formats": list(self.input_formats),
-        }
-
 
 @attrs.frozen
 class Product:
@@ -92,20 +82,6 @@ class Product:
         if "aspect_ratio" in values:
             parse_ratio("aspect_ratio", values["aspect_ratio"])
         return values
-
-    def to_dict(self) -> dict[str, Any]:
-        """Describe the product for ``GET /products`` (the seed's fields and ours)."""
-        return {
-            "id": self.id,
-            "key": self.key,
-            "title": self.title,
-            "description": self.description,
-            "product_type": "IMAGE_PROCESSING",
-            "is_active": True,
-            "is_free": True,
-            "parameters": [p.to_dict() for p in self.parameters],
-            "limits": self.limits.to_dict(),
-        }
 
 
 def _format(default: str | None = None, *, required: bool = False) -> Parameter:

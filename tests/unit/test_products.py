@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from entrypoints.http.views import product_json
 from imagecore.errors import InvalidParameter, UnknownProduct
 from imagecore.model import is_object_id
 from imagecore.products import CATALOGUE, find_product, product_id_for
@@ -105,7 +106,7 @@ def test_any_quality_out_of_range_is_refused(quality: int) -> None:
 
 def test_every_product_describes_itself_for_clients() -> None:
     for product in CATALOGUE:
-        described = product.to_dict()
+        described = product_json(product)
         assert described["key"] == product.key
         assert described["limits"]["input_formats"]
         for param in described["parameters"]:

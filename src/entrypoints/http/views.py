@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from imagecore.model import Instruction, InstructionDetail
+from imagecore.params import Parameter
 from imagecore.products import Product
 from imagecore.services import InstructionView, instruction_view
 
@@ -61,11 +62,53 @@ def detail_view(detail: InstructionDetail) -> dict[str, Any]:
     }
 
 
+def parameter_json(parameter: Parameter) -> dict[str, Any]:
+    """A product's parameter as ``GET /products`` and the console describe it."""
+    described: dict[str, Any] = {
+        "name": parameter.name,
+        "type": parameter.kind.value,
+        "description": parameter.description,
+        "required": parameter.required,
+        "default": parameter.default,
+    }
+    bounds = {
+        "minimum": parameter.minimum,
+        "maximum": parameter.maximum,
+        "max_length": parameter.max_length,
+    }
+    described.update({k: v for k, v in bounds.items() if v is not None})
+    if parameter.choices:
+        described["choices"] = list(parameter.choices)
+    return described
+
+
+def product_json(product: Product) -> dict[str, Any]:
+    """A product as clients see it: the old service's fields and ours."""
+    limits = product.limits
+    return {
+        "id": product.id,
+        "key": product.key,
+        "title": product.title,
+        "description": product.description,
+        "product_type": "IMAGE_PROCESSING",
+        "is_active": True,
+        "is_free": True,
+        "parameters": [parameter_json(p) for p in product.parameters],
+        "limits": {
+            "max_file_bytes": limits.max_file_bytes,
+            "max_pixels": limits.max_pixels,
+            "max_frames": limits.max_frames,
+            "max_files_per_instruction": limits.max_files_per_instruction,
+            "input_formats": list(limits.input_formats),
+        },
+    }
+
+
 def product_view(
     product: Product, created: datetime, updated: datetime, max_file_bytes: int = 0
 ) -> dict[str, Any]:
     """A product as ``GET /products`` lists it, with a deployment's lower size cap applied."""
-    view = {**product.to_dict(), "created_at": _iso(created), "updated_at": _iso(updated)}
+    view = {**product_json(product), "created_at": _iso(created), "updated_at": _iso(updated)}
     if max_file_bytes:
         limits = view["limits"]
         limits["max_file_bytes"] = min(limits["max_file_bytes"], max_file_bytes)
