@@ -1,13 +1,15 @@
 """Image formats by their magic bytes, never by a name or a declared type.
 
-`sniff` looks at the first bytes of a file and names one of the formats we
-decode, or returns None. The API uses it to answer 415 before storing an
-upload; the processor uses it again before a decoder sees the bytes.
+The one home of what a format is: its signature, its MIME type, its file
+extension and the name users read. `sniff` looks at the first bytes of a
+file and names one of the formats we decode, or returns None. The API uses
+it to answer 415 before storing an upload; the processor uses it again
+before a decoder sees the bytes, so the two cannot disagree.
 """
 
 from __future__ import annotations
 
-__all__ = ["EXTENSIONS", "MIME_TYPES", "SNIFF_BYTES", "sniff"]
+__all__ = ["EXTENSIONS", "MIME_TYPES", "NAMES", "SNIFF_BYTES", "sniff"]
 
 #: How many leading bytes `sniff` needs.
 SNIFF_BYTES = 64
@@ -34,7 +36,20 @@ EXTENSIONS: dict[str, str] = {
     "json": "json",
 }
 
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+#: How a format is spelled to users (error messages).
+NAMES: dict[str, str] = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "gif": "GIF",
+    "webp": "WebP",
+    "tiff": "TIFF",
+    "avif": "AVIF",
+    "heif": "HEIF",
+}
+
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"mif2", b"msf1"}
+)
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from imagecore.errors import InvalidParameter, UnknownProduct
+from imagecore.formats import MIME_TYPES
 from imagecore.params import Kind, Parameter, parse_ratio, validate_params
 
 __all__ = [
@@ -276,7 +277,7 @@ CATALOGUE: tuple[Product, ...] = (
         "Read dimensions, format, EXIF, colour profile, dominant colour and a BlurHash; the "
         "output is a JSON document.",
         (),
-        output_mime_type="application/json",
+        output_mime_type=MIME_TYPES["json"],
     ),
     Product(
         "images/watermark",

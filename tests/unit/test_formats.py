@@ -42,3 +42,22 @@ def test_corpus_files_are_recognised(corpus: Path, path: str, expected: str) -> 
 )
 def test_anything_else_is_not_an_image_we_decode(head: bytes) -> None:
     assert sniff(head) is None
+
+
+def _ftyp(major: bytes, *compatible: bytes) -> bytes:
+    size = 16 + 4 * len(compatible)
+    return size.to_bytes(4, "big") + b"ftyp" + major + b"\0\0\0\0" + b"".join(compatible)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (_ftyp(b"mif2", b"miaf"), "heif"),
+        (_ftyp(b"heic", b"mif1", b"heic"), "heif"),
+        (_ftyp(b"msf1", b"iso8"), "heif"),
+        (_ftyp(b"mif1", b"avif", b"miaf"), "avif"),
+        (_ftyp(b"avis", b"msf1"), "avif"),
+    ],
+)
+def test_iso_media_is_named_by_its_brands(head: bytes, expected: str) -> None:
+    assert sniff(head) == expected

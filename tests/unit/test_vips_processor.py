@@ -37,6 +37,7 @@ from imagecore.errors import (
     UnknownProduct,
     UnsupportedMediaType,
 )
+from imagecore.formats import SNIFF_BYTES, sniff
 from imagecore.model import ImageInfo
 from imagecore.ports import ProcessingRequest, ProcessingResult
 from imagecore.products import CATALOGUE, find_product
@@ -219,6 +220,28 @@ def test_hevc_heif_is_read_but_reported_undecodable(processor, tmp_path):
     assert (info.format, info.width, info.height) == ("heif", 128, 128)
     with pytest.raises(UnsupportedMediaType, match="HEVC"):
         run(processor, "images/convert", CORPUS / "edge/hopper.heif", tmp_path, format="jpeg")
+
+
+def _processor_sniff(head: bytes) -> str | None:
+    try:
+        return sniff_bytes(head)
+    except UnsupportedMediaType:
+        return None
+
+
+def test_a_heif_of_brand_mif2_is_heif_at_upload_and_in_the_processor():
+    head = bytearray((CORPUS / "edge/hopper.heif").read_bytes()[:SNIFF_BYTES])
+    assert head[8:28] == b"heic\0\0\0\0mif1heicmiaf"  # major heic; mif1, heic, miaf
+    head[8:12], head[16:24] = b"mif2", b"miafmiaf"  # only MIAF brands left, mif2 major
+    assert sniff(bytes(head)) == _processor_sniff(bytes(head)) == "heif"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (CORPUS / "edge").iterdir()) if CORPUS.is_dir() else []
+)
+def test_the_upload_and_the_processor_name_every_edge_file_alike(name):
+    head = (CORPUS / "edge" / name).read_bytes()[:SNIFF_BYTES]
+    assert sniff(head) == _processor_sniff(head)
 
 
 @pytest.mark.parametrize("key", [p.key for p in CATALOGUE])

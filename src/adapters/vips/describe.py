@@ -26,7 +26,6 @@ import pyvips
 
 from adapters.vips.io import (
     ANIMATED_OUTPUTS,
-    MIME_TYPES,
     Encoded,
     Source,
     decode,
@@ -38,6 +37,7 @@ from adapters.vips.io import (
     thumbnail,
 )
 from adapters.vips.metadata import Keep, strip
+from imagecore.formats import MIME_TYPES
 
 __all__ = ["describe", "strip_metadata"]
 

@@ -8,8 +8,9 @@ Everything that stands between a hostile upload and a decoder lives here:
   process, lazily, so a processor pickled into a process pool configures the
   child on first use. It also takes libvips' log messages away from Python
   (see `configure_vips`). `self_test` proves the block list took effect.
-* `sniff_format` reads the magic bytes itself: libvips is only ever handed a
-  file whose first bytes already say it is one of our formats.
+* `sniff_format` reads the magic bytes with `imagecore.formats.sniff`, the
+  upload's own sniffer: libvips is only ever handed a file whose first bytes
+  already say it is one of our formats.
 * `scan_gif` walks a GIF's blocks without decoding: libvips reports a
   65535-pixel-wide frame placed 65280 rows below a 32x32 screen as merely
   truncated, but the canvas it declares is 4 gigapixels, a decompression
@@ -39,6 +40,8 @@ from imagecore.errors import (
     ProcessingError,
     UnsupportedMediaType,
 )
+from imagecore.formats import NAMES, SNIFF_BYTES, sniff
+from imagecore.products import INPUT_FORMATS
 
 __all__ = ["configure_vips", "scan_gif", "self_test", "sniff_bytes", "sniff_format", "vips_errors"]
 
@@ -56,25 +59,6 @@ LOADER_CLASSES: dict[str, str] = {
 
 _lock = threading.Lock()
 _configured = False
-
-_ISO_AVIF = frozenset({b"avif", b"avis"})
-_ISO_HEIF = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2"}
-)
-_SNIFF_BYTES = 64
-#: (offset, magic) pairs that must all match, per format; ISO-BMFF (AVIF/HEIF)
-#: needs its brand list read and is handled apart.
-_SIGNATURES: tuple[tuple[tuple[tuple[int, bytes], ...], str], ...] = (
-    (((0, b"\xff\xd8\xff"),), "jpeg"),
-    (((0, b"\x89PNG\r\n\x1a\n"),), "png"),
-    (((0, b"GIF87a"),), "gif"),
-    (((0, b"GIF89a"),), "gif"),
-    (((0, b"RIFF"), (8, b"WEBP")), "webp"),
-    (((0, b"II*\x00"),), "tiff"),
-    (((0, b"MM\x00*"),), "tiff"),
-    (((0, b"II+\x00"),), "tiff"),  # BigTIFF
-    (((0, b"MM\x00+"),), "tiff"),
-)
 
 
 def configure_vips() -> None:
@@ -135,26 +119,18 @@ def _decodes(load: Callable[[], pyvips.Image]) -> bool:
 
 def sniff_bytes(head: bytes) -> str:
     """Name the format of these leading bytes, or raise `UnsupportedMediaType`."""
-    for checks, fmt in _SIGNATURES:
-        if all(head[offset : offset + len(magic)] == magic for offset, magic in checks):
-            return fmt
-    if head[4:8] == b"ftyp":
-        size = int.from_bytes(head[:4], "big")
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
-        if brands & _ISO_AVIF:
-            return "avif"
-        if brands & _ISO_HEIF:
-            return "heif"
-    raise UnsupportedMediaType(
-        f"{_describe(head)}; accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF, HEIF"
-    )
+    fmt = sniff(head)
+    if fmt is None:
+        accepted = ", ".join(NAMES[f] for f in INPUT_FORMATS)
+        raise UnsupportedMediaType(f"{_describe(head)}; accepted: {accepted}")
+    return fmt
 
 
 def sniff_format(path: Path) -> str:
     """Name the format of the file at ``path`` from its magic bytes."""
     try:
         with path.open("rb") as stream:
-            head = stream.read(_SNIFF_BYTES)
+            head = stream.read(SNIFF_BYTES)
     except OSError as exc:
         raise ProcessingError(f"cannot read the input file: {exc.strerror}") from exc
     return sniff_bytes(head)
@@ -252,14 +228,6 @@ _PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s:]*[\\/][^\s:]*")
 #: the end of a short file, and a saver left without pixels when the load failed.
 _NOISE = re.compile(r"bad seek|unable to write to target")
 _LOADER = re.compile(r"unable to call (\w+?)load")
-_LOADER_NAMES = {
-    "jpeg": "JPEG",
-    "png": "PNG",
-    "webp": "WebP",
-    "gif": "GIF",
-    "tiff": "TIFF",
-    "heif": "HEIF",
-}
 
 
 def _reason(message: str, detail: str) -> str:
@@ -272,7 +240,8 @@ def _reason(message: str, detail: str) -> str:
     if lines:
         return "; ".join(lines)[:300]
     loader = _LOADER.search(message)
-    name = _LOADER_NAMES.get(loader.group(1), loader.group(1)) if loader else "image"
+    # libvips' loaders are named after our formats (jpegload, heifload...).
+    name = NAMES.get(loader.group(1), loader.group(1)) if loader else "image"
     return f"the {name} decoder refused the file without saying why"
 
 

@@ -35,14 +35,13 @@ import pyvips
 from adapters.vips.guard import scan_gif, sniff_format
 from adapters.vips.jpeg_scans import dc_scans_only
 from imagecore.errors import CorruptImage, ImageTooLarge, ProcessingError
+from imagecore.formats import MIME_TYPES
 from imagecore.model import ImageInfo
 
 __all__ = [
     "ANIMATED_OUTPUTS",
     "DEFAULT_QUALITY",
-    "EXTENSIONS",
     "MAX_SIDE",
-    "MIME_TYPES",
     "Encoded",
     "Source",
     "decode",
@@ -59,26 +58,6 @@ __all__ = [
     "thumbnail",
 ]
 
-MIME_TYPES: Final = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "avif": "image/avif",
-    "gif": "image/gif",
-    "tiff": "image/tiff",
-    "heif": "image/heif",
-    "json": "application/json",
-}
-EXTENSIONS: Final = {
-    "jpeg": "jpg",
-    "png": "png",
-    "webp": "webp",
-    "avif": "avif",
-    "gif": "gif",
-    "tiff": "tiff",
-    "heif": "heic",
-    "json": "json",
-}
 #: Output formats that carry every frame of an animated input.
 ANIMATED_OUTPUTS: Final = frozenset({"gif", "webp"})
 DEFAULT_QUALITY: Final = {"jpeg": 85, "webp": 82, "avif": 60}

@@ -34,8 +34,6 @@ from adapters.vips.guard import configure_vips, self_test, vips_errors
 from adapters.vips.io import (
     ANIMATED_OUTPUTS,
     DEFAULT_QUALITY,
-    EXTENSIONS,
-    MIME_TYPES,
     Encoded,
     Source,
     decode,
@@ -53,6 +51,7 @@ from imagecore.errors import (
     UnknownProduct,
     out_of_space,
 )
+from imagecore.formats import EXTENSIONS, MIME_TYPES
 from imagecore.model import ImageInfo
 from imagecore.ports import ProcessingRequest, ProcessingResult
 

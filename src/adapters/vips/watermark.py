@@ -24,6 +24,7 @@ import pyvips
 from adapters.vips.guard import scan_gif, sniff_bytes
 from adapters.vips.io import Source, decode, decode_buffer, parse_colour
 from imagecore.errors import ProcessingError
+from imagecore.formats import SNIFF_BYTES
 
 __all__ = ["watermark"]
 
@@ -89,7 +90,7 @@ def _image_mark(encoded: str, width: int, max_pixels: int) -> pyvips.Image:
         raise ProcessingError("the watermark image is not valid base64") from exc
     if len(data) > _MAX_MARK_BYTES:
         raise ProcessingError("the watermark image is larger than 1 MiB")
-    fmt = sniff_bytes(data[:64])
+    fmt = sniff_bytes(data[:SNIFF_BYTES])
     if fmt == "gif":
         scan_gif(io.BytesIO(data), max_pixels, 1)
     mark = _rgb(decode_buffer(data, fmt, max_pixels, max_frames=1))
