@@ -78,5 +78,5 @@ def instruction(base: str, user: str, product: str = "images/thumbnail") -> str:
     body = json.dumps({"product_key": product}).encode()
     headers = {**bearer(user), "Content-Type": "application/json"}
     status, _, data = call(base, "POST", "/instructions", headers, body)
-    assert status == 201, data
+    assert status == 200, data
     return str(data["data"]["instruction"]["id"])

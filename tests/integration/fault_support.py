@@ -51,7 +51,7 @@ FAST = {
     "LOG_LEVEL": "info",
 }
 _OUTPUT_WRITTEN = re.compile(r"output written: (outputs/[0-9a-f]{24}/([0-9a-f]{24})\.\w+)")
-_EXPECTED = frozenset({200, 201, 304, 404, 503})  # 404: a download before the file is DONE
+_EXPECTED = frozenset({200, 304, 404, 503})  # 404: a download before the file is DONE
 
 
 def sample_images(count: int = 6, width: int = 480) -> list[tuple[str, bytes]]:
@@ -220,7 +220,7 @@ async def _call(
 class Load:
     """Users uploading small batches of files through the API, recording every answer.
 
-    ``accepted`` holds each file a 201 announced (its id -> its instruction);
+    ``accepted`` holds each file a 200 announced (its id -> its instruction);
     ``instructions`` each instruction created (-> its user).
     """
 
@@ -274,7 +274,7 @@ class Load:
                         "/instructions",
                         json=body,
                     )
-                    if status != 201:
+                    if status != 200:
                         await asyncio.sleep(1.0)
                         continue
                     instruction, held = answer["data"]["instruction"]["id"], 0
@@ -292,7 +292,7 @@ class Load:
                     path,
                     data=form,
                 )
-                if status == 201:
+                if status == 200:
                     for f in answer["data"]["files"]:
                         self.accepted[f["id"]] = instruction
                     held += self.batch
@@ -413,7 +413,7 @@ class Report:
     failed_without_reason: list[str]
     lost: list[str]
     left: dict[str, int]  # files not final at the end, by status
-    unannounced: int  # stored files no 201 announced (an upload refused after storing)
+    unannounced: int  # stored files no 200 announced (an upload refused after storing)
     output_keys: dict[str, int]  # files with more than one distinct output key (logs)
     objects: dict[str, int]  # files with more than one output object (storage)
     missing_outputs: list[str]  # DONE, not cleaned, and no output object

@@ -60,7 +60,7 @@ class Api:
         status, body = await self.call(
             "POST", "/instructions", user, json={"product_key": product, "params": params}
         )
-        assert status == 201, body
+        assert status == 200, body
         return str(body["data"]["instruction"]["id"])
 
     async def upload(

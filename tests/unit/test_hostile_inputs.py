@@ -82,7 +82,7 @@ async def run_case(api: Api, case: Case, scratch: str) -> tuple[list[str], float
         if any(instruction_id in key for key in api.storage.stored_keys()):
             problems.append("a refused upload left bytes in storage")
         return problems, upload_ms
-    if status != 201:
+    if status != 200:
         return [f"upload answered {status}: {body.get('message')}"], upload_ms
     [detail] = await api.wait_final(instruction_id, seconds=30)
     if isinstance(expect, Failed):

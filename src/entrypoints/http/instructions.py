@@ -58,7 +58,7 @@ async def create_instruction(request: web.Request) -> web.Response:
         now=utc_now(),
         notify_url=notify_url,
     )
-    return ok({"instruction": instruction_json(view)}, "instruction created", status=201)
+    return ok({"instruction": instruction_json(view)}, "instruction created")
 
 
 async def list_instructions(request: web.Request) -> web.Response:

@@ -39,6 +39,16 @@ def _data(**properties: Any) -> dict[str, Any]:  # noqa: ANN401
     return _envelope({"type": "object", "required": list(properties), "properties": properties})
 
 
+def _with_status(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with the old service's top-level ``status`` (``ok``, ``unavailable``)."""
+    status = {"type": "string", "enum": ["ok", "unavailable"]}
+    return {
+        **schema,
+        "required": ["status", *schema["required"]],
+        "properties": {"status": status, **schema["properties"]},
+    }
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -142,6 +152,8 @@ _PRODUCT = {
         "limits": {"type": "object"},
         "created_at": _TIME,
         "updated_at": _TIME,
+        "createdAt": {**_TIME, "description": "created_at, as the old service spelt it"},
+        "updatedAt": {**_TIME, "description": "updated_at, as the old service spelt it"},
     },
 }
 _CREATE = {
@@ -189,7 +201,11 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/instructions": {
         "post": _op(
             "Create an instruction (a job) for a product",
-            {"201": _json(_data(instruction=_ref("Instruction")), "created")},
+            {
+                "200": _json(
+                    _data(instruction=_ref("Instruction")), "created (200, as the old service)"
+                )
+            },
             requestBody={"required": True, "content": {"application/json": {"schema": _CREATE}}},
         ),
         "get": _op(
@@ -242,7 +258,7 @@ _PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Upload one or more files (multipart parts named 'file')",
             {
-                "201": _json(
+                "200": _json(
                     _data(
                         files={"type": "array", "items": _ref("Detail")},
                         refused={"type": "array", "items": _REFUSED},
@@ -353,9 +369,10 @@ _PATHS: dict[str, dict[str, Any]] = {
             "Status of each dependency",
             {
                 "200": _json(
-                    _data(status={"type": "string"}, dependencies={"type": "object"}), "healthy"
+                    _with_status(_data(status={"type": "string"}, dependencies={"type": "object"})),
+                    "healthy; the top-level status is the old service's body ({status: ok})",
                 ),
-                "503": _json(_envelope({"type": "object"}), "a dependency is down"),
+                "503": _json(_with_status(_envelope({"type": "object"})), "a dependency is down"),
             },
         ),
     },

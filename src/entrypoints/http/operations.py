@@ -15,7 +15,7 @@ from aiohttp import web
 
 from entrypoints.http.context import RUNTIME, identify
 from entrypoints.http.inputs import int_query
-from entrypoints.http.middleware import METRICS, ok
+from entrypoints.http.middleware import METRICS, envelope, ok
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.views import detail_view, product_view
 from imagecore.errors import ImageCoreError
@@ -89,11 +89,14 @@ async def health(request: web.Request) -> web.Response:
             report[name] = {"status": "down", "adapter": adapter, "error": reason}
     report["disk"] = await _disk_report(settings.data_dir, settings.min_free_disk_bytes)
     healthy = all(r["status"] == "ok" for r in report.values())
-    data = {"status": "ok" if healthy else "unavailable", "dependencies": report}
+    status = "ok" if healthy else "unavailable"
+    data = {"status": status, "dependencies": report}
     if healthy:
-        return ok(data)
+        # The old service answered {"status": "ok"}: its monitors read the top-level key.
+        return web.json_response({"status": status, **envelope("ok", data)})
     return web.json_response(
         {
+            "status": status,
             "message": "a dependency is down",
             "errors": [
                 {

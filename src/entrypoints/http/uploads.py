@@ -138,7 +138,7 @@ async def _upload(
         message = (
             f"{len(accepted)} files uploaded; {name} was refused and the parts after it not read"
         )
-    return ok(body, message, status=201)
+    return ok(body, message)
 
 
 def _not_a_file(part: BodyPartReader | MultipartReader) -> ValidationError:

@@ -108,7 +108,10 @@ def product_view(
     product: Product, created: datetime, updated: datetime, max_file_bytes: int = 0
 ) -> dict[str, Any]:
     """A product as ``GET /products`` lists it, with a deployment's lower size cap applied."""
-    view = {**product_json(product), "created_at": _iso(created), "updated_at": _iso(updated)}
+    created_at, updated_at = _iso(created), _iso(updated)
+    view = {**product_json(product), "created_at": created_at, "updated_at": updated_at}
+    # The old service's Product spelt these two in camelCase; its clients read them so.
+    view.update(createdAt=created_at, updatedAt=updated_at)
     if max_file_bytes:
         limits = view["limits"]
         limits["max_file_bytes"] = min(limits["max_file_bytes"], max_file_bytes)

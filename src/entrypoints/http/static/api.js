@@ -105,7 +105,7 @@ export function upload(instructionId, file, onProgress) {
     });
     xhr.addEventListener("load", () => {
       const payload = xhr.response;
-      if (xhr.status === 201 && payload?.data?.files?.length) {
+      if (xhr.status === 200 && payload?.data?.files?.length) {
         onProgress(1);
         resolve(payload.data.files[0]);
         return;
