@@ -115,6 +115,8 @@ class Settings:
     jwt_leeway_seconds: float = _env("JWT_LEEWAY_SECONDS", 30.0)
     trust_gateway_headers: bool = _env("TRUST_GATEWAY_HEADERS", False)  # noqa: FBT003
     trusted_proxies: tuple[str, ...] = _env("TRUSTED_PROXIES", ("127.0.0.1", "::1"))
+    # The gateway's x-user-origin values accepted (empty: any; the gateway checks them).
+    gateway_origins: tuple[str, ...] = _env("GATEWAY_ORIGINS", ())
     # The console's development sign-in (POST /auth/dev-token), loopback clients only.
     dev_login: bool = _env("DEV_LOGIN", False)  # noqa: FBT003
     webhook_secret: str = _env("WEBHOOK_SECRET", "")

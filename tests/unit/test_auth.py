@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from entrypoints.config import Settings
-from entrypoints.http.auth import Authenticator, AuthError, Identity, mint_token
+from entrypoints.http.auth import (
+    Authenticator,
+    AuthError,
+    GatewayHeaders,
+    Identity,
+    OriginRefused,
+    mint_token,
+)
 
 SECRET = "a-long-test-secret-for-hs256-0123456789"  # noqa: S105 - a test key
 RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -192,6 +199,60 @@ def test_a_token_and_a_different_gateway_user_are_rejected() -> None:
     with pytest.raises(AuthError, match="different users"):
         gateway.identify(bearer(hs(claims())), "mallory", "10.0.0.1")
     assert gateway.identify(bearer(hs(claims())), "alice", "10.0.0.1") == Identity("alice")
+
+
+GATEWAY = auth(jwt_secret=SECRET, trust_gateway_headers=True, trusted_proxies=("10.0.0.1",))
+
+
+def test_the_old_gateway_authenticates_with_x_authenticated_true() -> None:
+    said = GatewayHeaders(authenticated="true", origin="https://app.example")
+    identity = GATEWAY.identify(None, "bob", "10.0.0.1", said)
+    assert (identity, identity.origin) == (Identity("bob"), "https://app.example")
+
+
+@pytest.mark.parametrize("value", ["false", "False", "", "yes"])
+def test_the_old_gateway_saying_not_authenticated_beside_a_user_is_a_401(value: str) -> None:
+    with pytest.raises(AuthError, match="not authenticated"):
+        GATEWAY.identify(None, "bob", "10.0.0.1", GatewayHeaders(authenticated=value))
+
+
+def test_not_authenticated_without_a_user_leaves_the_request_to_its_token() -> None:
+    said = GatewayHeaders(authenticated="false")
+    assert GATEWAY.identify(bearer(hs(claims())), None, "10.0.0.1", said) == Identity("alice")
+    with pytest.raises(AuthError, match="sign in"):
+        GATEWAY.identify(None, None, "10.0.0.1", said)
+
+
+def test_the_gateway_marks_administrators_with_a_role_header() -> None:
+    admin = GATEWAY.identify(
+        None, "root", "10.0.0.1", GatewayHeaders(authenticated="true", roles="ops, admin")
+    )
+    assert admin.is_admin
+    user = GATEWAY.identify(None, "bob", "10.0.0.1", GatewayHeaders(roles="user,administrator"))
+    assert not user.is_admin
+
+
+def test_gateway_headers_from_an_untrusted_address_count_for_nothing() -> None:
+    said = GatewayHeaders(authenticated="true", roles="admin")
+    with pytest.raises(AuthError, match="sign in"):
+        GATEWAY.identify(None, "bob", "10.0.0.66", said)
+    token = bearer(hs(claims()))
+    assert not GATEWAY.identify(token, "root", "10.0.0.66", said).is_admin
+
+
+def test_gateway_origins_when_listed_refuse_others_with_a_403_error() -> None:
+    listed = auth(
+        trust_gateway_headers=True,
+        trusted_proxies=("10.0.0.1",),
+        gateway_origins=("https://app.example",),
+    )
+    good = GatewayHeaders(authenticated="true", origin="https://app.example/")
+    assert listed.identify(None, "bob", "10.0.0.1", good) == Identity("bob")
+    bad = GatewayHeaders(authenticated="true", origin="https://evil.example")
+    with pytest.raises(OriginRefused):
+        listed.identify(None, "bob", "10.0.0.1", bad)
+    with pytest.raises(AuthError, match="not a valid origin"):
+        GATEWAY.identify(None, "bob", "10.0.0.1", GatewayHeaders(origin="a\nb"))
 
 
 def test_a_public_key_that_is_not_pem_is_a_configuration_error() -> None:

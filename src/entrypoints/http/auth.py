@@ -1,4 +1,4 @@
-"""Who is calling: a verified JWT, or the trusted gateway's ``X-User-ID``.
+"""Who is calling: a verified JWT, or the trusted gateway's headers.
 
 Tokens are HS256 (``JWT_SECRET``) or RS256/ES256 (``JWT_PUBLIC_KEY``); the
 one accepted algorithm is fixed by the key's type, so ``alg: none`` and
@@ -13,6 +13,17 @@ provider issues one, and no time of ours could hold it.
 With no key configured, a secret is generated once in the data folder, so
 ``imagecore serve`` is safe with zero configuration and ``imagecore token``
 mints tokens for it.
+
+The old service's gateway (its shared middleware) sends ``x-authenticated``
+(``true``/``false``), ``x-user-id`` and ``x-user-origin``; they are read only
+with ``TRUST_GATEWAY_HEADERS=true`` and only from ``TRUSTED_PROXIES``. Only
+``x-authenticated: true`` lets ``x-user-id`` name the caller, as there; a
+``false`` beside a user id is a 401, and a ``false`` alone leaves the request
+to its own token. An absent ``x-authenticated`` keeps our earlier gateway
+form (``X-User-ID`` alone). ``x-user-roles`` (comma-separated; ``admin``
+opens the admin routes) is ours. ``x-user-origin`` was checked by that
+gateway against its allowed origins; ``GATEWAY_ORIGINS`` checks it here too
+(403 for another), and without it the origin is only kept for the logs.
 """
 
 from __future__ import annotations
@@ -31,10 +42,19 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from entrypoints.config import Settings
 
-__all__ = ["AuthError", "Authenticator", "Identity", "load_or_create_secret", "mint_token"]
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "GatewayHeaders",
+    "Identity",
+    "OriginRefused",
+    "load_or_create_secret",
+    "mint_token",
+]
 
 MAX_TOKEN_LENGTH = 8192
 _MAX_USER_ID = 128
+_MAX_ORIGIN = 256
 #: The last second of the year 9999 (UTC): the latest ``exp`` or ``nbf`` accepted.
 _LATEST = 253_402_300_799
 _REMEMBERED_TOKENS = 1024
@@ -49,6 +69,20 @@ class AuthError(Exception):
         self.message = message
 
 
+class OriginRefused(AuthError):
+    """The gateway names an origin that ``GATEWAY_ORIGINS`` does not list (HTTP 403)."""
+
+
+@attrs.frozen
+class GatewayHeaders:
+    """What the trusted gateway says about the caller (each None when not sent)."""
+
+    user_id: str | None = None
+    authenticated: str | None = None
+    roles: str | None = None
+    origin: str | None = None
+
+
 @attrs.frozen
 class Identity:
     """The caller: a user id and whether it may use the admin routes."""
@@ -58,6 +92,8 @@ class Identity:
     #: When the credentials stop being accepted (``time.time()`` seconds: the token's
     #: ``exp`` plus the leeway); None for the gateway's header. Not part of who it is.
     expires_at: float | None = attrs.field(default=None, eq=False)
+    #: The gateway's ``x-user-origin``, for the logs. Not part of who it is either.
+    origin: str | None = attrs.field(default=None, eq=False)
 
 
 def _is_user_id(value: object) -> bool:
@@ -149,32 +185,55 @@ class Authenticator:
         self._leeway = settings.jwt_leeway_seconds
         self._trust_gateway = settings.trust_gateway_headers
         self._proxies = frozenset(settings.trusted_proxies)
+        self._origins = frozenset(o.rstrip("/") for o in settings.gateway_origins)
         # Tokens verified lately, with the window they are valid in: a client sends
         # the same token with every request, and a signature check costs more than
         # the rest of a small request's routing.
         self._verified: OrderedDict[str, tuple[Identity, float, float]] = OrderedDict()
 
     def identify(
-        self, authorization: str | None, user_header: str | None, peer: str | None
+        self,
+        authorization: str | None,
+        user_header: str | None,
+        peer: str | None,
+        gateway: GatewayHeaders | None = None,
     ) -> Identity:
-        """Identify the caller from ``Authorization``, ``X-User-ID`` and the peer address."""
-        gateway_user = self._gateway_user(user_header, peer)
+        """Identify the caller from ``Authorization``, the gateway's headers and the peer.
+
+        ``user_header`` is ``X-User-ID``; ``gateway`` the rest of the gateway's headers.
+        """
+        said = attrs.evolve(gateway or GatewayHeaders(), user_id=user_header)
+        gateway_identity = self._from_gateway(said, peer)
         if authorization:
             identity = self._from_token(authorization)
-            if gateway_user is not None and gateway_user != identity.user_id:
+            if gateway_identity is not None and gateway_identity.user_id != identity.user_id:
                 raise AuthError("the token and the X-User-ID header name different users")
             return identity
-        if gateway_user is not None:
-            return Identity(gateway_user)
+        if gateway_identity is not None:
+            return gateway_identity
         raise AuthError("sign in: send 'Authorization: Bearer <token>'")
 
-    def _gateway_user(self, header: str | None, peer: str | None) -> str | None:
-        if header is None or not self._trust_gateway or peer not in self._proxies:
+    def _from_gateway(self, said: GatewayHeaders, peer: str | None) -> Identity | None:
+        """Who the trusted gateway says calls; None when it says nobody (or is not trusted)."""
+        if not self._trust_gateway or peer not in self._proxies:
             return None
-        user = header.strip()
+        origin = said.origin.strip() if said.origin else None
+        if origin is not None and not (len(origin) <= _MAX_ORIGIN and origin.isprintable()):
+            raise AuthError("the x-user-origin header is not a valid origin")
+        if self._origins and origin is not None and origin.rstrip("/") not in self._origins:
+            raise OriginRefused(f"requests from {origin[:100]!r} are not accepted here")
+        authenticated = (said.authenticated or "").strip().lower()
+        if said.authenticated is not None and authenticated != "true":
+            if said.user_id is not None:
+                raise AuthError("the gateway says this request is not authenticated")
+            return None
+        if said.user_id is None:
+            return None
+        user = said.user_id.strip()
         if not _is_user_id(user):
             raise AuthError("the X-User-ID header is not a valid user id")
-        return user
+        roles = {r.strip().lower() for r in (said.roles or "").split(",")}
+        return Identity(user, is_admin="admin" in roles, origin=origin)
 
     def _from_token(self, authorization: str) -> Identity:
         scheme, _, token = authorization.partition(" ")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from entrypoints.container import Runtime
-from entrypoints.http.auth import AuthError, Identity
+from entrypoints.http.auth import AuthError, GatewayHeaders, Identity
 
 __all__ = ["RUNTIME", "identify"]
 
@@ -18,13 +19,22 @@ def identify(request: web.Request) -> Identity:
     known = request.get(_IDENTITY)
     if known is None:
         try:
+            headers = request.headers
             known = request.app[RUNTIME].authenticator.identify(
-                request.headers.get("Authorization"),
-                request.headers.get("X-User-ID"),
+                headers.get("Authorization"),
+                headers.get("X-User-ID"),
                 request.remote,
+                GatewayHeaders(
+                    authenticated=headers.get("X-Authenticated"),
+                    roles=headers.get("X-User-Roles"),
+                    origin=headers.get("X-User-Origin"),
+                ),
             )
         except AuthError as exc:
             known = exc
+        else:
+            if known.origin is not None:  # the end user's origin, as the gateway saw it
+                structlog.contextvars.bind_contextvars(user_origin=known.origin)
         request[_IDENTITY] = known
     if isinstance(known, AuthError):
         raise known

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from entrypoints.http.auth import AuthError
+from entrypoints.http.auth import AuthError, OriginRefused
 from entrypoints.http.metrics import Metrics
 from imagecore.errors import (
     ConflictError,
@@ -49,6 +49,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 
 #: Domain errors to HTTP statuses; the first class an error is an instance of wins.
 STATUS_FOR: tuple[tuple[type[Exception], int], ...] = (
+    (OriginRefused, 403),
     (AuthError, 401),
     (UnknownProduct, 404),
     (ValidationError, 400),
@@ -171,6 +172,8 @@ def _domain_error(request: web.Request, exc: ImageCoreError | AuthError) -> web.
         _log.error("unexpected backend error: %s", exc)
         return _internal_error(request)
     code = exc.code if isinstance(exc, ImageCoreError) else "unauthorized"
+    if isinstance(exc, OriginRefused):
+        code = "forbidden_origin"
     headers = _EXTRA_HEADERS.get(status)
     if isinstance(exc, ServiceBusy):
         headers = {"Retry-After": "30"}

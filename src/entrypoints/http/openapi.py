@@ -70,7 +70,11 @@ _REFUSED = {
 _ERRORS = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "429": _ERROR, "503": _ERROR}
 _PATH_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _PATH_DETAIL = {"name": "detail_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_SECURE: list[dict[str, list[str]]] = [{"bearer": []}, {"gateway": []}]
+_SECURE: list[dict[str, list[str]]] = [
+    {"bearer": []},
+    {"gateway": []},
+    {"x-authenticated": [], "x-user-id": [], "x-user-origin": []},  # the old gateway's
+]
 
 
 def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:  # noqa: ANN401
@@ -484,6 +488,19 @@ _CONSOLE_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+def _header(name: str, description: str) -> dict[str, str]:
+    return {"type": "apiKey", "in": "header", "name": name, "description": description}
+
+
+#: The old gateway's headers: read only with TRUST_GATEWAY_HEADERS=true, from TRUSTED_PROXIES.
+_OLD_GATEWAY = {
+    "x-authenticated": _header("x-authenticated", "true: x-user-id names the caller; false: 401"),
+    "x-user-id": _header("x-user-id", "the caller's user id (the same header as X-User-ID)"),
+    "x-user-origin": _header("x-user-origin", "the end user's origin (GATEWAY_ORIGINS)"),
+    "x-user-roles": _header("x-user-roles", "comma-separated roles; admin opens /files"),
+}
+
+
 def openapi_document(app: web.Application | None = None) -> dict[str, Any]:  # noqa: ARG001
     """The document (the app is accepted for future per-deployment servers)."""
     return {
@@ -514,6 +531,7 @@ def openapi_document(app: web.Application | None = None) -> dict[str, Any]:  # n
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "gateway": {"type": "apiKey", "in": "header", "name": "X-User-ID"},
+                **_OLD_GATEWAY,
             },
         },
     }
