@@ -67,6 +67,7 @@ class ApiClient:
         self._auth = {"Authorization": f"Bearer {token}"}
         self._idle: list[Connection] = []
         self._final: dict[str, str] = {}
+        self._outputs: dict[str, str] = {}  # a detail's id -> its output record's id
         self._bodies: dict[Path, bytes] = {}
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -137,7 +138,9 @@ class ApiClient:
         answer = await self._call(
             "POST", f"/instructions/{instruction_id}/details", body, _MULTIPART
         )
-        return str(json.loads(answer)["data"]["files"][0]["id"])
+        output = json.loads(answer)["data"]["output"]
+        self._outputs[output["input_id"]] = output["id"]
+        return str(output["input_id"])
 
     def _kept_body(self, path: Path) -> bytes | None:
         """The whole multipart body for a small file, built on its first upload."""
@@ -158,8 +161,9 @@ class ApiClient:
         return status
 
     async def download(self, instruction_id: str, detail_id: str) -> int:
-        """Download the output; its size."""
-        answer = await self._call("GET", f"/instructions/{instruction_id}/details/{detail_id}/file")
+        """Download the output (by its output record, named at the upload); its size."""
+        output_id = self._outputs.pop(detail_id)
+        answer = await self._call("GET", f"/instructions/{instruction_id}/details/{output_id}/file")
         return len(answer)
 
     async def detail(self, instruction_id: str, detail_id: str) -> dict[str, Any]:

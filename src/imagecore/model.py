@@ -33,10 +33,14 @@ __all__ = [
     "counted_status",
     "is_object_id",
     "new_id",
+    "paired_record_id",
 ]
 
 _counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
-_process_random = os.urandom(5)
+#: Never with `_OUTPUT_BIT` set: that bit tells a file's output record from its input.
+_process_random = bytes([os.urandom(1)[0] & 0x7F]) + os.urandom(4)
+#: The top bit of an id's fifth byte (its first random one).
+_OUTPUT_BIT = 1 << 63
 
 
 def new_id(now: float | None = None) -> str:
@@ -49,6 +53,19 @@ def new_id(now: float | None = None) -> str:
     count = next(_counter) & 0xFFFFFF
     raw = seconds.to_bytes(4, "big") + _process_random + count.to_bytes(3, "big")
     return raw.hex()
+
+
+def paired_record_id(record_id: str) -> str:
+    """The id of the other record of a file's pair: input -> output, output -> input.
+
+    The old service kept two records per uploaded file; here one detail holds
+    the file's whole state, and its output record is a view of it whose id is
+    the detail's with `_OUTPUT_BIT` flipped. The map is its own inverse, keeps
+    the id's time, and never yields an id `new_id` makes (it never sets that
+    bit), so an output id cannot name a real detail made since. ``record_id``
+    must be an id (`is_object_id`).
+    """
+    return f"{int(record_id, 16) ^ _OUTPUT_BIT:024x}"
 
 
 def is_object_id(value: str) -> bool:

@@ -38,6 +38,7 @@ from imagecore.model import (
     counted_status,
     is_object_id,
     new_id,
+    paired_record_id,
 )
 from imagecore.ports import (
     ImageStorage,
@@ -51,6 +52,7 @@ from imagecore.ports import (
 from imagecore.products import Product, find_product
 
 __all__ = [
+    "DetailRecord",
     "Download",
     "InstructionView",
     "check_notify_url",
@@ -59,6 +61,7 @@ __all__ = [
     "finished_instruction",
     "get_detail",
     "get_instruction",
+    "get_record",
     "instruction_view",
     "job_for",
     "list_details",
@@ -195,6 +198,40 @@ async def list_details(
     """The files of the caller's instruction, in upload order."""
     instruction = await _owned_instruction(repo, user_id, instruction_id)
     return await repo.list_details(instruction.id)
+
+
+@attrs.frozen
+class DetailRecord:
+    """One of a file's two records, as the old service named them: its input or its output.
+
+    Both are views of the one `InstructionDetail` that holds the file's state;
+    the output record's id is `paired_record_id` of the detail's.
+    """
+
+    detail: InstructionDetail
+    is_output: bool
+
+    @property
+    def id(self) -> str:
+        """This record's id."""
+        return paired_record_id(self.detail.id) if self.is_output else self.detail.id
+
+
+async def get_record(
+    repo: InstructionRepository, *, user_id: str, instruction_id: str, record_id: str
+) -> DetailRecord:
+    """The input or output record ``record_id`` of the caller's instruction; `NotFound` else."""
+    instruction = await _owned_instruction(repo, user_id, instruction_id)
+    if not is_object_id(record_id):
+        raise NotFound("file not found")
+    for candidate, is_output in ((record_id, False), (paired_record_id(record_id), True)):
+        try:
+            detail = await repo.get_detail(candidate)
+        except NotFound:
+            continue
+        if detail.instruction_id == instruction.id:
+            return DetailRecord(detail, is_output=is_output)
+    raise NotFound("file not found")
 
 
 async def get_detail(
@@ -437,18 +474,23 @@ async def open_download(  # noqa: PLR0913 - ports and the request's facts
     user_id: str,
     instruction_id: str,
     detail_id: str,
-    original: bool = False,
+    original: bool | None = None,
     body: bool = True,
 ) -> Download:
-    """Open the processed file (or the original) of the caller's file for streaming.
+    """Open the processed file or the original of the caller's file for streaming.
 
-    The description and the bytes come from one request to the storage. With
-    ``body=False`` (a HEAD, a conditional GET) the file is only described,
-    nothing is opened, and ``chunks`` is empty.
+    ``detail_id`` names the file's input record (its original, unless
+    ``original`` is False) or its output record (its output, unless
+    ``original`` is True). The description and the bytes come from one
+    request to the storage. With ``body=False`` (a HEAD, a conditional GET)
+    the file is only described, nothing is opened, and ``chunks`` is empty.
     """
-    detail = await get_detail(
-        repo, user_id=user_id, instruction_id=instruction_id, detail_id=detail_id
+    record = await get_record(
+        repo, user_id=user_id, instruction_id=instruction_id, record_id=detail_id
     )
+    detail = record.detail
+    if original is None:
+        original = not record.is_output
     if detail.is_cleaned:
         raise NotFound("this file was removed by the retention policy")
     if original:

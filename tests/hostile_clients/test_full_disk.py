@@ -169,6 +169,6 @@ def test_a_full_disk_keeps_files_pending_until_space_returns(
         files = _files(base, user, instruction_id)
     assert len(files) == FILES, files
     for f in files:
-        path = f"/instructions/{instruction_id}/details/{f['id']}/file"
+        path = f"/instructions/{instruction_id}/details/{f['output_id']}/file"
         status, headers, _ = call(base, "GET", path, bearer(user))
         assert (status, headers["Content-Type"]) == (200, "image/png"), headers

@@ -341,7 +341,7 @@ class Prober:
                             self.answers,
                             f"GET {route}/{{detailId}}/file",
                             "GET",
-                            f"/instructions/{instruction}/details/{detail}/file",
+                            f"/instructions/{instruction}/details/{detail}/file?variant=output",
                         ),
                     ]
                 await asyncio.gather(*calls)

@@ -234,7 +234,8 @@ async def _hostile(client: Client, case: Case) -> tuple[str, list[str], float]:
         problems.append(f"{detail['status']} {detail['error']}, expected DONE")
     else:
         assert isinstance(expect, Done)
-        problems += output_problems(expect, await client.output(instruction_id, detail["id"]))
+        output = await client.output(instruction_id, detail["output_id"])
+        problems += output_problems(expect, output)
         if expect.name is not None and detail["original_name"] != expect.name:
             problems.append(f"original_name {detail['original_name']!r}")
     if case.name == "decoder-killer":
@@ -255,7 +256,7 @@ async def _edge(client: Client, path: Path) -> tuple[str, list[str], float]:
         return path.name, [] if ok else [f"{detail['status']} {error}"], _ms(detail)
     if detail["status"] != "DONE":
         return path.name, [f"{detail['status']} {error}"], _ms(detail)
-    data = await client.output(instruction_id, detail["id"])
+    data = await client.output(instruction_id, detail["output_id"])
     return path.name, output_problems(Done(), data), _ms(detail)
 
 

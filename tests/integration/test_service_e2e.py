@@ -95,7 +95,7 @@ async def test_every_product_end_to_end(session: aiohttp.ClientSession, product:
     [detail] = await final(session, instruction_id)
     assert detail["status"] == "DONE", detail
     async with session.get(
-        f"/instructions/{instruction_id}/details/{detail['id']}/file"
+        f"/instructions/{instruction_id}/details/{detail['output_id']}/file"
     ) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == mime

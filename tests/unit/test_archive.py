@@ -49,7 +49,7 @@ async def test_the_archive_holds_every_done_output_under_distinct_names(
         done = [f for f in files if f["status"] == "DONE"]
         for name, detail in zip(archive.namelist(), done, strict=True):
             _, _, single = await fetch(
-                api, f"/instructions/{instruction_id}/details/{detail['id']}/file"
+                api, f"/instructions/{instruction_id}/details/{detail['output_id']}/file"
             )
             assert archive.read(name) == single
             assert archive.getinfo(name).compress_type == zipfile.ZIP_STORED

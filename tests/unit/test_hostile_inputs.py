@@ -58,7 +58,7 @@ async def upload(api: Api, instruction_id: str, case: Case) -> tuple[int, dict[s
 
 
 async def download(api: Api, instruction_id: str, detail: dict[str, Any]) -> tuple[bytes, str]:
-    path = f"/instructions/{instruction_id}/details/{detail['id']}/file"
+    path = f"/instructions/{instruction_id}/details/{detail['output_id']}/file"
     async with api.session.get(api.base + path, headers=api.token("alice")) as response:
         assert response.status == 200
         return await response.read(), response.headers["Content-Disposition"]

@@ -99,7 +99,7 @@ async def test_a_download_names_a_non_ascii_file_in_an_ascii_header(api: Api, ki
     status, _ = await api.call("POST", f"/instructions/{instruction_id}/details", data=form)
     assert status == 200
     [done] = await api.wait_final(instruction_id)
-    path = f"/instructions/{instruction_id}/details/{done['id']}/file"
+    path = f"/instructions/{instruction_id}/details/{done['output_id']}/file"
     async with api.session.get(api.base + path, headers=api.token("alice")) as response:
         assert response.status == 200
         [raw] = [v for k, v in response.raw_headers if k.lower() == b"content-disposition"]
@@ -124,7 +124,7 @@ async def test_a_whole_job_from_upload_to_download(api: Api, kite: bytes) -> Non
     first = files[0]
     assert (first["output"]["width"], first["output"]["height"]) == (320, 200)
     assert (first["width"], first["height"]) == (2560, 1600)
-    path = f"/instructions/{instruction_id}/details/{first['id']}/file"
+    path = f"/instructions/{instruction_id}/details/{first['output_id']}/file"
     async with api.session.get(api.base + path, headers=api.token("alice")) as response:
         assert response.status == 200
         data = await response.read()

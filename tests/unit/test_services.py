@@ -24,7 +24,7 @@ from imagecore.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
-from imagecore.model import InstructionDetail, Status
+from imagecore.model import InstructionDetail, Status, paired_record_id
 from imagecore.ports import InstructionQuery
 from imagecore.products import find_product
 
@@ -238,20 +238,41 @@ async def test_a_detail_is_only_found_under_its_own_instruction(repo, storage, b
 async def test_there_is_no_download_before_the_output_exists(repo, storage, broker) -> None:
     instruction_id = await new_resize(repo)
     detail = await upload(repo, storage, broker, instruction_id)
-    with pytest.raises(NotFound, match="no output yet"):
-        await services.open_download(
-            repo, storage, user_id="alice", instruction_id=instruction_id, detail_id=detail.id
+    output_id = paired_record_id(detail.id)
+    for record_id, original in ((output_id, None), (detail.id, False)):
+        with pytest.raises(NotFound, match="no output yet"):
+            await services.open_download(
+                repo,
+                storage,
+                user_id="alice",
+                instruction_id=instruction_id,
+                detail_id=record_id,
+                original=original,
+            )
+    for record_id, original in ((detail.id, None), (output_id, True)):
+        download = await services.open_download(
+            repo,
+            storage,
+            user_id="alice",
+            instruction_id=instruction_id,
+            detail_id=record_id,
+            original=original,
         )
-    original = await services.open_download(
-        repo,
-        storage,
-        user_id="alice",
-        instruction_id=instruction_id,
-        detail_id=detail.id,
-        original=True,
-    )
-    assert b"".join([c async for c in original.chunks]) == JPEG
-    assert (original.name, original.content_type) == ("kite.jpg", "image/jpeg")
+        assert b"".join([c async for c in download.chunks]) == JPEG
+        assert (download.name, download.content_type) == ("kite.jpg", "image/jpeg")
+
+
+async def test_a_files_two_records_name_one_detail(repo, storage, broker) -> None:
+    instruction_id = await new_resize(repo)
+    detail = await upload(repo, storage, broker, instruction_id)
+    found = [
+        await services.get_record(
+            repo, user_id="alice", instruction_id=instruction_id, record_id=record_id
+        )
+        for record_id in (detail.id, paired_record_id(detail.id))
+    ]
+    assert [(r.detail, r.is_output) for r in found] == [(detail, False), (detail, True)]
+    assert [r.id for r in found] == [detail.id, paired_record_id(detail.id)]
 
 
 async def test_instructions_list_with_their_status(repo, storage, broker) -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 from entrypoints.http.context import RUNTIME, identify
 from entrypoints.http.inputs import in_utc, int_query, json_body, time_query
 from entrypoints.http.middleware import ok
-from entrypoints.http.views import attachment, detail_view, instruction_json
+from entrypoints.http.views import attachment, detail_view, instruction_json, record_view
 from imagecore import services
 from imagecore.errors import ValidationError
 from imagecore.model import Instruction, Status, utc_now
@@ -134,22 +134,25 @@ async def list_details(request: web.Request) -> web.Response:
 
 
 async def get_detail(request: web.Request) -> web.Response:
-    """``GET /instructions/{id}/details/{detailId}``."""
+    """``GET /instructions/{id}/details/{detailId}``: a file's input or output record."""
     who = identify(request)
-    detail = await services.get_detail(
+    record = await services.get_record(
         request.app[RUNTIME].repository,
         user_id=who.user_id,
         instruction_id=request.match_info["id"],
-        detail_id=request.match_info["detail_id"],
+        record_id=request.match_info["detail_id"],
     )
-    return ok({"detail": detail_view(detail)})
+    return ok({"detail": record_view(record)})
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    """``GET .../details/{detailId}/file``: the output, or ``?variant=original``."""
+    """``GET .../details/{detailId}/file``: an input record's original, an output's output.
+
+    ``?variant=original`` or ``?variant=output`` asks for one whichever record is named.
+    """
     who = identify(request)
-    variant = request.query.get("variant", "output")
-    if variant not in {"output", "original"}:
+    variant = request.query.get("variant")
+    if variant not in {None, "output", "original"}:
         raise ValidationError("variant must be output or original")
     runtime = request.app[RUNTIME]
     opening = functools.partial(
@@ -159,7 +162,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         user_id=who.user_id,
         instruction_id=request.match_info["id"],
         detail_id=request.match_info["detail_id"],
-        original=variant == "original",
+        original=None if variant is None else variant == "original",
     )
     cached = request.headers.get("If-None-Match")
     # A HEAD, or a GET that may be answered 304, needs only the description.

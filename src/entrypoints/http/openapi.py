@@ -128,7 +128,11 @@ _DETAIL = {
         "width": {"type": ["integer", "null"]},
         "height": {"type": ["integer", "null"]},
         "status": _STATUS,
-        "output_id": {"type": ["string", "null"]},
+        "output_id": {
+            "type": ["string", "null"],
+            "description": "an input record's: its output record's id; an output record's: null",
+        },
+        "input_id": {"type": "string", "description": "an output record's: its input's id"},
         "output": _OUTPUT,
         "error": {"type": ["object", "null"]},
         "error_message": {"type": ["string", "null"]},
@@ -264,11 +268,14 @@ _PATHS: dict[str, dict[str, Any]] = {
             {
                 "200": _json(
                     _data(
+                        input=_ref("Detail"),
+                        output=_ref("Detail"),
                         files={"type": "array", "items": _ref("Detail")},
                         refused={"type": "array", "items": _REFUSED},
                     ),
-                    "the files stored; the first file refused, if any, with its reason "
-                    "(the parts after it are not read)",
+                    "the files stored (input and output: the first one's two records, "
+                    "as the old service answered); the first file refused, if any, with "
+                    "its reason (the parts after it are not read)",
                 ),
                 "408": _ERROR,
                 "413": _ERROR,
@@ -300,14 +307,14 @@ _PATHS: dict[str, dict[str, Any]] = {
     },
     "/instructions/{id}/details/{detail_id}": {
         "get": _op(
-            "One file",
+            "One file's input record, or its output record (by its output_id)",
             {"200": _json(_data(detail=_ref("Detail")), "found")},
             parameters=[_PATH_ID, _PATH_DETAIL],
         ),
     },
     "/instructions/{id}/details/{detail_id}/file": {
         "get": _op(
-            "Download the processed file, or the original with ?variant=original",
+            "An input record's original, an output record's result (?variant= picks either)",
             {
                 "200": {
                     "description": "the file",

@@ -36,7 +36,7 @@ from entrypoints.http.context import RUNTIME, identify
 from entrypoints.http.heap import trim_soon
 from entrypoints.http.middleware import METRICS, json_error, ok
 from entrypoints.http.streams import UPLOADS, held
-from entrypoints.http.views import detail_view
+from entrypoints.http.views import detail_view, output_record_view
 from imagecore import services
 from imagecore.errors import ImageCoreError, TooManyFiles, ValidationError
 from imagecore.model import InstructionDetail, utc_now
@@ -129,7 +129,13 @@ async def _upload(
         raise error
     if not accepted:
         raise ValidationError("no file received: send multipart/form-data parts named 'file'")
-    body: dict[str, Any] = {"files": [detail_view(d) for d in accepted], "refused": []}
+    body: dict[str, Any] = {
+        # The old service's answer: the first file's input and output records.
+        "input": detail_view(accepted[0]),
+        "output": output_record_view(accepted[0]),
+        "files": [detail_view(d) for d in accepted],
+        "refused": [],
+    }
     message = "files uploaded"
     if refused is not None:
         name, error = refused

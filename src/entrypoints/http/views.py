@@ -1,8 +1,10 @@
 """JSON views of domain values: the seed's field names, and the richer ones of our model.
 
-One detail carries its own output (the seed had separate input and output
-records): ``output_id`` is the detail's own id once its output exists, and
-``output`` describes it.
+One detail carries its own output; the seed had separate input and output
+records, and its clients still read them: a detail is shown as its input
+record (``output_id`` names the output record, ``output`` describes the
+output), and `output_record_view` shows the output record, a view of the
+same detail under `imagecore.model.paired_record_id` of its id.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import urllib.parse
 from datetime import datetime
 from typing import Any
 
-from imagecore.model import Instruction, InstructionDetail
+from imagecore.model import Instruction, InstructionDetail, paired_record_id
 from imagecore.params import Parameter
 from imagecore.products import Product
-from imagecore.services import InstructionView, instruction_view
+from imagecore.services import DetailRecord, InstructionView, instruction_view
 
-__all__ = ["detail_view", "product_view"]
+__all__ = ["detail_view", "output_record_view", "product_view", "record_view"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -38,7 +40,7 @@ def detail_view(detail: InstructionDetail) -> dict[str, Any]:
         "width": detail.width,
         "height": detail.height,
         "status": detail.status.value,
-        "output_id": detail.id if output is not None else None,
+        "output_id": paired_record_id(detail.id),
         "output": None
         if output is None
         else {
@@ -60,6 +62,38 @@ def detail_view(detail: InstructionDetail) -> dict[str, Any]:
         "started_at": _iso(detail.started_at),
         "finished_at": _iso(detail.finished_at),
     }
+
+
+def output_record_view(detail: InstructionDetail) -> dict[str, Any]:
+    """The output record of ``detail``, as the old service's clients read one.
+
+    Its name, size and type are the output's once it exists; until then the
+    upload's name and type with size 0. Its status is the file's.
+    """
+    output = detail.output
+    return {
+        "id": paired_record_id(detail.id),
+        "instruction_id": detail.instruction_id,
+        "input_id": detail.id,
+        "product_key": detail.product_key,
+        "file_name": output.name if output else detail.original_name,
+        "file_size": output.size if output else 0,
+        "mime_type": output.mime_type if output else detail.mime_type,
+        "width": output.width if output else None,
+        "height": output.height if output else None,
+        "status": detail.status.value,
+        "output_id": None,
+        "error_message": detail.error_message,
+        "is_cleaned": detail.is_cleaned,
+        "created_at": _iso(detail.created_at),
+        "updated_at": _iso(detail.updated_at),
+        "finished_at": _iso(detail.finished_at),
+    }
+
+
+def record_view(record: DetailRecord) -> dict[str, Any]:
+    """The input or the output record, as ``GET .../details/{id}`` shows it."""
+    return output_record_view(record.detail) if record.is_output else detail_view(record.detail)
 
 
 def parameter_json(parameter: Parameter) -> dict[str, Any]:

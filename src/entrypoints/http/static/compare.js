@@ -55,7 +55,8 @@ function figure(title, facts) {
 export async function openCompare(job, row) {
   const detail = row.detail;
   const output = detail.output;
-  const base = `/instructions/${job.id}/details/${detail.id}/file`;
+  const details = `/instructions/${job.id}/details`;
+  const base = `${details}/${detail.id}/file`;
   const before = figure(
     "Original",
     [formatName(detail.mime_type), dimensions(detail.width, detail.height), bytes(detail.size)].filter(Boolean).join(" · "),
@@ -98,7 +99,7 @@ export async function openCompare(job, row) {
     (error) => before.fail(error.message),
   );
   try {
-    result = await fetchFile(base);
+    result = await fetchFile(`${details}/${detail.output_id}/file`);
     after.show(result.blob, output.mime_type, `${detail.original_name}, result`);
   } catch (error) {
     after.fail(error.message);

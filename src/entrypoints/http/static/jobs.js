@@ -416,7 +416,8 @@ function fileRow(job, row) {
 async function downloadOne(job, row, button) {
   button.disabled = true;
   try {
-    const { blob, name } = await fetchFile(`/instructions/${job.id}/details/${row.detail.id}/file`);
+    // The output record's /file is the result (the detail's own is the original).
+    const { blob, name } = await fetchFile(`/instructions/${job.id}/details/${row.detail.output_id}/file`);
     saveBlob(blob, name);
   } catch (error) {
     toast(`Download failed: ${error.message}`, "error");
