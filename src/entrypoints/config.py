@@ -21,7 +21,9 @@ from typing import Any
 import attrs
 
 from imagecore.errors import ValidationError
+from imagecore.model import is_object_id
 from imagecore.processing import PipelineSettings
+from imagecore.products import CATALOGUE
 
 __all__ = ["BACKENDS", "ENV_NAMES", "Settings"]
 
@@ -80,6 +82,16 @@ def _backend(port: str) -> Any:  # noqa: ANN401 - an attrs validator
     return check
 
 
+def _check_product_ids(_settings: object, _attribute: object, value: tuple[str, ...]) -> None:
+    keys = {p.key for p in CATALOGUE}
+    for entry in value:
+        key, _, product_id = (part.strip() for part in entry.partition("="))
+        if key not in keys or not is_object_id(product_id):
+            raise ValidationError(
+                f"PRODUCT_IDS: {entry[:80]!r} is not key=id (a product key, 24 hex digits)"
+            )
+
+
 @attrs.frozen
 class Settings:
     """Everything the service reads from its environment, each with its variable."""
@@ -117,6 +129,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = _env("TRUSTED_PROXIES", ("127.0.0.1", "::1"))
     # The gateway's x-user-origin values accepted (empty: any; the gateway checks them).
     gateway_origins: tuple[str, ...] = _env("GATEWAY_ORIGINS", ())
+    # The old deployment's product ids, key=id: shown and accepted in place of ours.
+    product_ids: tuple[str, ...] = _env("PRODUCT_IDS", (), validator=_check_product_ids)
     # The console's development sign-in (POST /auth/dev-token), loopback clients only.
     dev_login: bool = _env("DEV_LOGIN", False)  # noqa: FBT003
     webhook_secret: str = _env("WEBHOOK_SECRET", "")
@@ -169,6 +183,12 @@ class Settings:
         first may find none.
         """
         return self.concurrency + self.prefetch
+
+    @property
+    def product_id_map(self) -> dict[str, str]:
+        """``PRODUCT_IDS`` as product key -> the id clients know it by."""
+        pairs = (entry.partition("=") for entry in self.product_ids)
+        return {key.strip(): product_id.strip() for key, _, product_id in pairs}
 
     @property
     def repository_kind(self) -> str:

@@ -102,5 +102,15 @@ def test_every_setting_reads_its_own_variable() -> None:
         )
         if isinstance(default, tuple):
             raw = "10.0.0.1,10.0.0.2"
+        if env == "PRODUCT_IDS":  # validated: key=id pairs
+            raw = "images/resize=507f1f77bcf86cd799439011"
         value = getattr(Settings.from_env({env: raw}), field.name)
         assert value != default, (env, value)
+
+
+def test_product_ids_map_catalogue_keys_to_the_old_deployments_ids() -> None:
+    settings = Settings.from_env({"PRODUCT_IDS": "images/compress=507f1f77bcf86cd799439011"})
+    assert settings.product_id_map == {"images/compress": "507f1f77bcf86cd799439011"}
+    for wrong in ("images/compress", "images/nope=507f1f77bcf86cd799439011", "images/crop=xyz"):
+        with pytest.raises(ValidationError, match="PRODUCT_IDS"):
+            Settings.from_env({"PRODUCT_IDS": wrong})

@@ -159,3 +159,20 @@ async def test_an_output_id_is_found_under_its_own_instruction_only(api: Api, ki
     assert status == 404
     status, _ = await api.call("GET", f"/instructions/{first}/details/{output_id}", user="bob")
     assert status == 404
+
+
+async def test_the_old_deployments_product_ids_are_kept_when_configured(tmp_path: Path) -> None:
+    old_id = "507f1f77bcf86cd799439011"
+    async with running_api(tmp_path, product_ids=(f"images/thumbnail={old_id}",)) as api:
+        _, body = await api.call("GET", "/products", user=None)
+        [thumbnail] = [p for p in body["data"]["products"] if p["key"] == "images/thumbnail"]
+        assert thumbnail["id"] == old_id
+        status, body = await api.call("POST", "/instructions", json={"product_id": old_id})
+        assert status == 200, body
+        instruction = body["data"]["instruction"]
+        assert (instruction["product_key"], instruction["product_id"]) == (
+            "images/thumbnail",
+            old_id,
+        )
+        _, body = await api.call("GET", f"/instructions/{instruction['id']}")
+        assert body["data"]["instruction"]["product_id"] == old_id

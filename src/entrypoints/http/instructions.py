@@ -41,6 +41,8 @@ async def create_instruction(request: web.Request) -> web.Response:
     product_ref = body.get("product_id") or body.get("product_key")
     if not isinstance(product_ref, str) or not product_ref:
         raise ValidationError("give product_id or product_key (see GET /products)")
+    ids = request.app[RUNTIME].settings.product_id_map
+    product_ref = next((key for key, known in ids.items() if known == product_ref), product_ref)
     params = body.get("params")
     if params is not None and not isinstance(params, dict):
         raise ValidationError("params must be an object of name: value pairs")
@@ -58,7 +60,7 @@ async def create_instruction(request: web.Request) -> web.Response:
         now=utc_now(),
         notify_url=notify_url,
     )
-    return ok({"instruction": instruction_json(view)}, "instruction created")
+    return ok({"instruction": instruction_json(view, ids)}, "instruction created")
 
 
 async def list_instructions(request: web.Request) -> web.Response:
@@ -84,7 +86,8 @@ async def list_instructions(request: web.Request) -> web.Response:
         "total": page.total,
         "next_cursor": _cursor(last) if last is not None else None,
     }
-    instructions = [instruction_json(view) for view in page.items]
+    ids = request.app[RUNTIME].settings.product_id_map
+    instructions = [instruction_json(view, ids) for view in page.items]
     return ok({"instructions": instructions, "pagination": pagination})
 
 
@@ -119,7 +122,7 @@ async def get_instruction(request: web.Request) -> web.Response:
         user_id=who.user_id,
         instruction_id=request.match_info["id"],
     )
-    return ok({"instruction": instruction_json(view)})
+    return ok({"instruction": instruction_json(view, request.app[RUNTIME].settings.product_id_map)})
 
 
 async def list_details(request: web.Request) -> web.Response:

@@ -30,8 +30,11 @@ async def list_products(request: web.Request) -> web.Response:
     """``GET /products``: public."""
     runtime = request.app[RUNTIME]
     stored = await runtime.repository.list_products()
-    cap = runtime.settings.max_file_bytes
-    return ok({"products": [product_view(p, c, u, max_file_bytes=cap) for p, c, u in stored]})
+    cap, ids = runtime.settings.max_file_bytes, runtime.settings.product_id_map
+    products = [
+        product_view(p, c, u, max_file_bytes=cap, product_id=ids.get(p.key)) for p, c, u in stored
+    ]
+    return ok({"products": products})
 
 
 async def list_files(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ same detail under `imagecore.model.paired_record_id` of its id.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -139,11 +140,20 @@ def product_json(product: Product) -> dict[str, Any]:
 
 
 def product_view(
-    product: Product, created: datetime, updated: datetime, max_file_bytes: int = 0
+    product: Product,
+    created: datetime,
+    updated: datetime,
+    max_file_bytes: int = 0,
+    product_id: str | None = None,
 ) -> dict[str, Any]:
-    """A product as ``GET /products`` lists it, with a deployment's lower size cap applied."""
+    """A product as ``GET /products`` lists it, with a deployment's lower size cap applied.
+
+    ``product_id``: the id clients know it by (``PRODUCT_IDS``), when not ours.
+    """
     created_at, updated_at = _iso(created), _iso(updated)
     view = {**product_json(product), "created_at": created_at, "updated_at": updated_at}
+    if product_id is not None:
+        view["id"] = product_id
     # The old service's Product spelt these two in camelCase; its clients read them so.
     view.update(createdAt=created_at, updatedAt=updated_at)
     if max_file_bytes:
@@ -172,13 +182,18 @@ def _ascii(text: str) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in text)
 
 
-def instruction_json(view: InstructionView) -> dict[str, Any]:
-    """An instruction as ``data.instruction`` shows it, with its status and counts."""
+def instruction_json(
+    view: InstructionView, product_ids: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """An instruction as ``data.instruction`` shows it, with its status and counts.
+
+    ``product_ids`` (``PRODUCT_IDS``) gives the product's id clients know, by key.
+    """
     i = view.instruction
     return {
         "id": i.id,
         "user_id": i.user_id,
-        "product_id": i.product_id,
+        "product_id": (product_ids or {}).get(i.product_key, i.product_id),
         "product_key": i.product_key,
         "params": i.params,
         "notify_url": i.notify_url,
