@@ -33,12 +33,14 @@ from imagecore.errors import (
     CorruptImage,
     ImageCoreError,
     ImageTooLarge,
+    InvalidParameter,
     ProcessingError,
     UnknownProduct,
     UnsupportedMediaType,
 )
 from imagecore.formats import SNIFF_BYTES, sniff
 from imagecore.model import ImageInfo
+from imagecore.params import Kind, Parameter
 from imagecore.ports import ProcessingRequest, ProcessingResult
 from imagecore.products import CATALOGUE, find_product
 
@@ -703,7 +705,8 @@ def test_watermark_tiles_text_and_escapes_markup(processor, tmp_path):
             base64.b64encode(b'<svg xmlns="http://www.w3.org/2000/svg"/>').decode(),
             UnsupportedMediaType,
         ),
-        ("not base64!", ProcessingError),
+        ("AAAAA", ProcessingError),  # the characters of base64, not its length
+        ("not base64!", InvalidParameter),  # the processor validates like the API
     ],
 )
 def test_a_watermark_image_goes_through_the_same_allow_list(processor, tmp_path, mark, error):
@@ -719,6 +722,84 @@ def test_a_watermark_image_bomb_is_too_large(processor, tmp_path):
     mark = base64.b64encode((CORPUS / "edge/decompression_bomb.gif").read_bytes()).decode()
     with pytest.raises(ImageTooLarge):
         run(processor, "images/watermark", CORPUS / "misc/rocket.jpg", tmp_path, image=mark)
+
+
+# ------------------------------------------------------------------------- the catalogue's defaults
+
+_ROCKET, _GPS, _ICC = "misc/rocket.jpg", "edge/exif_gps.jpg", "edge/icc_profile.png"
+_TEXT = {"text": "imagecore"}
+#: For each product parameter the catalogue gives a default: an input and the
+#: other parameters under which that one changes the output.
+WHERE_EACH_DEFAULT_SHOWS = {
+    ("images/compress", "target_ssim"): (_ROCKET, {}),
+    ("images/compress", "keep_metadata"): (_GPS, {}),
+    ("images/convert", "lossless"): (_ICC, {"format": "webp"}),
+    ("images/convert", "keep_metadata"): (_GPS, {"format": "jpeg"}),
+    ("images/resize", "fit"): (_ROCKET, {"width": 40, "height": 40}),
+    ("images/resize", "upscale"): (_ICC, {"width": 80}),
+    ("images/resize", "background"): (_ROCKET, {"width": 40, "height": 40, "fit": "contain"}),
+    ("images/resize", "keep_metadata"): (_GPS, {"width": 4}),
+    ("images/crop", "gravity"): (_ROCKET, {"aspect_ratio": "1:1"}),
+    ("images/crop", "keep_metadata"): (_GPS, {"aspect_ratio": "1:1"}),
+    ("images/rotate", "angle"): (_ROCKET, {}),
+    ("images/rotate", "flip"): (_ROCKET, {}),
+    ("images/rotate", "auto_orient"): ("edge/hopper_orientation_6.jpg", {}),
+    ("images/rotate", "background"): (_ROCKET, {"angle": 30}),
+    ("images/rotate", "keep_metadata"): (_GPS, {}),
+    ("images/thumbnail", "width"): (_ROCKET, {}),
+    ("images/thumbnail", "height"): (_ROCKET, {}),
+    ("images/thumbnail", "fit"): (_ROCKET, {}),
+    ("images/strip-metadata", "keep_icc"): (_ICC, {}),
+    ("images/watermark", "position"): (_ROCKET, _TEXT),
+    ("images/watermark", "opacity"): (_ROCKET, _TEXT),
+    ("images/watermark", "size"): (_ROCKET, _TEXT),
+    ("images/watermark", "color"): (_ROCKET, _TEXT),
+    ("images/watermark", "margin"): (_ROCKET, _TEXT),
+    ("images/watermark", "keep_metadata"): (_GPS, _TEXT),
+}
+
+
+def _another_value(parameter: Parameter) -> object:
+    """A valid value other than the parameter's default."""
+    default = parameter.default
+    if parameter.kind is Kind.BOOLEAN:
+        return not default
+    if parameter.kind is Kind.CHOICE:
+        return next(choice for choice in parameter.choices if choice != default)
+    if parameter.kind is Kind.COLOR:
+        return "#000000" if default != "#000000" else "#ff0000"
+    halfway = (default + (parameter.minimum or 0)) / 2
+    return int(halfway) if parameter.kind is Kind.INTEGER else halfway
+
+
+def test_every_default_of_the_catalogue_is_checked_where_it_shows():
+    defaulted = {
+        (product.key, parameter.name)
+        for product in CATALOGUE
+        for parameter in product.parameters
+        if parameter.default is not None
+    }
+    assert defaulted == set(WHERE_EACH_DEFAULT_SHOWS)
+
+
+@pytest.mark.parametrize(
+    ("key", "name"), sorted(WHERE_EACH_DEFAULT_SHOWS), ids=lambda part: part.split("/")[-1]
+)
+def test_an_omitted_parameter_means_the_catalogues_default(processor, tmp_path, key, name):
+    # The parameters go to the processor as a client wrote them, unvalidated:
+    # an omitted one must mean the catalogue's default, whatever the caller.
+    sample, context = WHERE_EACH_DEFAULT_SHOWS[key, name]
+    [parameter] = [p for p in find_product(key).parameters if p.name == name]
+
+    def output(params: dict[str, object], tag: str) -> bytes:
+        destination = tmp_path / tag
+        request = ProcessingRequest(key, params, CORPUS / sample, destination, MAX_PIXELS, 100)
+        processor.process(request)
+        return destination.read_bytes()
+
+    omitted = output(context, "omitted")
+    assert omitted == output(context | {name: parameter.default}, "default")
+    assert omitted != output(context | {name: _another_value(parameter)}, "another")
 
 
 # ----------------------------------------------------------------------------- container stripping

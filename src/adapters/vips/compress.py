@@ -85,8 +85,8 @@ class _Attempt:
 def compress(source: Source, params: Mapping[str, Any]) -> Encoded:
     """Run images/compress on ``source``."""
     fmt = output_format(source, None)
-    keep_metadata = bool(params.get("keep_metadata", False))
-    target = float(params.get("target_ssim", 0.98))
+    keep_metadata = params["keep_metadata"]
+    target = float(params["target_ssim"])
     quality = params.get("quality")
     animated = source.info.frames > 1 and fmt in ANIMATED_OUTPUTS
     decoded = decode(source, all_frames=animated)

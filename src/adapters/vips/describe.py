@@ -132,7 +132,7 @@ def dominant_colour(image: pyvips.Image) -> str:
 
 def strip_metadata(source: Source, params: Mapping[str, Any]) -> Encoded:
     """Run images/strip-metadata on ``source``."""
-    keep_icc = bool(params.get("keep_icc", True))
+    keep_icc = params["keep_icc"]
     fmt = output_format(source, None)
     animated = source.info.frames > 1 and fmt in ANIMATED_OUTPUTS
     image = decode(source, all_frames=animated)

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import pyvips
 
-from adapters.vips.io import Source, decode, parse_colour, thumbnail
+from adapters.vips.io import MATTE, Source, decode, parse_colour, thumbnail
 from imagecore.errors import ProcessingError
 from imagecore.params import parse_ratio
 
@@ -72,8 +72,8 @@ def plan_resize(  # noqa: PLR0913 - the box, the image and the two rules
 def resize(source: Source, params: Mapping[str, Any]) -> pyvips.Image:
     """Run images/resize (and images/thumbnail, which is a resize with a default box)."""
     box_width, box_height = params.get("width"), params.get("height")
-    fit = str(params.get("fit", "inside"))
-    upscale = bool(params.get("upscale", False))
+    fit = params["fit"]
+    upscale = bool(params.get("upscale"))  # thumbnail never enlarges
     width, height = plan_resize(
         source.info.width, source.info.height, box_width, box_height, fit, upscale=upscale
     )
@@ -81,7 +81,7 @@ def resize(source: Source, params: Mapping[str, Any]) -> pyvips.Image:
     if fit == "cover" and box_width and box_height:
         image = _cut(image, min(box_width, width), min(box_height, height), "centre")
     elif fit == "contain" and box_width and box_height:
-        image = _pad(image, box_width, box_height, str(params.get("background", "#ffffff")))
+        image = _pad(image, box_width, box_height, params.get("background", MATTE))
     return image
 
 
@@ -101,21 +101,21 @@ def crop(source: Source, params: Mapping[str, Any]) -> pyvips.Image:
             )
         return image.crop(left, top, region_width, region_height)
     region_width, region_height = _region(width, height, params)
-    return _cut(image, region_width, region_height, str(params.get("gravity", "attention")))
+    return _cut(image, region_width, region_height, params["gravity"])
 
 
 def rotate(source: Source, params: Mapping[str, Any]) -> pyvips.Image:
     """Run images/rotate: EXIF orientation (unless off), a clockwise angle, then a flip."""
-    image = decode(source, autorotate=bool(params.get("auto_orient", True)))
-    angle = float(params.get("angle", 0)) % 360
+    image = decode(source, autorotate=params["auto_orient"])
+    angle = float(params["angle"]) % 360
     if angle % 90 == 0:
         if angle:
             image = image.rot(f"d{int(angle)}")
     else:
-        rgb, alpha = parse_colour(str(params.get("background", "#ffffff")))
+        rgb, alpha = parse_colour(params["background"])
         image = _with_alpha_if(_paintable(image), needed=alpha < 1)
         image = image.rotate(angle, background=_fill(image, rgb, alpha))
-    for direction in _FLIPS.get(str(params.get("flip", "none")), ()):
+    for direction in _FLIPS.get(params["flip"], ()):
         image = image.flip(direction)
     return image
 

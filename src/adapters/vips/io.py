@@ -41,6 +41,7 @@ from imagecore.model import ImageInfo
 __all__ = [
     "ANIMATED_OUTPUTS",
     "DEFAULT_QUALITY",
+    "MATTE",
     "MAX_SIDE",
     "Encoded",
     "Source",
@@ -58,6 +59,9 @@ __all__ = [
     "thumbnail",
 ]
 
+#: What transparency becomes in a JPEG, and the padding of a product that has
+#: no ``background`` parameter (thumbnail's ``contain``).
+MATTE: Final = "#ffffff"
 #: Output formats that carry every frame of an animated input.
 ANIMATED_OUTPUTS: Final = frozenset({"gif", "webp"})
 DEFAULT_QUALITY: Final = {"jpeg": 85, "webp": 82, "avif": 60}
@@ -309,7 +313,7 @@ def parse_colour(colour: str) -> tuple[list[float], float]:
     return rgb, alpha
 
 
-def prepare_for(image: pyvips.Image, fmt: str, background: str = "#ffffff") -> pyvips.Image:
+def prepare_for(image: pyvips.Image, fmt: str, background: str = MATTE) -> pyvips.Image:
     """Bring pixels into a form the saver of ``fmt`` writes faithfully."""
     interpretation = str(image.interpretation)
     if interpretation == "cmyk":

@@ -6,6 +6,12 @@ cache) before any image work, then `open_source` (magic bytes, header
 limits) before any pixel is decoded, and every libvips call inside the one
 `vips_errors` block that turns ``pyvips.Error`` into `imagecore.errors`.
 
+Parameters go through the product's `Product.validate` once, on entry, so
+that an omitted one means the catalogue's default for every caller (the
+services and the CLI validate already; validating twice changes nothing).
+The products below read defaulted parameters by name and never declare a
+default of their own.
+
 Outputs are upright and carry only the ICC profile unless
 ``keep_metadata`` asks for more, and never GPS (see `adapters.vips.io`).
 The output format is ``format`` when the product takes one, else the
@@ -34,6 +40,7 @@ from adapters.vips.guard import configure_vips, self_test, vips_errors
 from adapters.vips.io import (
     ANIMATED_OUTPUTS,
     DEFAULT_QUALITY,
+    MATTE,
     Encoded,
     Source,
     decode,
@@ -54,6 +61,7 @@ from imagecore.errors import (
 from imagecore.formats import EXTENSIONS, MIME_TYPES
 from imagecore.model import ImageInfo
 from imagecore.ports import ProcessingRequest, ProcessingResult
+from imagecore.products import find_product
 
 __all__ = ["VipsImageProcessor", "configure_vips", "self_test"]
 
@@ -73,13 +81,15 @@ class VipsImageProcessor:
     def process(self, request: ProcessingRequest) -> ProcessingResult:
         """Run the product and write ``request.destination``.
 
-        Raises `UnknownProduct`, `UnsupportedMediaType`, `ImageTooLarge`,
-        `CorruptImage` or `ProcessingError`.
+        Raises `UnknownProduct`, `InvalidParameter`, `UnsupportedMediaType`,
+        `ImageTooLarge`, `CorruptImage` or `ProcessingError`.
         """
         configure_vips()
         product = _PRODUCTS.get(request.product_key)
         if product is None:
             raise UnknownProduct(f"the libvips processor has no product {request.product_key!r}")
+        params = find_product(request.product_key).validate(request.params)
+        request = attrs.evolve(request, params=params)
         with vips_errors():
             source = open_source(request.source, request.max_pixels, request.max_frames)
             encoded = product(source, request)
@@ -108,7 +118,7 @@ def _finish(
     """Apply the metadata policy, bring pixels to the output format and encode."""
     fmt = output_format(source, params.get("format"))
     image, keep, removed = metadata_policy(image, keep_metadata=bool(params.get("keep_metadata")))
-    image = prepare_for(image, fmt, str(params.get("background", "#ffffff")))
+    image = prepare_for(image, fmt, params.get("background", MATTE))
     quality = params.get("quality")
     data = encode(image, fmt, keep=keep, quality=quality, lossless=lossless)
     used = None if lossless or fmt in ("gif", "tiff") else quality or DEFAULT_QUALITY.get(fmt)
@@ -133,9 +143,9 @@ def _finish(
 
 def _convert(source: Source, request: ProcessingRequest) -> Encoded:
     params = request.params
-    animated = str(params.get("format")) in ANIMATED_OUTPUTS
+    animated = params["format"] in ANIMATED_OUTPUTS
     image = decode(source, all_frames=animated)
-    lossless = bool(params.get("lossless")) and params.get("format") in ("webp", "avif")
+    lossless = params["lossless"] and params["format"] in ("webp", "avif")
     return _finish(source, image, params, lossless=lossless)
 
 

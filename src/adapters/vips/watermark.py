@@ -48,16 +48,16 @@ _PLACES: Final = {
 def watermark(source: Source, params: Mapping[str, Any], max_pixels: int) -> pyvips.Image:
     """Run images/watermark on ``source``; the image mark obeys ``max_pixels`` as well."""
     image = _rgb(decode(source))
-    margin = int(params.get("margin", 16))
-    position = str(params.get("position", "southeast"))
+    margin = int(params["margin"])
+    position = params["position"]
     room = int(image.width) - (0 if position == "tile" else 2 * margin)
-    width = max(1, min(round(int(image.width) * float(params.get("size", 0.25))), room))
+    width = max(1, min(round(int(image.width) * float(params["size"])), room))
     if params.get("image"):
         mark = _image_mark(str(params["image"]), width, min(max_pixels, _MAX_MARK_PIXELS))
     else:
-        mark = _text_mark(str(params.get("text", "")), width, str(params.get("color", "#ffffff")))
+        mark = _text_mark(params["text"], width, params["color"])
     mark = _fit_height(mark, int(image.height) - (0 if position == "tile" else 2 * margin))
-    mark = mark * [1, 1, 1, float(params.get("opacity", 0.5))]
+    mark = mark * [1, 1, 1, float(params["opacity"])]
     had_alpha = image.hasalpha()
     if position == "tile":
         stamped = image.composite2(_tiled(mark, image, margin), "over")
