@@ -38,6 +38,7 @@ from adapters.vips.io import (
     DEFAULT_QUALITY,
     Encoded,
     Source,
+    buffer_loader,
     decode,
     encode,
     frame_height,
@@ -347,13 +348,7 @@ def _nearest_quality(zigzag: bytes) -> int:
 
 def _score(reference: pyvips.Image, data: bytes, fmt: str, like: pyvips.Image) -> float:
     options = {"n": -1} if frame_height(like) != int(like.height) else {}
-    loader = {
-        "jpeg": "jpegload_buffer",
-        "webp": "webpload_buffer",
-        "avif": "heifload_buffer",
-        "png": "pngload_buffer",
-    }[fmt]
-    decoded = pyvips.Operation.call(loader, data, **options)
+    decoded = pyvips.Operation.call(buffer_loader(fmt), data, **options)
     return ssim(reference, comparable(decoded))
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_SIDE",
     "Encoded",
     "Source",
+    "buffer_loader",
     "decode",
     "decode_buffer",
     "encode",
@@ -76,8 +77,8 @@ JPEG_OPTIONS: Final = {
     "interlace": True,
 }
 #: What ``images/compress`` adds, where bytes matter more than time: trellis
-#: quantisation and optimised progressive scans (about 10 % smaller files, and
-#: about four times the encoding time of a 512 px photo).
+#: quantisation and optimised progressive scans, smaller files for a slower encode
+#: (docs/decisions/0016-jpeg-thorough-encode-for-compress.md).
 JPEG_THOROUGH: Final = {**JPEG_OPTIONS, "trellis_quant": True, "optimize_scans": True}
 _LOADERS: Final = {
     "jpeg": "jpegload",
@@ -194,9 +195,8 @@ def thumbnail(source: Source, width: int, height: int) -> pyvips.Image:
     or above the target on both axes (libjpeg's DCT scaling, as imgproxy and
     Pillow's ``draft`` do), then Lanczos-resized the rest of the way. libvips'
     own ``thumbnail`` keeps a factor of two for the final resize, which costs
-    a bigger decode; on the corpus photos at 512 px and JPEG q80 ours is 18%
-    less CPU for about 2 points of SSIMULACRA2 (the bench's quality stage:
-    74.8 against 76.9; thumbor's Pillow draft decode: 74.4).
+    a bigger decode, for slightly better pixels (the trade is measured in
+    docs/decisions/0015-jpeg-decode-at-reduced-scale.md).
     """
     shrink = jpeg_shrink(source, width, height)
     if shrink > 1:
@@ -217,9 +217,8 @@ def thumbnail(source: Source, width: int, height: int) -> pyvips.Image:
 def _jpeg_at_scale(source: Source, shrink: int) -> pyvips.Image:
     """Decode a JPEG at 1/``shrink`` scale; a progressive one at 1/8 from its DC scans.
 
-    On the 5120x2880 progressive corpus photo (4:4:4) the bench floor's W6
-    resize (the same libvips work) then costs 73 ms of CPU instead of 252, for
-    the same pixels (`adapters.vips.jpeg_scans`).
+    The pixels are the same; the work is far less on a large progressive photo
+    (`adapters.vips.jpeg_scans`; docs/decisions/0015-jpeg-decode-at-reduced-scale.md).
     """
     options = {"shrink": shrink, "access": "sequential", "fail_on": _fail_on(source.format)}
     reduced = None
@@ -241,9 +240,14 @@ def jpeg_shrink(source: Source, width: int, height: int) -> int:
     return next((shrink for shrink in (8, 4, 2) if factor >= shrink), 1)
 
 
+def buffer_loader(fmt: str) -> str:
+    """The libvips operation that decodes ``fmt`` from memory."""
+    return _LOADERS[fmt] + "_buffer"
+
+
 def decode_buffer(data: bytes, fmt: str, max_pixels: int, max_frames: int) -> pyvips.Image:
     """Decode an in-memory image of a sniffed format with the same limits as a file."""
-    loader = _LOADERS[fmt] + "_buffer"
+    loader = buffer_loader(fmt)
     header = _call(loader, data, access="sequential")
     frames = _pages(header)
     if frames > max_frames or int(header.width) * int(header.height) * frames > max_pixels:

@@ -10,15 +10,15 @@ cost other users' files an attempt each time it crashed.) The request is
 written to the pipe from the event loop and the answer read when the loop
 sees the pipe readable: no thread stands between the two, where a
 single-process ``ProcessPoolExecutor`` per slot passed each file through a
-manager and a feeder thread (0.5 against 0.17 ms of the server's CPU per
-file, and 0.4 ms of latency, measured with a 20 ms task). A file that runs past its
+manager and a feeder thread, at a higher cost in the server's CPU and in
+latency (docs/decisions/0012-pool-children-over-pipes.md). A file that runs past its
 time limit has its child killed the same way, since a thread inside libvips
 cannot be stopped any other way. A child left large by a file (over
 ``TRIM_ABOVE`` resident) hands its freed heap back to the system at once
 (glibc's ``malloc_trim``; glibc would otherwise keep it for the child's whole
 life), and children are recycled every ``max_tasks_per_child`` files against
-slow leaks: a recycle costs a fresh interpreter and libvips (about 0.5 s of
-CPU), so it is kept rare. On Linux children die with the process that
+slow leaks: a recycle costs a fresh interpreter and libvips, so it is kept
+rare (docs/decisions/0014-pool-child-memory.md). On Linux children die with the process that
 started them: a server killed outright leaves no orphaned decoder holding
 its memory.
 
@@ -55,10 +55,8 @@ _PR_SET_PDEATHSIG = 1
 _M_ARENA_MAX = -8
 _ARENAS = 2
 #: Resident bytes after a file above which a child returns freed memory at once. Small
-#: files stay below it (a 2560x1600 photo resized: about 70 MiB), so they pay nothing:
-#: trimming costs about 3 ms per file in page faults when done every time (trimming
-#: also when a child had grown 32 MiB over its smallest size cost a one-process worker
-#: 1.8 ms of CPU per W1 image, and recycling already bounds that growth).
+#: files stay below it, so they pay nothing: trimming after every file costs page faults,
+#: and recycling already bounds slow growth (docs/decisions/0014-pool-child-memory.md).
 TRIM_ABOVE = 128 * 1024 * 1024
 
 
@@ -68,7 +66,7 @@ def _die_with_parent(parent: int) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         # glibc gives each libvips worker thread its own heap (up to 8 per core), and
-        # each keeps its high-water mark: two arenas cut a compress peak by about 20 %.
+        # each keeps its high-water mark: two arenas lower a compress peak (0014).
         mallopt = getattr(libc, "mallopt", None)  # absent outside glibc
         if mallopt is not None:
             mallopt(_M_ARENA_MAX, _ARENAS)
@@ -93,12 +91,10 @@ def run_in_child(request: ProcessingRequest) -> ProcessingResult:
 def _drop_cached(source: Path) -> None:
     """Tell the kernel this child is done with ``source``: its pages leave the page cache.
 
-    The service reads an original once, right after its upload, and on this
-    machine (a virtual machine) writing into fresh page cache is slow: a
-    throwaway loop writing, syncing and reading back 650 KB files spent
-    1.28-1.54 ms of CPU per file while the cache grew, against 0.43-0.44 ms
-    when each file's pages were dropped this way and reused by the next.
-    Only clean pages go (the storage synced them); a retry reads from disk.
+    The service reads an original once, right after its upload, and writing
+    into fresh page cache costs more CPU than reusing dropped pages
+    (docs/decisions/0014-pool-child-memory.md). Only clean pages go (the
+    storage synced them); a retry reads from disk.
     """
     fadvise = getattr(os, "posix_fadvise", None)  # absent outside POSIX
     if fadvise is None:
@@ -206,9 +202,8 @@ class ProcessPoolRunner:
     Files wait in one queue. An idle child gets the next waiting file; a busy
     child gets one more, written ahead into its pipe, which it starts the
     moment it has answered, with no trip through the server's event loop in
-    between (two children, W1: each waited 0.6 ms per file for its next
-    request when it was written only after the answer was read, 0.2-0.3 ms
-    with one written ahead). A file sent ahead is started, and its time limit
+    between (docs/decisions/0013-pool-write-ahead-and-threads.md). A file sent
+    ahead is started, and its time limit
     counted, from the answer before it. If the child dies or is stopped
     before reaching it, it goes back to the front of the queue: only the file
     a child was running can fail with it.
@@ -227,8 +222,7 @@ class ProcessPoolRunner:
         self._task = task or run_in_child
         self.workers = workers or os.cpu_count() or 1
         #: libvips threads per child: the cores shared out, so that busy children do not
-        #: outnumber them (2 children on 2 cores, W1: 3-5 % more images per second than
-        #: with libvips' default of one thread per core in each).
+        #: outnumber them (docs/decisions/0013-pool-write-ahead-and-threads.md).
         self.threads = child_threads(self.workers)
         self._timeout = timeout_seconds
         self._max_tasks = max_tasks_per_child
