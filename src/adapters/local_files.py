@@ -42,9 +42,11 @@ async def copied(get: Get, key: str, scratch: Path) -> AsyncIterator[Path]:
     """The object ``key`` copied into ``scratch`` by ``get``; the copy is removed on exit."""
     path = scratch / f"{uuid.uuid4().hex}.in"
     try:
-        with scratch_disk(), path.open("wb") as out:
-            async for chunk in get(key, COPY_CHUNK):
-                out.write(chunk)
+        with scratch_disk():
+            scratch.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a caller's, maybe not made yet
+            with path.open("wb") as out:
+                async for chunk in get(key, COPY_CHUNK):
+                    out.write(chunk)
         yield path
     finally:
         path.unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import attrs
 
-from imagecore.errors import ImageCoreError, TooManyAttempts
+from imagecore.errors import DependencyUnavailable, ImageCoreError, TooManyAttempts
 from imagecore.formats import MIME_TYPES
 from imagecore.model import TERMINAL, Instruction, InstructionDetail, OutputFile, Status
 from imagecore.ports import (
@@ -431,6 +431,11 @@ async def _run(
     instruction = await instructions.get(claimed.instruction_id)
     product = find_product(claimed.product_key)
     destination = scratch / f"{claimed.id}.out"
+    try:
+        # A caller's folder may not exist yet (or was cleaned away): one stat once it does.
+        scratch.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a stat, not a transfer
+    except OSError as exc:
+        raise DependencyUnavailable("the scratch folder cannot be made", str(exc)) from exc
     try:
         # The storage's own file, or a copy it removes after: only read, and not deleted
         # while the file is held (cleanup spares it).

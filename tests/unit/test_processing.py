@@ -169,6 +169,23 @@ async def test_a_file_is_processed_stored_and_announced(
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_the_scratch_folders_are_made_when_missing(
+    repo: MemoryInstructionRepository,
+    broker: MemoryMessageBroker,
+    processor: CopyProcessor,
+    clock: Clock,
+    tmp_path: Path,
+) -> None:
+    # An embedder calls process_detail with a folder of its choosing, not made yet.
+    storage = MemoryImageStorage(tmp_path / "copies" / "not-yet")
+    detail = await uploaded(repo, storage, broker)
+    scratch = tmp_path / "scratch" / "not-yet"
+    outcome = await run(repo, storage, broker, processor, clock, detail, scratch)
+    assert outcome is processing.Outcome.FINISHED
+    assert (await repo.get_detail(detail.id)).status is Status.DONE
+    assert list(scratch.iterdir()) == []
+
+
 async def test_a_finished_file_comes_back_as_it_was_written(
     repo, storage, broker, processor, clock, tmp_path
 ) -> None:
