@@ -1,10 +1,6 @@
-"""How imagecore is run: the HTTP API, the worker, the CLI and the container that wires them."""
+"""How imagecore is run: the HTTP API, the worker, the CLI and the container that wires them.
 
-import os
-
-# libvips reads VIPS_WARNING once, as it starts, here and in every pool child
-# (they inherit it): set, libvips prints none of its warnings about damaged
-# files, which most camera photos give one or two of. They no longer pass
-# through Python logging (see adapters.vips.guard.configure_vips), and a
-# file that fails is reported by the service in its own words.
-os.environ.setdefault("VIPS_WARNING", "1")
+Importing it changes nothing in the process: the ``imagecore`` command sets
+up libvips and its environment when it starts (`entrypoints.cli.main`), and
+the process pool's children set up their own.
+"""

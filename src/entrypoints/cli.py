@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -60,8 +61,9 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415 - libvips loads only when used
+    from adapters.vips.processor import VipsImageProcessor, configure_vips  # noqa: PLC0415 - libvips loads only when used
 
+    configure_vips()  # this process is imagecore's own: the loader block list, no cache
     product = find_product(args.product)
     params = product.validate(_parse_params(args.param))
     source, destination = Path(args.input), Path(args.output)
@@ -221,6 +223,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    # The command's process is imagecore's own: libvips (loaded later, if at all) prints
+    # none of its warnings about damaged files; the pool's children inherit the setting.
+    os.environ.setdefault("VIPS_WARNING", "1")
     args = _parser().parse_args(argv)
     run: Command = args.run
     try:

@@ -478,3 +478,97 @@ async def test_a_child_done_with_its_source_drops_it_from_the_page_cache(
         runner.close()
     assert result.width == 256
     assert _resident_pages(source) == 0
+
+
+DAEMONIC_SCRIPT = """
+import asyncio, multiprocessing, sys
+from pathlib import Path
+from adapters.vips.pool import ProcessPoolRunner
+from imagecore.errors import ImageCoreError
+from imagecore.ports import ProcessingRequest
+from imagecore.products import find_product
+
+def one_file(runner, answers):
+    source = Path(sys.argv[1])
+    params = find_product("images/thumbnail").validate({})
+    out = source.with_suffix(".out")
+    request = ProcessingRequest("images/thumbnail", params, source, out, 10**8, 1)
+    try:
+        runner = runner or ProcessPoolRunner(workers=1)  # made in the daemonic process
+        asyncio.run(runner(request))
+    except ImageCoreError as exc:
+        answers.put(f"{type(exc).__name__}: {exc.message}")
+    except Exception as exc:
+        answers.put(f"unclear {type(exc).__name__}: {exc}")
+    else:
+        answers.put("processed")
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")  # a prefork host (Celery) forks its workers
+    for runner in (None, ProcessPoolRunner(workers=1)):
+        answers = context.Queue()
+        worker = context.Process(target=one_file, args=(runner, answers), daemon=True)
+        worker.start()
+        print(answers.get(timeout=60))
+        worker.join()
+"""
+
+
+def test_a_daemonic_host_process_gets_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "small.jpg"
+    source.write_bytes(valid("jpeg"))
+    script = tmp_path / "celery_like.py"
+    script.write_text(DAEMONIC_SCRIPT)
+    done = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(script), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    made_there, made_before = done.stdout.splitlines()
+    for answer in (made_there, made_before):
+        assert answer.startswith("ProcessingError: "), answer
+        assert "daemonic" in answer
+        assert "README" in answer
+
+
+UNGUARDED_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from adapters.vips.pool import ProcessPoolRunner
+from imagecore.errors import ImageCoreError
+from imagecore.ports import ProcessingRequest
+from imagecore.products import find_product
+
+# No `if __name__ == "__main__":`: each spawned child runs this file again.
+runner = ProcessPoolRunner(workers=1)
+source = Path(sys.argv[1])
+params = find_product("images/thumbnail").validate({})
+out = source.with_suffix(".out")
+request = ProcessingRequest("images/thumbnail", params, source, out, 10**8, 1)
+try:
+    asyncio.run(runner(request))
+except ImageCoreError as exc:
+    print(f"{type(exc).__name__}: {exc.message}")
+finally:
+    runner.close()
+"""
+
+
+def test_a_host_script_without_a_main_guard_gets_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "small.jpg"
+    source.write_bytes(valid("jpeg"))
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(script), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.stdout.startswith("ProcessorCrashed: "), done.stdout + done.stderr
+    assert 'if __name__ == "__main__":' in done.stdout

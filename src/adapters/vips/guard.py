@@ -4,10 +4,13 @@ Everything that stands between a hostile upload and a decoder lives here:
 
 * `configure_vips` blocks every libvips loader, then unblocks only those of
   `imagecore.products.INPUT_FORMATS` (SVG, PDF, matrix, CSV, raw, vips, Ultra
-  HDR... stay blocked) and turns the operation cache off. It runs once per
-  process, lazily, so a processor pickled into a process pool configures the
-  child on first use. It also takes libvips' log messages away from Python
-  (see `configure_vips`). `self_test` proves the block list took effect.
+  HDR... stay blocked) and turns the operation cache off. These settings are
+  process-wide, so only processes imagecore owns make them: the process
+  pool's children and the ``imagecore`` command. A host that runs the
+  processor in its own process keeps its libvips as it was, unless it calls
+  `configure_vips` itself (the sniffing below still runs). It also takes
+  libvips' log messages away from Python (see `configure_vips`).
+  `self_test` proves the block list took effect.
 * `sniff_format` reads the magic bytes with `imagecore.formats.sniff`, the
   upload's own sniffer: libvips is only ever handed a file whose first bytes
   already say it is one of our formats.
@@ -63,6 +66,12 @@ _configured = False
 
 def configure_vips() -> None:
     """Block untrusted loaders and the operation cache; idempotent, once per process.
+
+    Process-wide and not undone: imagecore calls it only in processes it owns
+    (the pool's children, the ``imagecore`` command). A host running
+    `VipsImageProcessor` in its own process may call it to get the same
+    hardening; its own libvips code then finds SVG, PDF and the other
+    loaders blocked and the cache off.
 
     libvips' own log messages (warnings about a damaged file, mostly) go to
     GLib's default handler, on stderr, instead of pyvips' handler into

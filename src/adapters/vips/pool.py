@@ -22,6 +22,13 @@ rare (docs/decisions/0014-pool-child-memory.md). On Linux children die with the 
 started them: a server killed outright leaves no orphaned decoder holding
 its memory.
 
+Two limits of the host process, each with its own error rather than a
+stray ``AssertionError`` or a crash: a daemonic process (a Celery prefork
+worker) cannot start children, and the spawn start method runs the host's
+main script again in each child, so a script must start the pool under
+``if __name__ == "__main__":`` (a child that finds itself starting a pool
+while it imports that script ends at once; see the README).
+
 Why one module: the pool, its children and their pipes are one protocol;
 half of it is what happens when a child dies.
 """
@@ -42,7 +49,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from imagecore.errors import ProcessingError, ProcessingTimeout, ProcessorCrashed
+from imagecore.errors import ImageCoreError, ProcessingError, ProcessingTimeout, ProcessorCrashed
 from imagecore.ports import ImageProcessor, ProcessingRequest, ProcessingResult
 
 __all__ = ["ProcessPoolRunner", "child_threads", "run_in_child"]
@@ -58,6 +65,41 @@ _ARENAS = 2
 #: files stay below it, so they pay nothing: trimming after every file costs page faults,
 #: and recycling already bounds slow growth (docs/decisions/0014-pool-child-memory.md).
 TRIM_ABOVE = 128 * 1024 * 1024
+
+#: The name of every pool child: a process by that name that is still importing
+#: the host's main script (spawn) runs a script without a ``__main__`` guard.
+_CHILD_NAME = "imagecore-pool-child"
+_UNGUARDED_EXIT = 3
+_READY = "ready"
+DAEMONIC = (
+    "the image processor's pool cannot start its processes inside a daemonic process "
+    "(a Celery prefork worker, say): run the pool in a process of its own, or call "
+    "VipsImageProcessor directly (see the README, Use as a library)"
+)
+NEVER_STARTED = (
+    "the image processor's process ended while it started; if the main script starts the "
+    'pool outside `if __name__ == "__main__":`, that is why: the spawn start method runs '
+    "the main script again in each child (see the README, Use as a library)"
+)
+
+
+class _NeverStarted(EOFError):
+    """The child's pipe closed before the child said it was ready."""
+
+
+def _refuse_unguarded_main() -> None:
+    """End a pool child that is starting a pool of its own while importing the host's script."""
+    me = multiprocessing.current_process()
+    # multiprocessing's own flag while a spawned child imports the main script.
+    if getattr(me, "_inheriting", False) and me.name.startswith(_CHILD_NAME):
+        sys.stderr.write(f"imagecore: {NEVER_STARTED}\n")
+        sys.stderr.flush()
+        os._exit(_UNGUARDED_EXIT)  # whatever the script catches, this child serves nothing
+
+
+def _refuse_daemonic_host() -> None:
+    if multiprocessing.current_process().daemon:
+        raise ProcessingError(DAEMONIC)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -76,10 +118,11 @@ def _die_with_parent(parent: int) -> None:
 
 def run_in_child(request: ProcessingRequest) -> ProcessingResult:
     """The body of one task in a child: libvips is set up once per child."""
-    from adapters.vips.processor import VipsImageProcessor  # noqa: PLC0415 - children load libvips lazily
+    from adapters.vips.processor import VipsImageProcessor, configure_vips  # noqa: PLC0415 - children load libvips lazily
 
     processor = _processors.get("vips")
     if processor is None:
+        configure_vips()  # the child is imagecore's own: its libvips gets the hardening
         processor = _processors["vips"] = VipsImageProcessor()
     try:
         return processor.process(request)
@@ -136,10 +179,15 @@ def child_threads(children: int) -> int:
 def _serve(conn: Connection, parent: int, task: Task, threads: int) -> None:
     """A child's life: answer each request on ``conn`` until told to stop (``None``)."""
     _die_with_parent(parent)
+    # libvips reads VIPS_WARNING once, as it starts: set, it prints none of its warnings
+    # about damaged files (most camera photos give one or two); a file that fails is
+    # reported in the service's own words. Set here, not in the host that started the pool.
+    os.environ.setdefault("VIPS_WARNING", "1")
     if threads and not os.environ.get("VIPS_CONCURRENCY"):  # an operator's setting wins
         import pyvips  # noqa: PLC0415 - only the children load libvips
 
         pyvips.concurrency_set(threads)
+    conn.send(_READY)  # the server tells a child that never got here by its absence
     while True:
         try:
             request = conn.recv()
@@ -167,11 +215,15 @@ class _Child:
         context = multiprocessing.get_context("spawn")
         self.conn, theirs = context.Pipe()
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(theirs, os.getpid(), task, threads), daemon=True
+            target=_serve,
+            args=(theirs, os.getpid(), task, threads),
+            daemon=True,
+            name=f"{_CHILD_NAME}-{os.getpid()}",
         )
         self.process.start()
         theirs.close()
         self.files = 0
+        self.started = False
 
     def stop(self, *, kill: bool) -> None:
         """End the child: at once (``kill``), or after the file in hand (it has none)."""
@@ -219,6 +271,8 @@ class ProcessPoolRunner:
     ) -> None:
         # ``task`` (by default `run_in_child`) runs in each child: it must be importable
         # there by name, as the spawn start method pickles it by reference.
+        _refuse_unguarded_main()
+        _refuse_daemonic_host()
         self._task = task or run_in_child
         self.workers = workers or os.cpu_count() or 1
         #: libvips threads per child: the cores shared out, so that busy children do not
@@ -243,6 +297,7 @@ class ProcessPoolRunner:
             if child is not None:
                 # The idle child died between files (the OOM killer, say): not this file's fault.
                 self._discard(slot, kill=True)
+            _refuse_daemonic_host()  # forked into one after the pool was made
             child = self._slots[slot] = _Child(self._task, self.threads)
         return child
 
@@ -265,8 +320,10 @@ class ProcessPoolRunner:
             raise ProcessingTimeout(
                 f"processing took longer than {self._timeout:g} s and was stopped"
             ) from None
-        except EOFError:
+        except EOFError as exc:
             self._replace(entry, slot)
+            if isinstance(exc, _NeverStarted):
+                raise ProcessorCrashed(NEVER_STARTED) from None
             raise ProcessorCrashed("the image processor crashed on this file") from None
         except asyncio.CancelledError:
             # Nobody wants this result (the worker is stopping): end the child now,
@@ -330,6 +387,11 @@ class ProcessPoolRunner:
             # The child died just now, or none could start: the caller replaces it.
             entry.answer.set_exception(EOFError(str(exc)))
             return
+        except ImageCoreError as exc:  # this host cannot have children: every file says why
+            del self._running[slot]
+            entry.answer.set_exception(exc)
+            self._give(slot)
+            return
         except Exception as exc:  # noqa: BLE001 - it would not pickle, and nothing was written
             del self._running[slot]
             error = f"the request could not be sent to the image processor ({type(exc).__name__})"
@@ -344,6 +406,12 @@ class ProcessPoolRunner:
         child, entry = self._slots[slot], self._running.get(slot)
         if child is None or entry is None:
             return
+        if child.started:
+            self._answered(slot, child, entry)
+        else:
+            self._started(child, entry)
+
+    def _answered(self, slot: int, child: _Child, entry: _Entry) -> None:
         asyncio.get_running_loop().remove_reader(child.conn.fileno())
         try:
             reply = child.conn.recv()
@@ -366,6 +434,18 @@ class ProcessPoolRunner:
         if child.files >= self._max_tasks:
             self._discard(slot, kill=False)  # recycled against slow leaks
         self._give(slot)
+
+    @staticmethod
+    def _started(child: _Child, entry: _Entry) -> None:
+        """The child's first word: it is ready (the reader stays for its answer), or it died."""
+        try:
+            child.conn.recv()
+        except (EOFError, OSError) as exc:
+            asyncio.get_running_loop().remove_reader(child.conn.fileno())
+            if not entry.answer.done():
+                entry.answer.set_exception(_NeverStarted(str(exc)))
+            return
+        child.started = True
 
     def _start_ahead(self, slot: int, child: _Child, entry: _Entry) -> None:
         """The child went on to the file sent ahead: it is now the slot's running file."""

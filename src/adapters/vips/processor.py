@@ -2,9 +2,9 @@
 
 Every product of `imagecore.products.CATALOGUE` runs here on local files.
 The order of defences is fixed: `configure_vips` (loader allow-list, no
-cache) before any image work, then `open_source` (magic bytes, header
-limits) before any pixel is decoded, and every libvips call inside the one
-`vips_errors` block that turns ``pyvips.Error`` into `imagecore.errors`.
+cache) when a process imagecore owns starts, then `open_source` (magic bytes,
+header limits) before any pixel is decoded, and every libvips call inside the
+one `vips_errors` block that turns ``pyvips.Error`` into `imagecore.errors`.
 
 Parameters go through the product's `Product.validate` once, on entry, so
 that an omitted one means the catalogue's default for every caller (the
@@ -19,8 +19,10 @@ input's; HEIF, which this libvips cannot write, becomes JPEG. Animated GIF
 and WebP keep their frames in compress, convert (to GIF or WebP) and
 strip-metadata; the other products use the first frame.
 
-The processor holds no state: it pickles to nothing and configures libvips
-lazily in whichever process runs it, so it can be sent to a process pool.
+The processor holds no state and changes no libvips setting: it pickles to
+nothing, so it can be sent to a process pool, whose children call
+`configure_vips` as they start. In a host's own process it leaves the host's
+libvips as it was (the host may call `configure_vips`).
 """
 
 from __future__ import annotations
@@ -74,7 +76,6 @@ class VipsImageProcessor:
 
     def inspect(self, source: Path, max_pixels: int, max_frames: int) -> ImageInfo:
         """Read the header. Raises `UnsupportedMediaType`, `ImageTooLarge`, `CorruptImage`."""
-        configure_vips()
         with vips_errors():
             return open_source(source, max_pixels, max_frames).info
 
@@ -84,7 +85,6 @@ class VipsImageProcessor:
         Raises `UnknownProduct`, `InvalidParameter`, `UnsupportedMediaType`,
         `ImageTooLarge`, `CorruptImage` or `ProcessingError`.
         """
-        configure_vips()
         product = _PRODUCTS.get(request.product_key)
         if product is None:
             raise UnknownProduct(f"the libvips processor has no product {request.product_key!r}")

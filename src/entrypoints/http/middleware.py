@@ -111,15 +111,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not request_id.isprintable():
         request_id = uuid.uuid4().hex
     request[REQUEST_ID] = request_id
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        request_id=request_id, method=request.method, path=request.path
-    )
     started = time.perf_counter()
-    try:
+    # Only the request's own keys, unbound after: a host's middleware around this
+    # one (the app mounted as a sub-application) keeps the keys it bound.
+    with structlog.contextvars.bound_contextvars(
+        request_id=request_id, method=request.method, path=request.path
+    ):
         response = await _handle(request, handler)
-    finally:
-        structlog.contextvars.clear_contextvars()
     route = (
         request.match_info.route.resource.canonical
         if request.match_info.route.resource
