@@ -22,7 +22,7 @@ COPY src ./src
 # aarch64); pyvips is an sdist that falls back to a pure-Python wheel without a
 # compiler, and finds libvips through pyvips-binary's _libvips module.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --disable-pip-version-check --wheel-dir /wheels .
+    pip wheel --disable-pip-version-check --wheel-dir /wheels '.[server,mongo,s3,nats]'
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="imagecore" \
@@ -31,7 +31,7 @@ LABEL org.opencontainers.image.title="imagecore" \
 # The wheelhouse is bind-mounted, not copied: no wheel stays in a layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --disable-pip-version-check --no-index --find-links=/wheels \
-        /wheels/imagecore-*.whl \
+        'imagecore[server,mongo,s3,nats]' \
     && groupadd --system --gid 10001 imagecore \
     && useradd --system --uid 10001 --gid imagecore --no-create-home \
         --home-dir /var/lib/imagecore --shell /usr/sbin/nologin imagecore \

@@ -10,8 +10,9 @@ $(BIN)/nox:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv nox
 
+# The server only, on the embedded stack: no test tools, no production backend.
 $(VENV)/.installed: pyproject.toml | $(BIN)/nox
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[server]'
 	touch $@
 
 ## Run the service: API and worker in one process, SQLite + ./data + the in-process broker.

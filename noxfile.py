@@ -18,12 +18,15 @@ nox.options.sessions = ["lint", "types", "unit", "integration", "hostile_clients
 PYTHON = "3.11"
 
 
+LINTED = ("src", "tests", "bench", "devtools", "examples", "noxfile.py")
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Ruff (every rule, reasons beside each ignore) and the import contracts of the layers."""
     session.install("-e", ".[lint]")
-    session.run("ruff", "check", "src", "tests", "bench", "devtools", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "devtools", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
     session.run("lint-imports")
 
 
@@ -118,6 +121,8 @@ def deploy(session: nox.Session) -> None:
         session.log(f"wheels for every runtime dependency but pyvips on {platform}")
         session.run(
             *("uv", "pip", "compile", "pyproject.toml", "--quiet", "--no-header"),
+            # What the image installs: the server and every production backend.
+            *("--extra", "server", "--extra", "mongo", "--extra", "s3", "--extra", "nats"),
             *("--python-version", PYTHON, "--python-platform", platform),
             *("--only-binary", ":all:", "--no-binary", "pyvips", "--output-file", os.devnull),
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from entrypoints import loop
 from entrypoints.config import Settings
+from imagecore import __version__
 from imagecore.errors import ImageCoreError, ValidationError
 from imagecore.ports import ProcessingRequest
 from imagecore.products import CATALOGUE, find_product
@@ -186,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagecore", description="Self-hosted, job-based image processing on libvips."
     )
+    parser.add_argument("--version", action="version", version=f"imagecore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     products = commands.add_parser("products", help="list the tools and their parameters")
     products.add_argument("--json", action="store_true", help="print the catalogue as JSON")

@@ -2,7 +2,7 @@
 
 I/O ports are ``async``; the processor is synchronous and CPU-bound (the
 worker runs it in a process pool). Every adapter of a port passes the one
-contract suite of ``tests/contracts``. Adapters raise only `imagecore.errors`
+contract suite of `imagecore.testing.contracts`. Adapters raise only `imagecore.errors`
 exceptions; a driver's error never crosses a port.
 
 Why one module: the ports are the core's whole contract with the outside,

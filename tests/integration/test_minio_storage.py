@@ -21,9 +21,9 @@ from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteResult
 
 from adapters.minio import PART_SIZE, MinioImageStorage
-from contracts.storage import ImageStorageContract
 from devtools import devstack
 from imagecore.errors import DependencyUnavailable, FileTooLarge, ObjectNotFound
+from imagecore.testing.contracts.storage import ImageStorageContract
 
 pytestmark = pytest.mark.integration
 

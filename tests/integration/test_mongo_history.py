@@ -22,11 +22,11 @@ from mongo_support import fresh_repository
 from pymongo import monitoring
 
 from adapters.mongo import MongoInstructionRepository, stored_documents
-from contracts.factories import at, detail, done, instruction
 from devtools import devstack
 from imagecore.errors import TooManyFiles
 from imagecore.model import TERMINAL, Status
 from imagecore.ports import DetailQuery
+from imagecore.testing.contracts.factories import at, detail, done, instruction
 
 pytestmark = pytest.mark.integration
 

@@ -21,15 +21,15 @@ from mongo_support import database_name, dropped_afterwards, fresh_repository
 
 from adapters import mongo
 from adapters.mongo import MongoInstructionRepository
-from contracts.factories import at, detail, done, instruction
-from contracts.repository import (
-    InstructionRepositoryContract,
-    check_everything_survives_reopening,
-)
 from devtools import devstack
 from imagecore.errors import DependencyUnavailable, TooManyFiles
 from imagecore.model import InstructionDetail, OutputFile, Status, aggregate_status
 from imagecore.ports import DetailQuery, InstructionQuery
+from imagecore.testing.contracts.factories import at, detail, done, instruction
+from imagecore.testing.contracts.repository import (
+    InstructionRepositoryContract,
+    check_everything_survives_reopening,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,14 @@ import nats
 import pytest
 
 from adapters.nats.broker import NatsMessageBroker
-from contracts.broker import MessageBrokerContract, job, next_delivery, notification
 from devtools import devstack
 from imagecore.errors import DependencyUnavailable
+from imagecore.testing.contracts.broker import (
+    MessageBrokerContract,
+    job,
+    next_delivery,
+    notification,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -29,12 +29,6 @@ from adapters import filesystem
 from adapters.filesystem import FilesystemImageStorage
 from adapters.sqlite.repository import SqliteInstructionRepository
 from adapters.sqlite.schema import SCHEMA_VERSION
-from contracts.factories import at, detail, instruction
-from contracts.repository import (
-    InstructionRepositoryContract,
-    check_everything_survives_reopening,
-)
-from contracts.storage import ImageStorageContract
 from imagecore.errors import (
     ConflictError,
     DependencyUnavailable,
@@ -43,6 +37,12 @@ from imagecore.errors import (
     ValidationError,
 )
 from imagecore.ports import DetailQuery
+from imagecore.testing.contracts.factories import at, detail, instruction
+from imagecore.testing.contracts.repository import (
+    InstructionRepositoryContract,
+    check_everything_survives_reopening,
+)
+from imagecore.testing.contracts.storage import ImageStorageContract
 
 
 async def chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:

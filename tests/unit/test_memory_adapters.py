@@ -1,32 +1,32 @@
-"""The contract suites, run against the in-memory adapters."""
+"""The contract suites of the test kit, run against the in-memory adapters its plugin hands out."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import pytest
 
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
-from contracts.broker import MessageBrokerContract
-from contracts.repository import InstructionRepositoryContract
-from contracts.storage import ImageStorageContract
+from imagecore.testing.contracts import (
+    ImageStorageContract,
+    InstructionRepositoryContract,
+    MessageBrokerContract,
+)
 
 
 class TestMemoryImageStorage(ImageStorageContract):
     @pytest.fixture
-    def storage(self) -> MemoryImageStorage:
-        return MemoryImageStorage()
+    def storage(self, imagecore_storage: MemoryImageStorage) -> MemoryImageStorage:
+        return imagecore_storage
 
 
 class TestMemoryInstructionRepository(InstructionRepositoryContract):
     @pytest.fixture
-    def repo(self) -> MemoryInstructionRepository:
-        return MemoryInstructionRepository()
+    def repo(
+        self, imagecore_repository: MemoryInstructionRepository
+    ) -> MemoryInstructionRepository:
+        return imagecore_repository
 
 
 class TestMemoryMessageBroker(MessageBrokerContract):
     @pytest.fixture
-    async def broker(self) -> AsyncIterator[MemoryMessageBroker]:
-        broker = MemoryMessageBroker()
-        yield broker
-        broker.close()
+    def broker(self, imagecore_broker: MemoryMessageBroker) -> MemoryMessageBroker:
+        return imagecore_broker

@@ -17,10 +17,10 @@ from http_support import running_api
 
 from adapters.sqlite.repository import SqliteInstructionRepository
 from adapters.vips.processor import VipsImageProcessor
-from contracts.factories import detail, instruction
 from hostile.files import valid
 from imagecore.errors import DependencyUnavailable, ImageCoreError, StorageFull
 from imagecore.ports import ProcessingRequest
+from imagecore.testing.contracts.factories import detail, instruction
 
 #: Words of the OS or of a driver that must never reach a client.
 DRIVER_WORDS = ("sqlite", "SQLITE", "Errno", "No space left", "database or disk")

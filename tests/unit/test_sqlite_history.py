@@ -21,10 +21,10 @@ from adapters.sqlite import repository as sqlite_adapter
 from adapters.sqlite import schema as sqlite_schema
 from adapters.sqlite.repository import SqliteInstructionRepository
 from adapters.sqlite.schema import _MIGRATIONS, SCHEMA_VERSION
-from contracts.factories import at, detail, done, instruction
 from imagecore import processing, recovery
 from imagecore.model import Instruction, InstructionDetail, OutputFile, Status
 from imagecore.ports import DetailQuery, InstructionQuery
+from imagecore.testing.contracts.factories import at, detail, done, instruction
 
 SETTINGS = processing.PipelineSettings(retention_seconds=3600, stale_after_seconds=7200)
 

@@ -17,8 +17,8 @@ import pytest
 
 from adapters.sqlite import checkpoint as sqlite_checkpoint
 from adapters.sqlite.repository import SqliteInstructionRepository
-from contracts.factories import at, detail, instruction
 from imagecore.model import InstructionDetail
+from imagecore.testing.contracts.factories import at, detail, instruction
 
 PAGE = 4096
 

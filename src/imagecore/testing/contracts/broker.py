@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from imagecore.model import Status
 from imagecore.ports import Delivery, JobMessage, MessageBroker, Notification
 
@@ -52,6 +54,9 @@ async def nothing_within(jobs: AsyncIterator[Delivery], seconds: float) -> bool:
 
 class MessageBrokerContract:
     """Behaviour every broker adapter must show."""
+
+    # Async tests under pytest-asyncio's strict mode too (the default of a new project).
+    pytestmark = pytest.mark.asyncio
 
     async def test_a_published_job_is_delivered(self, broker: MessageBroker) -> None:
         await broker.publish_job(job(1))

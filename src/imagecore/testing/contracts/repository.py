@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import attrs
 import pytest
 
 from imagecore.errors import ConflictError, NotFound, TooManyFiles
-from imagecore.model import Status
+from imagecore.model import Instruction, InstructionDetail, Status
 from imagecore.ports import DetailQuery, InstructionQuery, InstructionRepository
 from imagecore.products import CATALOGUE
-
-from .factories import at, detail, done, instruction
+from imagecore.testing.contracts.factories import at, detail, done, instruction
 
 
 class InstructionRepositoryContract:
     """Behaviour every repository adapter must show."""
+
+    # Async tests under pytest-asyncio's strict mode too (the default of a new project).
+    pytestmark = pytest.mark.asyncio
 
     async def test_products_are_stored_once_and_keep_their_creation_time(
         self, repo: InstructionRepository
@@ -65,7 +68,8 @@ class InstructionRepositoryContract:
         for job in [*mine, instruction("bob", created=1)]:
             await repo.add_instruction(job)
         newest_first = sorted(mine, key=lambda i: (i.created_at, i.id), reverse=True)
-        seen, after = [], None
+        seen: list[Instruction] = []
+        after = None
         for _ in range(10):
             page = await repo.list_instructions(InstructionQuery("alice", size=3, after=after))
             seen += page.items
@@ -252,7 +256,7 @@ class InstructionRepositoryContract:
         finished = done(old_done, 3)
         assert await repo.update_detail(finished)
 
-        def ids(found: list) -> list[str]:
+        def ids(found: list[InstructionDetail]) -> list[str]:
             return [d.id for d in found]
 
         processing = await repo.find_details(DetailQuery(statuses=frozenset({Status.PROCESSING})))
@@ -287,8 +291,16 @@ class InstructionRepositoryContract:
         await repo.ping()
 
 
+class ClosingRepository(InstructionRepository, Protocol):
+    """A repository over a store that outlives it (a file, a server), closed when done."""
+
+    async def close(self) -> None:
+        """Release the store; a repository opened on it afterwards sees every write."""
+        ...
+
+
 async def check_everything_survives_reopening(
-    open_repo: Callable[[], Awaitable[InstructionRepository]],
+    open_repo: Callable[[], Awaitable[ClosingRepository]],
 ) -> None:
     """Write through one repository, close it, and read it all back through a new one.
 

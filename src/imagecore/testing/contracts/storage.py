@@ -33,6 +33,9 @@ async def _stored(storage: ImageStorage, key: str) -> bool:
 class ImageStorageContract:
     """Behaviour every storage adapter must show."""
 
+    # Async tests under pytest-asyncio's strict mode too (the default of a new project).
+    pytestmark = pytest.mark.asyncio
+
     async def test_a_stored_photo_reads_back_byte_for_byte(self, storage: ImageStorage) -> None:
         photo = os.urandom(3 * 1024 * 1024 + 17)
         stored = await storage.put("originals/u1/i1/d1", _chunks(photo), "image/jpeg")

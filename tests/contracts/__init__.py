@@ -1,1 +1,0 @@
-"""One contract suite per port, run against every adapter by subclassing (never collected alone)."""
