@@ -16,10 +16,9 @@ contract that fails says what it got.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 
 from adapters.memory import MemoryImageStorage, MemoryInstructionRepository, MemoryMessageBroker
 from imagecore.testing.fakes import FakeImageProcessor
@@ -46,8 +45,10 @@ def imagecore_storage() -> MemoryImageStorage:
     return MemoryImageStorage()
 
 
-@pytest_asyncio.fixture
-async def imagecore_broker() -> AsyncIterator[MemoryMessageBroker]:
+# Synchronous, so that the plugin needs pytest only: it loads in every pytest session of
+# an environment with imagecore, with or without pytest-asyncio.
+@pytest.fixture
+def imagecore_broker() -> Iterator[MemoryMessageBroker]:
     """An in-memory `MessageBroker` with nothing queued, closed after the test."""
     broker = MemoryMessageBroker()
     yield broker
