@@ -23,6 +23,7 @@ from adapters.vips.pool import ProcessPoolRunner
 from adapters.webhooks import WebhookSender
 from entrypoints.config import Settings
 from entrypoints.http.auth import Authenticator, load_or_create_secret
+from entrypoints.owner import DataDirOwner, own_data_dir
 from imagecore.model import utc_now
 from imagecore.ports import (
     ImageStorage,
@@ -36,6 +37,28 @@ from imagecore.products import CATALOGUE
 __all__ = ["Container", "Runtime"]
 
 _T = TypeVar("_T")
+
+
+def _owns_data_dir(settings: Settings) -> bool:
+    """Whether this stack keeps state in DATA_DIR that one process alone may use.
+
+    The in-process broker makes a process's worker the only one, and the
+    SQLite database or the files folder are that state (see `entrypoints.owner`).
+    """
+    embedded = settings.repository_kind == "sqlite" or settings.storage_kind == "filesystem"
+    return settings.sole_worker and embedded
+
+
+async def _owner(settings: Settings) -> AsyncIterator[DataDirOwner | None]:
+    """The DATA_DIR lock, when the stack needs one, released when the runtime closes."""
+    if not _owns_data_dir(settings):
+        yield None
+        return
+    owner = own_data_dir(settings.data_dir)
+    try:
+        yield owner
+    finally:
+        owner.release()
 
 
 async def _repository(settings: Settings) -> AsyncIterator[InstructionRepository]:
@@ -132,6 +155,8 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
 
+    # Before any adapter: a second process on the DATA_DIR refuses to start.
+    owner = providers.Resource(_owner, settings)
     # One resource per port: it opens only the adapter the settings select.
     repository = providers.Resource(_repository, settings)
     storage = providers.Resource(_storage, settings)
@@ -173,6 +198,7 @@ class Runtime:
     async def open(cls, settings: Settings, container: Container | None = None) -> Runtime:
         """Open every adapter the settings select and store the product catalogue."""
         container = container or Container(settings=settings)
+        await _resolve(container.owner)
         repository = await _resolve(container.repository)
         runtime = cls(
             settings=settings,
