@@ -74,12 +74,12 @@ _READY = "ready"
 DAEMONIC = (
     "the image processor's pool cannot start its processes inside a daemonic process "
     "(a Celery prefork worker, say): run the pool in a process of its own, or call "
-    "VipsImageProcessor directly (see the README, Use as a library)"
+    "VipsImageProcessor directly (see the README, Rules for a host process)"
 )
 NEVER_STARTED = (
     "the image processor's process ended while it started; if the main script starts the "
     'pool outside `if __name__ == "__main__":`, that is why: the spawn start method runs '
-    "the main script again in each child (see the README, Use as a library)"
+    "the main script again in each child (see the README, Rules for a host process)"
 )
 
 
