@@ -22,7 +22,6 @@ from entrypoints import loop
 from entrypoints.config import Settings
 from imagecore import __version__
 from imagecore.errors import ImageCoreError, ValidationError
-from imagecore.ports import ProcessingRequest
 from imagecore.products import CATALOGUE, find_product
 
 __all__ = ["main"]
@@ -62,7 +61,8 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from adapters.vips.processor import VipsImageProcessor, configure_vips  # noqa: PLC0415 - libvips loads only when used
+    from adapters.vips.library import process_file  # noqa: PLC0415 - libvips loads only when used
+    from adapters.vips.processor import configure_vips  # noqa: PLC0415
 
     configure_vips()  # this process is imagecore's own: the loader block list, no cache
     product = find_product(args.product)
@@ -70,17 +70,7 @@ def _process(args: argparse.Namespace) -> int:
     source, destination = Path(args.input), Path(args.output)
     if not source.is_file():
         raise ValidationError(f"no such input file: {source}")
-    processor = VipsImageProcessor()
-    result = processor.process(
-        ProcessingRequest(
-            product_key=product.key,
-            params=params,
-            source=source,
-            destination=destination,
-            max_pixels=product.limits.max_pixels,
-            max_frames=product.limits.max_frames,
-        )
-    )
+    result = process_file(source, destination, product.key, params)
     _print_json(
         {
             "product": product.key,
