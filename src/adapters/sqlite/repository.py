@@ -252,7 +252,10 @@ class SqliteInstructionRepository:
     # ------------------------------------------------------------------ products
 
     async def save_products(self, products: Sequence[Product], now: datetime) -> None:
-        rows = [(p.key, _micros(now), _dumps(product_to_document(p))) for p in products]
+        rows = [
+            {"key": p.key, "now": _micros(now), "document": _dumps(product_to_document(p))}
+            for p in products
+        ]
         await self._scan(_save_products, rows)
         self._wrote(len(rows))
 
@@ -435,11 +438,14 @@ def _execute(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> N
         connection.execute(sql, args)
 
 
-def _save_products(connection: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+def _save_products(connection: sqlite3.Connection, rows: list[dict[str, str | int]]) -> None:
+    # Named parameters, `now` being bound twice: Python 3.12 before its fix of
+    # python/cpython#117995 (3.12.1 among them) takes a numbered `?2` for a name and
+    # warns when it is bound from a sequence.
     with transaction(connection):
         connection.executemany(
             """INSERT INTO products (key, created_at, updated_at, document)
-               VALUES (?1, ?2, ?2, ?3)
+               VALUES (:key, :now, :now, :document)
                ON CONFLICT (key) DO UPDATE
                SET updated_at = excluded.updated_at, document = excluded.document""",
             rows,
