@@ -252,7 +252,7 @@ class SqliteInstructionRepository:
     # ------------------------------------------------------------------ products
 
     async def save_products(self, products: Sequence[Product], now: datetime) -> None:
-        rows = [
+        rows: list[dict[str, str | int]] = [
             {"key": p.key, "now": _micros(now), "document": _dumps(product_to_document(p))}
             for p in products
         ]
