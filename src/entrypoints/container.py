@@ -40,13 +40,15 @@ _T = TypeVar("_T")
 
 
 def _owns_data_dir(settings: Settings) -> bool:
-    """Whether this stack keeps state in DATA_DIR that one process alone may use.
+    """Whether this process must be the only one of its stack (see `entrypoints.owner`).
 
-    The in-process broker makes a process's worker the only one, and the
-    SQLite database or the files folder are that state (see `entrypoints.owner`).
+    The in-process broker makes a process's worker the only one: it takes
+    over every file left PROCESSING when it starts, so a second process on
+    the same state would take over the first one's files. Only a stack whose
+    state is all in this process's memory has nothing to share.
     """
-    embedded = settings.repository_kind == "sqlite" or settings.storage_kind == "filesystem"
-    return settings.sole_worker and embedded
+    in_memory = settings.repository_kind == "memory" and settings.storage_kind == "memory"
+    return settings.sole_worker and not in_memory
 
 
 async def _owner(settings: Settings) -> AsyncIterator[DataDirOwner | None]:
@@ -195,22 +197,36 @@ class Runtime:
     _container: Container
 
     @classmethod
-    async def open(cls, settings: Settings, container: Container | None = None) -> Runtime:
-        """Open every adapter the settings select and store the product catalogue."""
+    async def open(
+        cls, settings: Settings, container: Container | None = None, *, owner: bool = True
+    ) -> Runtime:
+        """Open every adapter the settings select and store the product catalogue.
+
+        ``owner`` takes the DATA_DIR lock where the stack needs one; a process
+        that runs no worker (one cleanup pass) opens without it. If anything
+        fails, what was opened is closed again, the lock included.
+        """
         container = container or Container(settings=settings)
-        await _resolve(container.owner)
-        repository = await _resolve(container.repository)
-        runtime = cls(
-            settings=settings,
-            repository=repository,
-            storage=await _resolve(container.storage),
-            broker=await _resolve(container.broker),
-            runner=await _resolve(container.runner),
-            authenticator=await _resolve(container.authenticator),
-            webhooks=await _resolve(container.webhooks),
-            container=container,
-        )
-        await repository.save_products(CATALOGUE, utc_now())
+        try:
+            if owner:
+                await _resolve(container.owner)
+            repository = await _resolve(container.repository)
+            runtime = cls(
+                settings=settings,
+                repository=repository,
+                storage=await _resolve(container.storage),
+                broker=await _resolve(container.broker),
+                runner=await _resolve(container.runner),
+                authenticator=await _resolve(container.authenticator),
+                webhooks=await _resolve(container.webhooks),
+                container=container,
+            )
+            await repository.save_products(CATALOGUE, utc_now())
+        except BaseException:
+            result = container.shutdown_resources()
+            if inspect.isawaitable(result):
+                await result
+            raise
         return runtime
 
     async def close(self) -> None:

@@ -61,8 +61,12 @@ async def run_worker(settings: Settings, signals: tuple[signal.Signals, ...] = (
 
 
 async def run_cleanup(settings: Settings) -> tuple[int, int]:
-    """One cleanup pass over the configured repository and storage."""
-    runtime = await Runtime.open(settings)
+    """One cleanup pass over the configured repository and storage.
+
+    It takes over no file, so it runs beside a serving process on the same
+    DATA_DIR (a cron job) without its lock.
+    """
+    runtime = await Runtime.open(settings, owner=False)
     try:
         return await worker_for(runtime).run_cleanup()
     finally:

@@ -15,6 +15,7 @@ from http_support import Api, running_api
 from entrypoints.http.ratelimit import RateLimiter
 from entrypoints.http.streams import StreamSlots
 from hostile import valid
+from imagecore.model import InstructionDetail
 from imagecore.products import find_product
 
 
@@ -67,6 +68,16 @@ async def test_past_the_limit_the_api_answers_429_with_retry_after(tmp_path: Pat
         anonymous = [(await api.call("GET", "/products", user=None))[0] for _ in range(4)]
         assert anonymous == [200] * 3 + [429]
         assert (await api.call("GET", "/health", user=None))[0] == 200
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_a_trusted_gateways_anonymous_clients_do_not_share_one_address_bucket(
+    tmp_path: Path, trusted: bool
+) -> None:
+    settings = {"trust_gateway_headers": trusted, "trusted_proxies": ("127.0.0.1",)}
+    async with running_api(tmp_path, rate_limit_address_per_minute=3, **settings) as api:
+        anonymous = [(await api.call("GET", "/products", user=None))[0] for _ in range(5)]
+    assert anonymous == ([200] * 5 if trusted else [200] * 3 + [429] * 2)
 
 
 async def test_uploads_are_refused_while_too_much_work_waits(tmp_path: Path, corpus: Path) -> None:
@@ -261,6 +272,28 @@ async def test_a_dawdling_upload_ends_with_408_at_the_body_timeout(tmp_path: Pat
         assert status == 408
         assert "took more than 0.5 s" in body["message"]
         assert not api.storage.stored_keys()
+
+
+async def test_the_body_timeout_never_cuts_off_the_recording_of_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path
+) -> None:
+    # The body arrives at once; recording it takes longer than the body may. Cut off there,
+    # the record could land after the original was deleted (a file with no original).
+    settings = {"upload_idle_timeout_seconds": 5.0, "upload_body_timeout_seconds": 0.3}
+    async with running_api(tmp_path, **settings) as api:
+        instruction_id = await api.instruction("images/thumbnail", {})
+        add_detail = api.repo.add_detail
+
+        async def slow_add_detail(detail: InstructionDetail, **kwargs: Any) -> None:
+            await asyncio.sleep(0.6)
+            await add_detail(detail, **kwargs)
+
+        monkeypatch.setattr(api.repo, "add_detail", slow_add_detail)
+        photo = (corpus / "edge" / "hopper_orientation_3.jpg").read_bytes()
+        status, body = await api.upload(instruction_id, [("hopper.jpg", photo)])
+        assert status == 200, body
+        [stored] = await api.repo.list_details(instruction_id)
+        assert await api.storage.stat(stored.original_key)
 
 
 async def test_uploads_past_a_users_cap_get_429_and_ended_ones_give_their_place_back(

@@ -13,9 +13,11 @@ import pickle
 from pathlib import Path
 
 import pytest
+import pyvips
 from http_support import running_api
 
 from adapters.sqlite.repository import SqliteInstructionRepository
+from adapters.vips.guard import vips_errors
 from adapters.vips.processor import VipsImageProcessor
 from hostile.files import valid
 from imagecore.errors import DependencyUnavailable, ImageCoreError, StorageFull
@@ -101,3 +103,11 @@ async def test_an_error_of_no_known_kind_answers_500_without_its_words(
     assert body["errors"][0]["code"] == "internal_error"
     assert "driver" not in body["message"]
     assert "request id" in body["message"]
+
+
+def test_a_full_disk_inside_libvips_is_storage_full_not_the_images_fault() -> None:
+    with pytest.raises(StorageFull) as caught, vips_errors():
+        raise pyvips.Error(
+            "unable to call VipsForeignSaveJpegFile", "vips__file_write: No space left on device"
+        )
+    assert not any(word in caught.value.message for word in DRIVER_WORDS)

@@ -41,6 +41,7 @@ from imagecore.errors import (
     ImageCoreError,
     ImageTooLarge,
     ProcessingError,
+    StorageFull,
     UnsupportedMediaType,
 )
 from imagecore.formats import NAMES, SNIFF_BYTES, sniff
@@ -308,6 +309,9 @@ def _translate(exc: pyvips.Error) -> ImageCoreError:
         )
     if any(marker in text for marker in _UNSUPPORTED):
         return UnsupportedMediaType("the file is not in a format we decode")
+    if "no space left" in text or "disk quota exceeded" in text:
+        # libvips' own temporary files met a full disk: an outage, retried, not the image's fault.
+        return StorageFull("no space left for the processor's temporary files", text)
     if "out of memory" in text or "cannot allocate" in text or "too large" in text:
         return ImageTooLarge(f"the image is too large to process: {reason}")
     if any(marker in text for marker in _CORRUPT):

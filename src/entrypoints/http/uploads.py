@@ -71,15 +71,11 @@ async def upload_files(request: web.Request) -> web.Response:
             return refused
         settings = request.app[RUNTIME].settings
         stored: list[InstructionDetail] = []
-        deadline = asyncio.timeout(settings.upload_body_timeout_seconds or None)
         try:
-            async with deadline:
-                return await _upload(request, who, stored)
+            return await _upload(request, who, stored)
         except _Stalled as exc:
             reason = f"the body sent no byte for {exc.seconds:g} s"
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # not the body's time: some port's own
+        except _TooSlow:
             reason = f"the body took more than {settings.upload_body_timeout_seconds:g} s"
         kept = f"; the {len(stored)} files before it were stored" if stored else ""
         _log.info("upload to %s ended: %s%s", request.match_info["id"], reason, kept)
@@ -107,7 +103,9 @@ async def _upload(
     refused: tuple[str, ImageCoreError] | None = None
     try:
         idle = runtime.settings.upload_idle_timeout_seconds or None
-        async for number, part in _parts(request, most, idle):
+        whole = runtime.settings.upload_body_timeout_seconds or None
+        deadline = None if whole is None else asyncio.get_running_loop().time() + whole
+        async for number, part in _parts(request, most, idle, deadline):
             if not isinstance(part, BodyPartReader) or part.name != "file":
                 refused = (f"part {number}", _not_a_file(part))
                 break
@@ -191,17 +189,18 @@ def _media_type(request: web.Request) -> str:
 
 
 async def _parts(
-    request: web.Request, most: int, idle: float | None = None
+    request: web.Request, most: int, idle: float | None = None, deadline: float | None = None
 ) -> AsyncIterator[tuple[int, BodyPartReader | MultipartReader]]:
     """The body's parts, numbered from 1, at most ``most`` of them (`TooManyFiles` past it).
 
     Each wait for the body's bytes, in a part's contents too, lasts at most ``idle``
-    seconds (`_Stalled` past it; None: no limit).
+    seconds (`_Stalled` past it; None: no limit), and none goes past the loop time
+    ``deadline`` (`_TooSlow`).
 
     A malformed multipart body is a 400, not a 500.
     """
     lines = (most + 1) * _LINES_PER_PART
-    paced = _PacedBody(request.content, lines, idle)
+    paced = _PacedBody(request.content, lines, idle, deadline)
     try:
         reader = MultipartReader(request.headers, cast("StreamReader", paced))
         number = 0
@@ -230,10 +229,17 @@ class _Stalled(Exception):
         self.seconds = seconds
 
 
+class _TooSlow(Exception):
+    """The body was not all sent by its deadline."""
+
+
 class _PacedBody:
     """The request body as the multipart reader reads it: lines bounded, the loop yielded to.
 
-    Each wait for bytes lasts at most ``idle`` seconds (`_Stalled` past it; None: no limit).
+    Each wait for bytes lasts at most ``idle`` seconds (`_Stalled` past it; None: no limit)
+    and ends by the loop time ``deadline`` (`_TooSlow` past it). Only the body's reads
+    are timed: storing and recording a file are never cut off halfway, so what the
+    client is told and what is stored agree.
     The reader reads the files' contents in chunks and everything else (a
     preamble, boundaries, part headers) a line at a time, so counting lines
     bounds the parsing work of a body whatever its size, and yielding at
@@ -241,10 +247,17 @@ class _PacedBody:
     the only ways it waits for bytes. Everything else is the body's own.
     """
 
-    def __init__(self, body: StreamReader, lines: int, idle: float | None = None) -> None:
+    def __init__(
+        self,
+        body: StreamReader,
+        lines: int,
+        idle: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self._body = body
         self._lines_left = lines
         self._idle = idle
+        self._deadline = deadline
 
     async def readline(self, **options: Any) -> bytes:  # noqa: ANN401 - aiohttp's own options
         self._lines_left -= 1
@@ -260,10 +273,19 @@ class _PacedBody:
 
     @contextlib.asynccontextmanager
     async def _bytes_or_stalled(self) -> AsyncIterator[None]:
+        left = None
+        if self._deadline is not None:
+            # Past it, bytes already received are still read (no wait, no timeout).
+            left = max(0.0, self._deadline - asyncio.get_running_loop().time())
+        wait = (
+            left if self._idle is None or (left is not None and left < self._idle) else self._idle
+        )
         try:
-            async with asyncio.timeout(self._idle):
+            async with asyncio.timeout(wait):
                 yield
         except TimeoutError:
+            if wait is not None and wait == left:
+                raise _TooSlow from None
             raise _Stalled(self._idle or 0) from None
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - the body's own attributes

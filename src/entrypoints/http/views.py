@@ -19,7 +19,17 @@ from imagecore.params import Parameter
 from imagecore.products import Product
 from imagecore.services import DetailRecord, InstructionView, instruction_view
 
-__all__ = ["detail_view", "output_record_view", "product_view", "record_view"]
+__all__ = [
+    "attachment",
+    "detail_view",
+    "finished_webhook",
+    "instruction_json",
+    "output_record_view",
+    "parameter_json",
+    "product_json",
+    "product_view",
+    "record_view",
+]
 
 
 def _iso(value: datetime | None) -> str | None:
