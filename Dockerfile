@@ -28,7 +28,9 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="imagecore" \
       org.opencontainers.image.description="Self-hosted, job-based image processing service on libvips" \
       org.opencontainers.image.licenses="MIT"
-# The wheelhouse is bind-mounted, not copied: no wheel stays in a layer.
+# The wheelhouse is bind-mounted, not copied: no wheel stays in a layer. It is
+# the only index (--no-index), so it pins every version the build stage chose.
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --disable-pip-version-check --no-index --find-links=/wheels \
         'imagecore[server,mongo,s3,nats]' \
