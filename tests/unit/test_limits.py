@@ -279,13 +279,16 @@ async def test_the_body_timeout_never_cuts_off_the_recording_of_a_file(
 ) -> None:
     # The body arrives at once; recording it takes longer than the body may. Cut off there,
     # the record could land after the original was deleted (a file with no original).
-    settings = {"upload_idle_timeout_seconds": 5.0, "upload_body_timeout_seconds": 0.3}
+    # A small body sent at once arrives well within ``body`` seconds, even on a busy machine;
+    # the record step then outlasts the deadline by a whole second.
+    body = 2.0
+    settings = {"upload_idle_timeout_seconds": 5.0, "upload_body_timeout_seconds": body}
     async with running_api(tmp_path, **settings) as api:
         instruction_id = await api.instruction("images/thumbnail", {})
         add_detail = api.repo.add_detail
 
         async def slow_add_detail(detail: InstructionDetail, **kwargs: Any) -> None:
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(body + 1.0)
             await add_detail(detail, **kwargs)
 
         monkeypatch.setattr(api.repo, "add_detail", slow_add_detail)
