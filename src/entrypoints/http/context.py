@@ -8,7 +8,7 @@ from aiohttp import web
 from entrypoints.container import Runtime
 from entrypoints.http.auth import AuthError, GatewayHeaders, Identity
 
-__all__ = ["RUNTIME", "identify"]
+__all__ = ["RUNTIME", "client_address", "identify"]
 
 RUNTIME = web.AppKey("runtime", Runtime)
 _IDENTITY = web.RequestKey("identity", object)
@@ -41,3 +41,16 @@ def identify(request: web.Request) -> Identity:
     if not isinstance(known, Identity):
         raise TypeError(known)
     return known
+
+
+def client_address(request: web.Request) -> str | None:
+    """The address a client's own limits count under; None for a trusted gateway's.
+
+    Behind a gateway whose headers are trusted, every client has the gateway's
+    address, so it names nobody in particular (the gateway limits its clients).
+    """
+    address = request.remote or "unknown"
+    settings = request.app[RUNTIME].settings
+    if settings.trust_gateway_headers and address in settings.trusted_proxies:
+        return None
+    return address

@@ -18,7 +18,7 @@ import attrs
 from aiohttp import web
 
 from entrypoints.http.auth import AuthError
-from entrypoints.http.context import RUNTIME, identify
+from entrypoints.http.context import client_address, identify
 from entrypoints.http.middleware import json_error
 
 __all__ = ["RATE_LIMITER", "RateLimiter", "rate_limit_middleware"]
@@ -96,11 +96,9 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     try:
         kind, key = "user", identify(request).user_id
     except AuthError:
-        kind, key = "address", request.remote or "unknown"
-        settings = request.app[RUNTIME].settings
-        if settings.trust_gateway_headers and key in settings.trusted_proxies:
-            # A gateway's address: all its anonymous clients share it, and it limits them.
-            return await handler(request)
+        if (address := client_address(request)) is None:
+            return await handler(request)  # a trusted gateway's: it limits its own clients
+        kind, key = "address", address
     verdict = limiter.check(kind, key)
     if not verdict.limit:
         return await handler(request)

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from entrypoints.http.auth import Identity
-from entrypoints.http.context import RUNTIME
+from entrypoints.http.context import client_address
 from entrypoints.http.middleware import json_error
 
 __all__ = ["EVENT_STREAMS", "UPLOADS", "StreamSlots", "held"]
@@ -68,10 +68,7 @@ async def held(
     request: web.Request, who: Identity, slots: web.AppKey[StreamSlots], code: str
 ) -> AsyncIterator[web.Response | None]:
     """A place in ``slots`` for one more of the caller's, or the 429 (``code``) refusing it."""
-    settings = request.app[RUNTIME].settings
-    address: str | None = request.remote or "unknown"
-    if settings.trust_gateway_headers and address in settings.trusted_proxies:
-        address = None  # a gateway's address: all its clients share it
+    address = client_address(request)
     counted = request.app[slots]
     if (refusal := counted.take(who.user_id, address)) is not None:
         yield json_error(request, 429, code, refusal, {"Retry-After": str(_RETRY_AFTER)})
