@@ -7,6 +7,16 @@
 
 const TOKEN_KEY = "imagecore.token";
 
+// The service's root: the console's scripts are served from <root>console/, and a
+// host may mount the service under any prefix (/images/), so every call goes
+// through `apiUrl`, never to an absolute path.
+const ROOT = new URL("../", import.meta.url);
+
+/** The URL of an API path such as "/products", under the service's root. */
+export function apiUrl(path) {
+  return new URL(path.replace(/^\//, ""), ROOT).href;
+}
+
 export class ApiError extends Error {
   constructor(status, message, code = "") {
     super(message);
@@ -69,7 +79,7 @@ export async function call(method, path, body, { token = session.token } = {}) {
   }
   let response;
   try {
-    response = await fetch(path, init);
+    response = await fetch(apiUrl(path), init);
   } catch {
     throw new ApiError(0, "The service did not answer. Is it running?");
   }
@@ -94,7 +104,7 @@ export function upload(instructionId, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     const token = session.token;
-    xhr.open("POST", `/instructions/${encodeURIComponent(instructionId)}/details`);
+    xhr.open("POST", apiUrl(`/instructions/${encodeURIComponent(instructionId)}/details`));
     for (const [name, value] of Object.entries(authHeaders(token))) {
       xhr.setRequestHeader(name, value);
     }
@@ -128,7 +138,7 @@ export async function fetchFile(path) {
   const token = session.token;
   let response;
   try {
-    response = await fetch(path, { headers: authHeaders(token), cache: "no-store" });
+    response = await fetch(apiUrl(path), { headers: authHeaders(token), cache: "no-store" });
   } catch {
     throw new ApiError(0, "The service did not answer. Is it running?");
   }
@@ -205,7 +215,7 @@ export function follow(path, { onEvent, onState = () => {} }) {
       try {
         const headers = { Accept: "text/event-stream", ...authHeaders(token) };
         if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-        const response = await fetch(path, { headers, signal, cache: "no-store" });
+        const response = await fetch(apiUrl(path), { headers, signal, cache: "no-store" });
         if (!response.ok) {
           const error = await failure(response, token);
           if (response.status < 500) {

@@ -105,7 +105,7 @@ async function renderSignIn(notice = "") {
   const card = h(
     "section",
     { class: "card sign-in", "aria-labelledby": "sign-in-title" },
-    h("div", { class: "sign-in-brand" }, h("img", { src: "/console/icon.svg", alt: "", width: 40, height: 40 }), h("span", {}, "imagecore")),
+    h("div", { class: "sign-in-brand" }, h("img", { src: new URL("icon.svg", import.meta.url).href, alt: "", width: 40, height: 40 }), h("span", {}, "imagecore")),
     h("h1", { id: "sign-in-title" }, "Sign in"),
     h("p", { class: "muted" }, "Resize, convert, compress and more: upload images, follow each one live, download the results."),
     h(
