@@ -49,6 +49,7 @@ from imagecore.ports import (
     Page,
     StoredObject,
 )
+from imagecore.processing import tell
 from imagecore.products import Product, find_product
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "check_notify_url",
     "counted_view",
     "create_instruction",
+    "delete_files",
     "finished_instruction",
     "get_detail",
     "get_instruction",
@@ -438,6 +440,41 @@ async def publish_recorded(
     except ImageCoreError as exc:
         _log.warning("outbox record of %s not cleared: %s", detail.id, exc)
     return detail
+
+
+#: The error code of a file whose owner deleted its job before it finished.
+CANCELLED = "cancelled"
+
+
+async def delete_files(  # noqa: PLR0913 - a use case takes its ports and its facts
+    repo: InstructionRepository,
+    storage: ImageStorage,
+    broker: MessageBroker,
+    *,
+    user_id: str,
+    instruction_id: str,
+    now: datetime,
+) -> list[InstructionDetail]:
+    """Delete every stored file of the caller's instruction now, as retention would later.
+
+    Files not finished yet end FAILED (``cancelled``) first: a worker holding one
+    loses its next conditional write, so it changes nothing. The instruction and
+    its records stay (its history), each file marked cleaned. Returns the files.
+    """
+    instruction = await _owned_instruction(repo, user_id, instruction_id)
+    for detail in await repo.list_details(instruction.id):
+        if detail.status not in TERMINAL:
+            failed = detail.fail(CANCELLED, "cancelled: its job was deleted", now)
+            if await repo.update_detail(failed):
+                await tell(repo, broker, failed)
+    kept = [d for d in await repo.list_details(instruction.id) if not d.is_cleaned]
+    # Only final files lose their bytes: one whose failure lost a race is left to cleanup.
+    due = [d for d in kept if d.status in TERMINAL]
+    await storage.delete_many(
+        [d.original_key for d in due] + [d.output.key for d in due if d.output]
+    )
+    await repo.update_details([d.mark_cleaned(now) for d in due])
+    return await repo.list_details(instruction.id)
 
 
 def _safe_name(filename: str, extension: str) -> str:

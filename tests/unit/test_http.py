@@ -345,3 +345,23 @@ def test_a_download_s_ascii_fallback_keeps_a_visible_name(name: str, fallback: s
     assert re.findall(r'filename="([^"]*)"', disposition) == [fallback]
     [extended] = re.findall(r"filename\*=UTF-8''([^;\s]+)", disposition)
     assert urllib.parse.unquote(extended, errors="strict") == name
+
+
+async def test_deleting_a_jobs_files_removes_them_and_keeps_its_record(
+    api: Api, kite: bytes
+) -> None:
+    instruction_id = await api.instruction("images/thumbnail", {})
+    await api.upload(instruction_id, [("kite.jpg", kite)])
+    [done] = await api.wait_final(instruction_id)
+    assert done["status"] == "DONE"
+    status, body = await api.call("DELETE", f"/instructions/{instruction_id}/details", user="bob")
+    assert status == 404  # another user's job answers like a missing one
+    status, body = await api.call("DELETE", f"/instructions/{instruction_id}/details")
+    assert status == 200, body
+    assert [(f["status"], f["is_cleaned"]) for f in body["data"]["files"]] == [("DONE", True)]
+    path = f"/instructions/{instruction_id}/details/{done['output_id']}/file"
+    status, _ = await api.call("GET", path)
+    assert status == 404
+    status, body = await api.call("GET", f"/instructions/{instruction_id}/details")
+    assert body["data"]["files"][0]["is_cleaned"] is True
+    assert body["data"]["retention_seconds"] > 0

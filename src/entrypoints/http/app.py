@@ -42,6 +42,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/instructions/{id}/events", events.instruction_events)
     r.add_get("/events", events.user_events)
     r.add_get("/instructions/{id}/archive", instruction_archive)
+    r.add_delete("/instructions/{id}/details", instructions.delete_files)
     r.add_get("/files", operations.list_files)
     r.add_get("/metrics", operations.metrics)
     r.add_get("/", console.console)

@@ -24,6 +24,7 @@ from imagecore.ports import InstructionQuery
 
 __all__ = [
     "create_instruction",
+    "delete_files",
     "download",
     "get_detail",
     "get_instruction",
@@ -133,7 +134,24 @@ async def list_details(request: web.Request) -> web.Response:
         user_id=who.user_id,
         instruction_id=request.match_info["id"],
     )
-    return ok({"files": [detail_view(d) for d in details]})
+    # How long results are kept, so a client can say so before they go.
+    retention = request.app[RUNTIME].settings.pipeline.retention_seconds
+    return ok({"files": [detail_view(d) for d in details], "retention_seconds": retention})
+
+
+async def delete_files(request: web.Request) -> web.Response:
+    """``DELETE /instructions/{id}/details``: delete its stored files now, cancel unfinished."""
+    who = identify(request)
+    runtime = request.app[RUNTIME]
+    details = await services.delete_files(
+        runtime.repository,
+        runtime.storage,
+        runtime.broker,
+        user_id=who.user_id,
+        instruction_id=request.match_info["id"],
+        now=utc_now(),
+    )
+    return ok({"files": [detail_view(d) for d in details]}, "the files were deleted")
 
 
 async def get_detail(request: web.Request) -> web.Response:

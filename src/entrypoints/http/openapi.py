@@ -300,8 +300,22 @@ _PATHS: dict[str, dict[str, Any]] = {
             },
         ),
         "get": _op(
-            "The files of an instruction",
-            {"200": _json(_data(files={"type": "array", "items": _ref("Detail")}), "files")},
+            "The files of an instruction, and how long results are kept",
+            {
+                "200": _json(
+                    _data(
+                        files={"type": "array", "items": _ref("Detail")},
+                        retention_seconds={"type": "number"},
+                    ),
+                    "files",
+                )
+            },
+            parameters=[_PATH_ID],
+        ),
+        "delete": _op(
+            "Delete an instruction's stored files now (unfinished ones end FAILED, cancelled); "
+            "its records stay, marked is_cleaned",
+            {"200": _json(_data(files={"type": "array", "items": _ref("Detail")}), "deleted")},
             parameters=[_PATH_ID],
         ),
     },
