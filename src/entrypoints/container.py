@@ -183,6 +183,19 @@ async def _resolve(provider: providers.Provider[_T]) -> _T:
     return cast("_T", await value if inspect.isawaitable(value) else value)
 
 
+def _adapter_names(runtime: Runtime, container: Container) -> dict[str, str]:
+    settings = runtime.settings
+    chosen: dict[str, tuple[providers.Provider[Any], object, str]] = {
+        "repository": (container.repository, runtime.repository, settings.repository_kind),
+        "storage": (container.storage, runtime.storage, settings.storage_kind),
+        "broker": (container.broker, runtime.broker, settings.broker_kind),
+    }
+    return {
+        port: type(adapter).__name__ if provider.overridden else kind
+        for port, (provider, adapter, kind) in chosen.items()
+    }
+
+
 @attrs.define
 class Runtime:
     """The opened adapters of one process, handed to the HTTP app and the worker."""
@@ -195,6 +208,9 @@ class Runtime:
     authenticator: Authenticator
     webhooks: Webhooks
     _container: Container
+    #: Each port's adapter by name, as ``/health`` reports it: the backend the settings
+    #: select, or the class of the object a host put in its place.
+    adapters: dict[str, str] = attrs.field(factory=dict)
 
     @classmethod
     async def open(
@@ -221,6 +237,7 @@ class Runtime:
                 webhooks=await _resolve(container.webhooks),
                 container=container,
             )
+            runtime.adapters.update(_adapter_names(runtime, container))
             await repository.save_products(CATALOGUE, utc_now())
         except BaseException:
             result = container.shutdown_resources()

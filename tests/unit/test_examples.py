@@ -67,9 +67,14 @@ STORAGE_CONTRACT = len([name for name in dir(ImageStorageContract) if name.start
 
 @pytest.mark.parametrize(
     ("example", "passed"),
-    [("test_dict_storage.py", STORAGE_CONTRACT), ("test_with_fakes.py", 2)],
+    [
+        ("test_dict_storage.py", STORAGE_CONTRACT),
+        ("test_with_fakes.py", 2),
+        ("test_host_service.py", 2),
+    ],
 )
 def test_the_test_examples_pass_in_a_new_project(tmp_path: Path, example: str, passed: int) -> None:
-    shutil.copy(EXAMPLES / example, tmp_path)
+    for module in EXAMPLES.glob("*.py"):  # a test module imports the example it tests
+        shutil.copy(module, tmp_path)
     out = run("-m", "pytest", "-q", "-p", "no:cacheprovider", example, cwd=tmp_path)
     assert f"{passed} passed" in out

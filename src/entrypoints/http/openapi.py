@@ -8,9 +8,8 @@ Why one module: the document is data, one entry per route, read as one.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
-
-from aiohttp import web
 
 from imagecore.model import Status
 from imagecore.products import OUTPUT_FORMATS
@@ -522,8 +521,11 @@ _OLD_GATEWAY = {
 }
 
 
-def openapi_document(app: web.Application | None = None) -> dict[str, Any]:  # noqa: ARG001
-    """The document (the app is accepted for future per-deployment servers)."""
+def openapi_document(served: Collection[str] | None = None, prefix: str = "") -> dict[str, Any]:
+    """The document of the paths ``served`` (all by default), at ``prefix`` (its server)."""
+    paths = {**_PATHS, **_CONSOLE_PATHS}
+    if served is not None:
+        paths = {path: ops for path, ops in paths.items() if path in served}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -532,7 +534,8 @@ def openapi_document(app: web.Application | None = None) -> dict[str, Any]:  # n
             "description": "Job-based image processing: create an instruction for a product, "
             "upload files to it, follow their status live and download the results.",
         },
-        "paths": {**_PATHS, **_CONSOLE_PATHS},
+        "servers": [{"url": prefix or "/"}],
+        "paths": paths,
         "components": {
             "schemas": {
                 "Instruction": _INSTRUCTION,

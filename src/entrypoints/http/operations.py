@@ -77,10 +77,11 @@ async def health(request: web.Request) -> web.Response:
     """``GET /health``: each dependency answers within 2 s, or the service is unavailable."""
     runtime = request.app[RUNTIME]
     settings = runtime.settings
+    names = runtime.adapters
     checks = {
-        "repository": (settings.repository_kind, runtime.repository.ping()),
-        "storage": (settings.storage_kind, runtime.storage.ping()),
-        "broker": (settings.broker_kind, runtime.broker.ping()),
+        "repository": (names["repository"], runtime.repository.ping()),
+        "storage": (names["storage"], runtime.storage.ping()),
+        "broker": (names["broker"], runtime.broker.ping()),
     }
     report: dict[str, dict[str, Any]] = {}
     for name, (adapter, probe) in checks.items():
@@ -138,5 +139,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def swagger(request: web.Request) -> web.Response:
-    """``GET /swagger``: the OpenAPI 3 document of these routes."""
-    return web.json_response(openapi_document(request.app))
+    """``GET /swagger``: the OpenAPI 3 document of the routes this app serves.
+
+    Its server is the prefix a host mounted the app under, if any, so the
+    paths stay as the app declares them.
+    """
+    prefix = request.path.removesuffix("/swagger")
+    served = {route.canonical.removeprefix(prefix) for route in request.app.router.resources()}
+    return web.json_response(openapi_document(served, prefix))

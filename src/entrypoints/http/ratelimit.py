@@ -18,16 +18,12 @@ import attrs
 from aiohttp import web
 
 from entrypoints.http.auth import AuthError
-from entrypoints.http.context import client_address, identify
+from entrypoints.http.context import PUBLIC_ROUTES, client_address, identify
 from entrypoints.http.middleware import json_error
 
 __all__ = ["RATE_LIMITER", "RateLimiter", "rate_limit_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-#: Probes, scrapes and the console's static files are never limited.
-_EXEMPT = frozenset({"/health", "/metrics", "/"})
-_EXEMPT_PREFIX = "/console/"
 
 
 @attrs.define
@@ -91,7 +87,7 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse with 429 past the caller's rate; label every answer with its budget."""
     limiter = request.app.get(RATE_LIMITER)
-    if limiter is None or request.path in _EXEMPT or request.path.startswith(_EXEMPT_PREFIX):
+    if limiter is None or request.match_info.route.name in PUBLIC_ROUTES:
         return await handler(request)
     try:
         kind, key = "user", identify(request).user_id

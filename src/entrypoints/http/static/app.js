@@ -37,6 +37,21 @@ async function signInWith(token, status) {
   go(!location.hash || location.hash === "#/sign-in" ? "#/new" : location.hash);
 }
 
+let byHost = null;
+
+/**
+ * Whether a host that mounts the service signs the user in itself (a cookie, say):
+ * the API then answers without a token, and the console needs none.
+ */
+async function signedInByHost() {
+  byHost ??= await call("GET", "/instructions?size=1", undefined, { token: "" }).then(
+    () => true,
+    () => false,
+  );
+  document.getElementById("sign-out").hidden = byHost;
+  return byHost;
+}
+
 /** Show `hash`: through hashchange when it changes, at once when it is already there. */
 function go(hash) {
   if (location.hash === hash) route();
@@ -139,7 +154,7 @@ async function renderSignIn(notice = "") {
 
 async function route() {
   leaveJob();
-  if (!session.token) {
+  if (!session.token && !(await signedInByHost())) {
     await renderSignIn();
     return;
   }
