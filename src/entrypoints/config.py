@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from entrypoints.plugins import plugged_in
 from imagecore.errors import ValidationError
 from imagecore.model import is_object_id
 from imagecore.processing import PipelineSettings
@@ -75,8 +76,8 @@ def _read(name: str, raw: str, kind: Any) -> Any:  # noqa: ANN401 - one reader p
 
 def _backend(port: str) -> Any:  # noqa: ANN401 - an attrs validator
     def check(_settings: object, _attribute: object, value: str) -> None:
-        if value and value not in BACKENDS[port]:
-            choices = ", ".join(BACKENDS[port])
+        if value and value not in BACKENDS[port] and value not in plugged_in(port):
+            choices = ", ".join((*BACKENDS[port], *plugged_in(port)))
             raise ValidationError(f"{port.upper()}_BACKEND must be one of {choices}, got {value!r}")
 
     return check

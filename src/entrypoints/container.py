@@ -2,12 +2,16 @@
 
 Each port is one async resource that opens the adapter `Settings` selects
 (``*_BACKEND``, or ``MONGO_URI``, ``S3_ENDPOINT`` and ``NATS_URI``), and only
-that one; `Runtime.open` opens them and `Runtime.close` closes them.
+that one, its libraries imported only then; another package's adapter is
+selected by the name of its entry point (`entrypoints.plugins`).
+`Runtime.open` opens them and `Runtime.close` closes them.
 Nothing connects at import time. Tests override providers rather than patch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import inspect
 import re
 from collections.abc import AsyncIterator
@@ -24,6 +28,8 @@ from adapters.webhooks import WebhookSender
 from entrypoints.config import Settings
 from entrypoints.http.auth import Authenticator, load_or_create_secret
 from entrypoints.owner import DataDirOwner, own_data_dir
+from entrypoints.plugins import load_adapter
+from imagecore.errors import ValidationError
 from imagecore.model import utc_now
 from imagecore.ports import (
     ImageStorage,
@@ -63,18 +69,43 @@ async def _owner(settings: Settings) -> AsyncIterator[DataDirOwner | None]:
         owner.release()
 
 
+def _backend_module(module: str, extra: str) -> Any:  # noqa: ANN401 - a module
+    """A production adapter's module, imported only when selected; its extra, if missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        library = (exc.name or module).partition(".")[0]
+        raise ValidationError(
+            f"the {extra} backend needs its libraries ({library} is missing): "
+            f"pip install 'imagecore[{extra}]'"
+        ) from exc
+
+
+async def _plugged(port: str, name: str, settings: Settings) -> AsyncIterator[Any]:
+    """An adapter another package provides by entry point (`entrypoints.plugins`)."""
+    opener = contextlib.asynccontextmanager(load_adapter(port, name))
+    async with opener(settings) as adapter:
+        yield adapter
+
+
 async def _repository(settings: Settings) -> AsyncIterator[InstructionRepository]:
     """The repository `Settings.repository_kind` names, open, and closed after."""
-    if settings.repository_kind == "memory":
+    kind = settings.repository_kind
+    if kind == "memory":
         yield MemoryInstructionRepository()
         return
-    if settings.repository_kind == "mongo":
-        from adapters.mongo import MongoInstructionRepository  # noqa: PLC0415 - only when selected
-
-        repo: Any = await MongoInstructionRepository.open(settings.mongo_uri, settings.mongo_db)
-    else:
+    if kind == "mongo":
+        mongo = _backend_module("adapters.mongo", "mongo")
+        repo: Any = await mongo.MongoInstructionRepository.open(
+            settings.mongo_uri, settings.mongo_db
+        )
+    elif kind == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         repo = await SqliteInstructionRepository.open(settings.data_dir / "imagecore.sqlite3")
+    else:
+        async for plugged in _plugged("repository", kind, settings):
+            yield plugged
+        return
     try:
         yield repo
     finally:
@@ -90,9 +121,12 @@ async def _storage(settings: Settings) -> AsyncIterator[ImageStorage]:
     if settings.storage_kind == "filesystem":
         yield FilesystemImageStorage(settings.data_dir / "files")
         return
-    from adapters.minio import MinioImageStorage  # noqa: PLC0415 - loaded only when selected
-
-    storage = await MinioImageStorage.open(
+    if settings.storage_kind != "s3":
+        async for plugged in _plugged("storage", settings.storage_kind, settings):
+            yield plugged
+        return
+    minio = _backend_module("adapters.minio", "s3")
+    storage = await minio.MinioImageStorage.open(
         endpoint=settings.s3_endpoint,
         access_key=settings.s3_access_key,
         secret_key=settings.s3_secret_key,
@@ -116,11 +150,14 @@ async def _broker(settings: Settings) -> AsyncIterator[MessageBroker]:
         finally:
             memory.close()
         return
-    from adapters.nats.broker import NatsMessageBroker  # noqa: PLC0415 - loaded only when selected
-
+    if settings.broker_kind != "nats":
+        async for plugged in _plugged("broker", settings.broker_kind, settings):
+            yield plugged
+        return
+    nats = _backend_module("adapters.nats.broker", "nats")
     # One stream per jobs subject, so deployments sharing a server stay apart.
     suffix = re.sub(r"[^A-Za-z0-9]+", "_", settings.nats_subject_image_requests).upper()
-    broker = await NatsMessageBroker.open(
+    broker = await nats.NatsMessageBroker.open(
         settings.nats_uri,
         jobs_subject=settings.nats_subject_image_requests,
         stream=f"IMAGECORE_{suffix}",
