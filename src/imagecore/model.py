@@ -136,7 +136,7 @@ class Instruction:
     user_id: str
     product_id: str
     product_key: str
-    params: dict[str, Any] = attrs.field(hash=False)
+    params: dict[str, object] = attrs.field(hash=False)
     created_at: datetime
     updated_at: datetime
     notify_url: str | None = None
@@ -301,6 +301,12 @@ class InstructionDetail:
             and self.lease_expires_at is not None
             and self.lease_expires_at <= now
         )
+
+
+# The fields' real types, not the strings postponed annotations leave: what reads them
+# (Hypothesis' st.builds, a host's own introspection) sees str, datetime, Status.
+for _record in (ImageInfo, OutputFile, Instruction, InstructionDetail):
+    attrs.resolve_types(_record)
 
 
 def aggregate_status(statuses: list[Status]) -> Status:

@@ -59,6 +59,14 @@ def test_drawn_details_went_through_the_state_machine(detail: InstructionDetail)
     assert detail.attempts == (0 if detail.status is Status.PENDING else 1)
 
 
+@given(st.builds(Instruction), st.builds(InstructionDetail))
+def test_builds_makes_records_from_the_fields_types(job: Instruction, detail) -> None:
+    # Any values of the fields' types: not what the services make, but a record.
+    assert isinstance(job.params, dict)
+    assert isinstance(job.created_at, datetime)
+    assert isinstance(detail.status, Status)
+
+
 @attrs.frozen
 class Upload:
     """A host's own record holding imagecore's: builds() finds the kit's strategies."""
