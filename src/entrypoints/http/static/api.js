@@ -98,11 +98,14 @@ export async function catalogue() {
 
 /**
  * Upload one file to an instruction; `onProgress(fraction)` follows the bytes sent.
- * Resolves to the new detail (the file, PENDING).
+ * Resolves to the new detail (the file, PENDING); `signal` aborts it (an ApiError
+ * with the code "aborted").
  */
-export function upload(instructionId, file, onProgress) {
+export function upload(instructionId, file, onProgress, signal = null) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
+    signal?.addEventListener("abort", () => xhr.abort());
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.", "aborted")));
     const token = session.token;
     xhr.open("POST", apiUrl(`/instructions/${encodeURIComponent(instructionId)}/details`));
     for (const [name, value] of Object.entries(authHeaders(token))) {

@@ -9,6 +9,22 @@ import { h, label } from "./util.js";
 const UNITS = { width: "px", height: "px", left: "px", top: "px", margin: "px", angle: "°" };
 const KEEP = "Keep the input's";
 const FORMATS = { jpeg: "JPEG", png: "PNG", webp: "WebP", avif: "AVIF", gif: "GIF", tiff: "TIFF" };
+// Names and hints a person reads more easily than the API's.
+const LABELS = { target_ssim: "Target similarity", keep_metadata: "Keep metadata", upscale: "Allow enlarging" };
+const HINTS = {
+  target_ssim: "How close to the original the result must look: 1 is identical; 0.98 looks the same to most eyes (an SSIM score)",
+};
+
+function hintOf(parameter) {
+  if (HINTS[parameter.name]) return HINTS[parameter.name];
+  // A required format has no default to keep, whatever the general description says.
+  if (parameter.name === "format" && parameter.required) return "The format to write";
+  return parameter.description;
+}
+
+function nameOf(parameter) {
+  return LABELS[parameter.name] || label(parameter.name);
+}
 
 function range(parameter) {
   const { minimum, maximum } = parameter;
@@ -134,6 +150,7 @@ async function valueOf(parameter, input) {
 export function parameterForm(product, formId = "params") {
   const form = h("form", { class: "params", id: formId, novalidate: true });
   const inputs = [];
+  const errors = new Map();
   if (!product.parameters.length) {
     form.append(h("p", { class: "muted" }, "This tool takes no settings."));
   }
@@ -141,15 +158,19 @@ export function parameterForm(product, formId = "params") {
     const id = `param-${parameter.name}`;
     const input = control(parameter, id);
     inputs.push([parameter, input]);
-    const hint = [parameter.description, range(parameter)].filter(Boolean).join(" · ");
+    const hint = [hintOf(parameter), range(parameter)].filter(Boolean).join(" · ");
+    const error = h("p", { class: "field-error", id: `${id}-error`, hidden: true });
+    input.setAttribute("aria-describedby", `${id}-hint ${id}-error`);
+    errors.set(parameter.name, [input, error]);
     const wide = parameter.type === "string" || parameter.name === "fit";
     if (parameter.type === "boolean") {
       form.append(
         h(
           "div",
           { class: "field toggle", dataset: { name: parameter.name } },
-          h("label", { for: id }, input, h("span", {}, label(parameter.name))),
-          h("p", { class: "hint" }, hint),
+          h("label", { for: id }, input, h("span", {}, nameOf(parameter))),
+          h("p", { class: "hint", id: `${id}-hint` }, hint),
+          error,
         ),
       );
       continue;
@@ -158,12 +179,32 @@ export function parameterForm(product, formId = "params") {
       h(
         "div",
         { class: wide ? "field wide" : "field", dataset: { name: parameter.name } },
-        h("label", { for: id }, label(parameter.name), parameter.required ? h("span", { class: "req" }, " *") : null),
+        h("label", { for: id }, nameOf(parameter), parameter.required ? h("span", { class: "req" }, " (required)") : null),
         input,
-        h("p", { class: "hint" }, hint),
+        h("p", { class: "hint", id: `${id}-hint` }, hint),
+        error,
       ),
     );
   }
+  /** Mark the field of parameter `name` with `message` and bring it into view; false if none. */
+  form.showError = (name, message) => {
+    const found = errors.get(name);
+    if (!found) return false;
+    const [input, error] = found;
+    error.textContent = message;
+    error.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    input.scrollIntoView({ block: "center" });
+    input.focus({ preventScroll: true });
+    return true;
+  };
+  form.clearErrors = () => {
+    for (const [input, error] of errors.values()) {
+      error.hidden = true;
+      error.textContent = "";
+      input.removeAttribute("aria-invalid");
+    }
+  };
   form.params = async () => {
     const params = {};
     for (const [parameter, input] of inputs) {

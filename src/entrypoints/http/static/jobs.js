@@ -1,381 +1,96 @@
-// A new job (tool, settings, files) and a job's page: uploads, live status, results.
+// A job's page: its files' uploads and live status, results, adding files, deleting.
 
-import { call, catalogue, fetchFile, follow, saveBlob, upload } from "./api.js";
+import { call, catalogue, fetchFile, follow, saveBlob } from "./api.js";
 import { openCompare } from "./compare.js";
-import { describeParams, parameterForm } from "./form.js";
+import { describeParams } from "./form.js";
+import { FINAL, Job, dropJob, jobs } from "./job.js";
+import { explain } from "./messages.js";
+import { renderNewJob } from "./newjob.js";
+import { dropZone } from "./picker.js";
 import { bytes, change, dimensions, fill, formatName, h, toast, when } from "./util.js";
 
-const FINAL = new Set(["DONE", "FAILED"]);
-const UPLOADS_AT_ONCE = 2;
-const PREVIEWABLE = new Set(["image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"]);
+export { renderNewJob };
 
-/** Jobs started or opened in this page, by instruction id. */
-const jobs = new Map();
-/** What the job page on screen holds open: its live stream and its listener. */
+/** What the job page on screen holds open: its live stream, listener and clock. */
 let onScreen = null;
-let lastTool = "images/resize";
-
-// ------------------------------------------------------------------ the model of a job
-
-class Job {
-  constructor(instruction, product) {
-    this.instruction = instruction;
-    this.product = product;
-    this.rows = [];
-    this.byDetail = new Map();
-    this.early = new Map(); // events for files whose upload answer has not arrived yet
-    this.listeners = new Set();
-    this.uploading = false;
-  }
-
-  get id() {
-    return this.instruction.id;
-  }
-
-  addFiles(files) {
-    for (const file of files) {
-      this.rows.push({
-        key: crypto.randomUUID(),
-        file,
-        name: file.name,
-        preview: PREVIEWABLE.has(file.type) ? URL.createObjectURL(file) : "",
-        upload: { state: "queued", progress: 0, error: "" },
-        detail: null,
-      });
-    }
-  }
-
-  addDetail(detail) {
-    const row = {
-      key: detail.id,
-      file: null,
-      name: detail.original_name,
-      preview: "",
-      upload: { state: "done", progress: 1, error: "" },
-      detail,
-    };
-    this.rows.push(row);
-    this.byDetail.set(detail.id, row);
-    this.changed(row, true);
-    return row;
-  }
-
-  get uploadsInFlight() {
-    return this.rows.some((r) => r.upload.state === "queued" || r.upload.state === "uploading");
-  }
-
-  get settled() {
-    return (
-      !this.uploadsInFlight &&
-      this.rows.every((r) => r.upload.state === "failed" || FINAL.has(r.detail?.status))
-    );
-  }
-
-  changed(row, added = false) {
-    for (const listener of this.listeners) listener(row, added);
-  }
-
-  linkUpload(row, detail) {
-    row.detail = detail;
-    row.upload.state = "done";
-    this.byDetail.set(detail.id, row);
-    const early = this.early.get(detail.id);
-    this.early.delete(detail.id);
-    this.changed(row);
-    if (early) this.applyEvent(early);
-  }
-
-  async applyEvent(event) {
-    const row = this.byDetail.get(event.instruction_detail_id);
-    if (!row) {
-      if (this.uploadsInFlight) {
-        this.early.set(event.instruction_detail_id, event);
-      } else {
-        const found = await this.fetchDetail(event.instruction_detail_id);
-        if (found && !this.byDetail.has(found.id)) this.addDetail(found);
-      }
-      return;
-    }
-    const known = row.detail?.status;
-    if (known === event.status && (!FINAL.has(known) || row.detail.finished_at)) return;
-    row.detail = {
-      ...row.detail,
-      status: event.status,
-      error_message: event.error_message ?? row.detail?.error_message ?? null,
-    };
-    this.changed(row);
-    if (FINAL.has(event.status)) {
-      const fresh = await this.fetchDetail(event.instruction_detail_id);
-      if (fresh) {
-        row.detail = fresh;
-        this.changed(row);
-      }
-    }
-  }
-
-  async fetchDetail(detailId) {
-    try {
-      return (await call("GET", `/instructions/${this.id}/details/${detailId}`)).detail;
-    } catch {
-      return null;
-    }
-  }
-
-  startUploads() {
-    if (this.uploading) return;
-    this.uploading = true;
-    const next = async () => {
-      for (;;) {
-        const row = this.rows.find((r) => r.upload.state === "queued");
-        if (!row) return;
-        row.upload.state = "uploading";
-        this.changed(row);
-        try {
-          const detail = await upload(this.id, row.file, (fraction) => {
-            row.upload.progress = fraction;
-            this.changed(row);
-          });
-          this.linkUpload(row, detail);
-        } catch (error) {
-          row.upload.state = "failed";
-          row.upload.error = error.message;
-          this.changed(row);
-        }
-      }
-    };
-    Promise.all(Array.from({ length: UPLOADS_AT_ONCE }, next)).finally(() => {
-      this.uploading = false;
-      this.changed(null);
-    });
-  }
-}
-
-// ------------------------------------------------------------------ a new job
-
-function toolPicker(products, selected, onPick) {
-  const group = h("div", { class: "tools", role: "radiogroup", "aria-label": "Tool" });
-  for (const product of products) {
-    const input = h("input", {
-      type: "radio",
-      name: "tool",
-      value: product.key,
-      id: `tool-${product.key.replace("/", "-")}`,
-      checked: product.key === selected,
-      onchange: () => onPick(product),
-    });
-    group.append(
-      h(
-        "label",
-        { class: "tool", for: input.id, title: product.description, dataset: { key: product.key } },
-        input,
-        h("strong", {}, product.title),
-        h("span", {}, product.description),
-      ),
-    );
-  }
-  return group;
-}
-
-function limitsText(product) {
-  const limits = product.limits;
-  const formats = limits.input_formats.map((f) => f.toUpperCase()).join(", ");
-  return `${formats} · up to ${bytes(limits.max_file_bytes)} each · ${limits.max_files_per_instruction} files at most`;
-}
-
-function dropZone(onFiles) {
-  const input = h("input", {
-    type: "file",
-    id: "file-input",
-    multiple: true,
-    accept: "image/*,.heic,.heif,.avif",
-    class: "visually-hidden",
-    onchange: () => {
-      onFiles([...input.files]);
-      input.value = "";
-    },
-  });
-  const zone = h(
-    "div",
-    { class: "dropzone", id: "dropzone" },
-    input,
-    h("div", { class: "dropzone-icon", "aria-hidden": "true" }, "⬆"),
-    h("p", {}, h("strong", {}, "Drop images here"), " or ",
-      h("label", { for: "file-input", class: "link" }, "choose files")),
-  );
-  let depth = 0;
-  zone.addEventListener("dragenter", (event) => {
-    event.preventDefault();
-    depth += 1;
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    event.dataTransfer.dropEffect = "copy";
-  });
-  zone.addEventListener("dragleave", () => {
-    depth = Math.max(0, depth - 1);
-    if (!depth) zone.classList.remove("over");
-  });
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    depth = 0;
-    zone.classList.remove("over");
-    onFiles([...event.dataTransfer.files]);
-  });
-  return zone;
-}
-
-// A file dropped beside the zone must not replace the console with the image.
-window.addEventListener("dragover", (event) => event.preventDefault());
-window.addEventListener("drop", (event) => event.preventDefault());
-
-export async function renderNewJob(main) {
-  const products = await catalogue();
-  let product = products.find((p) => p.key === lastTool) || products[0];
-  let picked = [];
-  const settings = h("div", { id: "settings" });
-  const status = h("p", { class: "form-status", role: "alert" });
-  const list = h("ul", { class: "picked", id: "picked" });
-  const limits = h("p", { class: "hint", id: "limits" });
-  const start = h("button", { type: "button", class: "primary block", id: "start", disabled: true }, "Choose images to start");
-  let form = null;
-
-  function showProduct() {
-    form = parameterForm(product);
-    fill(settings, h("p", { class: "about" }, product.description), form);
-    limits.textContent = limitsText(product);
-    lastTool = product.key;
-    showPicked();
-  }
-
-  function showPicked() {
-    fill(
-      list,
-      picked.map((file, index) =>
-        h(
-          "li",
-          {},
-          h("span", { class: "name", title: file.name }, file.name),
-          h("span", { class: "muted" }, bytes(file.size)),
-          h(
-            "button",
-            {
-              type: "button",
-              class: "icon",
-              "aria-label": `Remove ${file.name}`,
-              onclick: () => {
-                picked.splice(index, 1);
-                showPicked();
-              },
-            },
-            "×",
-          ),
-        ),
-      ),
-    );
-    start.disabled = picked.length === 0;
-    const count = picked.length;
-    start.textContent = count ? `Process ${count} image${count === 1 ? "" : "s"}` : "Choose images to start";
-  }
-
-  function addFiles(files) {
-    const problems = [];
-    for (const file of files) {
-      if (file.type && !file.type.startsWith("image/")) problems.push(`${file.name} is not an image`);
-      else if (file.size > product.limits.max_file_bytes) problems.push(`${file.name} is over ${bytes(product.limits.max_file_bytes)}`);
-      else if (picked.length >= product.limits.max_files_per_instruction) problems.push(`${file.name}: at most ${product.limits.max_files_per_instruction} files per job`);
-      else picked.push(file);
-    }
-    status.textContent = problems.join("; ");
-    status.className = problems.length ? "form-status error" : "form-status";
-    showPicked();
-  }
-
-  start.addEventListener("click", async () => {
-    if (!form.reportValidity()) return;
-    start.disabled = true;
-    status.textContent = "Creating the job…";
-    status.className = "form-status";
-    try {
-      const params = await form.params();
-      const { instruction } = await call("POST", "/instructions", { product_key: product.key, params });
-      const job = new Job(instruction, product);
-      job.addFiles(picked);
-      jobs.set(job.id, job);
-      picked = [];
-      location.hash = `#/jobs/${job.id}`;
-    } catch (error) {
-      status.textContent = error.message;
-      status.className = "form-status error";
-      start.disabled = false;
-    }
-  });
-
-  fill(
-    main,
-    h("div", { class: "page-head" }, h("h1", {}, "New job"), h("p", { class: "muted" }, "Pick a tool, set it up, and drop your images. Each one is processed on its own; follow them live.")),
-    h(
-      "div",
-      { class: "new-grid" },
-      h(
-        "section",
-        { class: "card", "aria-labelledby": "tool-title" },
-        h("h2", { id: "tool-title" }, h("span", { class: "step" }, "1"), "Tool"),
-        toolPicker(products, product.key, (chosen) => {
-          product = chosen;
-          showProduct();
-        }),
-        h("h2", {}, h("span", { class: "step" }, "2"), "Settings"),
-        settings,
-      ),
-      h(
-        "section",
-        { class: "card files-card", "aria-labelledby": "files-title" },
-        h("h2", { id: "files-title" }, h("span", { class: "step" }, "3"), "Images"),
-        dropZone(addFiles),
-        limits,
-        list,
-        status,
-        start,
-      ),
-    ),
-  );
-  showProduct();
-  document.title = "New job · imagecore";
-}
-
-// ------------------------------------------------------------------ a job's page
+const THUMBNAIL_MAX_BYTES = 2 * 1024 * 1024;
+const SLOW = new Set(["images/compress"]);
 
 const LABELS = {
   queued: ["Queued", "neutral"],
   uploading: ["Uploading", "info"],
   failed: ["Upload failed", "error"],
+  lost: ["Not uploaded", "error"],
   PENDING: ["Waiting", "neutral"],
   PROCESSING: ["Processing", "info"],
   DONE: ["Done", "ok"],
   FAILED: ["Failed", "error"],
+  cleaned: ["Removed", "neutral"],
 };
 
 function stateOf(row) {
   if (row.upload.state !== "done") return row.upload.state;
-  return row.detail?.status || "PENDING";
+  const status = row.detail?.status || "PENDING";
+  return status === "DONE" && row.detail.is_cleaned ? "cleaned" : status;
+}
+
+function duration(seconds) {
+  if (seconds < 2) return "1 second";
+  if (seconds < 120) return `${Math.round(seconds)} seconds`;
+  if (seconds < 2 * 3600) return `${Math.round(seconds / 60)} minutes`;
+  if (seconds < 2 * 86400) return `${Math.round(seconds / 3600)} hours`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
+const isJson = (mime) => mime === "application/json";
+
+/** What a finished file's result says beyond its facts: what compress chose, what was kept. */
+function notes(job, detail) {
+  const params = job.instruction.params || {};
+  const out = detail.output;
+  const said = [];
+  const meta = detail.metadata || {};
+  if (job.instruction.product_key === "images/compress" && meta.quality !== undefined) {
+    if (meta.strategy === "original") said.push("kept the original: no smaller file looked the same");
+    else if (meta.quality !== null) said.push(`quality ${meta.quality}${meta.ssim ? `, similarity ${meta.ssim}` : ""}`);
+  }
+  const width = detail.width;
+  const height = detail.height;
+  if (["images/resize", "images/thumbnail"].includes(job.instruction.product_key) && !params.upscale) {
+    if ((params.width && width && params.width > width && out.width === width) || (params.height && height && params.height > height && out.height === height)) {
+      said.push(`not enlarged: the image is ${dimensions(width, height)}`);
+    }
+  }
+  if (job.instruction.product_key === "images/crop" && ((params.width && params.width > width) || (params.height && params.height > height))) {
+    said.push(`the crop was larger than the image (${dimensions(width, height)}), so it was kept whole`);
+  }
+  return said;
 }
 
 function fileRow(job, row) {
   const chip = h("span", { class: "chip" });
   const meta = h("p", { class: "meta" });
   const result = h("p", { class: "result" });
-  const bar = h("progress", { max: 100 });
+  const detailText = h("p", { class: "detail-text" });
+  const bar = h("progress", { max: 100, "aria-label": `Progress of ${row.name}` });
   const compare = h("button", { type: "button", class: "secondary small", onclick: () => openCompare(job, row) }, "Compare");
-  const save = h("button", { type: "button", class: "secondary small", onclick: () => downloadOne(job, row, save) }, "Download");
+  const save = h("button", { type: "button", class: "secondary small", "aria-label": `Download the result of ${row.name}`, onclick: () => downloadOne(job, row, save) }, "Download");
+  const retry = h("button", { type: "button", class: "secondary small", "aria-label": `Retry ${row.name}`, onclick: () => job.retry(row) }, "Retry");
+  const drop = h("button", { type: "button", class: "ghost small", onclick: () => job.cancel(row) }, "Cancel");
   const thumb = h("div", { class: "thumb", "aria-hidden": "true" });
   const element = h(
     "li",
     { class: "file", dataset: { key: row.key } },
     thumb,
-    h("div", { class: "body" }, h("p", { class: "name", title: row.name }, row.name), meta, result, bar),
-    h("div", { class: "side" }, chip, h("div", { class: "row-actions" }, compare, save)),
+    h("div", { class: "body" }, h("p", { class: "name", title: row.name }, row.name), meta, result, detailText, bar),
+    h("div", { class: "side" }, chip, h("div", { class: "row-actions" }, compare, save, retry, drop)),
   );
+
+  function showThumb(url, fallback) {
+    const image = h("img", { src: url, alt: "" });
+    image.addEventListener("error", () => fill(thumb, h("span", {}, fallback)));
+    fill(thumb, image);
+  }
 
   function update() {
     const state = stateOf(row);
@@ -384,34 +99,98 @@ function fileRow(job, row) {
     element.dataset.status = state;
     if (detail) element.dataset.detail = detail.id;
     chip.className = `chip ${tone}`;
-    chip.textContent = state === "uploading" ? `${text} ${Math.round(row.upload.progress * 100)}%` : text;
-    const size = detail?.size ?? row.file?.size;
-    const mime = detail?.mime_type || row.file?.type;
-    meta.textContent = [bytes(size), dimensions(detail?.width, detail?.height), formatName(mime)].filter(Boolean).join(" · ");
+    chip.textContent = text;
+    if (state === "uploading") chip.textContent = `${text} ${Math.round(row.upload.progress * 100)}%`;
+    if (state === "PROCESSING" && detail?.started_at) row.processingSince ??= Date.parse(detail.started_at);
+    if (state === "PROCESSING" && row.processingSince) {
+      chip.textContent = `${text} · ${Math.round((Date.now() - row.processingSince) / 1000)} s`;
+    }
+    // The type is the service's, sniffed from the bytes: never guessed from the name.
+    meta.textContent = [bytes(detail?.size ?? row.size), dimensions(detail?.width, detail?.height), detail ? formatName(detail.mime_type) : ""].filter(Boolean).join(" · ");
+    let said = "";
+    let tech = "";
+    let kind = "result";
     if (state === "DONE" && detail.output) {
       const out = detail.output;
-      result.textContent = `→ ${[formatName(out.mime_type), dimensions(out.width, out.height), bytes(out.size)].filter(Boolean).join(" · ")} (${change(detail.size, out.size)})`;
-      result.className = "result ok";
-    } else if (state === "FAILED" || state === "failed") {
-      result.textContent = state === "failed" ? row.upload.error : detail?.error_message || detail?.error?.message || "failed";
-      result.className = "result error";
-    } else {
-      result.textContent = "";
-      result.className = "result";
+      if (isJson(out.mime_type)) said = "Metadata read: view it below";
+      else {
+        said = `→ ${[formatName(out.mime_type), dimensions(out.width, out.height), bytes(out.size)].filter(Boolean).join(" · ")} (${change(detail.size, out.size)})`;
+        kind = "result ok";
+      }
+      tech = notes(job, detail).join(" · ");
+    } else if (state === "cleaned") {
+      said = "Its files were deleted from the server";
+      tech = job.retentionSeconds ? `Results are kept ${duration(job.retentionSeconds)} after they finish.` : "";
+    } else if (state === "FAILED") {
+      ({ text: said, detail: tech } = explain(detail?.error?.code, detail?.error_message || detail?.error?.message));
+      kind = "result error";
+    } else if (state === "failed" || state === "lost") {
+      ({ text: said, detail: tech } = explain(row.upload.code, row.upload.error));
+      if (state === "lost") tech = row.file ? "" : "Add it again to process it.";
+      kind = "result error";
+    } else if (state === "PROCESSING" && SLOW.has(job.instruction.product_key)) {
+      said = "Trying qualities until the result looks the same as the original: usually 5–20 s a photo";
     }
-    bar.hidden = FINAL.has(state) || state === "failed";
+    result.textContent = said;
+    result.className = kind;
+    detailText.textContent = tech;
+    bar.hidden = FINAL.has(state) || ["failed", "lost", "cleaned"].includes(state);
     if (state === "uploading" || state === "queued") bar.value = Math.round(row.upload.progress * 100);
     else bar.removeAttribute("value"); // indeterminate while the file waits or is processed
-    compare.hidden = state !== "DONE";
-    save.hidden = state !== "DONE";
-    if (!thumb.firstChild) {
-      if (row.preview) thumb.append(h("img", { src: row.preview, alt: "" }));
-      else if (mime) thumb.append(h("span", {}, formatName(mime).slice(0, 4)));
+    const viewable = state === "DONE" && detail.output;
+    compare.hidden = !viewable;
+    save.hidden = !viewable;
+    if (viewable) {
+      const json = isJson(detail.output.mime_type);
+      compare.textContent = json ? "View metadata" : "Compare";
+      compare.setAttribute("aria-label", json ? `View the metadata of ${row.name}` : `Compare ${row.name} with its result`);
+      save.textContent = json ? "Download JSON" : "Download";
+    }
+    retry.hidden = !(state === "failed" && row.file);
+    drop.hidden = !["queued", "uploading", "failed", "lost"].includes(state);
+    drop.textContent = state === "queued" || state === "uploading" ? "Cancel" : "Remove";
+    drop.setAttribute("aria-label", `${drop.textContent} ${row.name}`);
+    const fallback = detail ? formatName(detail.mime_type).slice(0, 4) : "?";
+    if (viewable && !isJson(detail.output.mime_type) && !row.outputThumb && detail.output.size <= THUMBNAIL_MAX_BYTES) {
+      row.outputThumb = "loading";
+      thumbnails.push(async () => {
+        const { blob } = await fetchFile(`/instructions/${job.id}/details/${detail.output_id}/file`);
+        row.outputThumb = URL.createObjectURL(blob);
+        update();
+      });
+    }
+    const wanted = row.outputThumb && row.outputThumb !== "loading" ? row.outputThumb : row.preview;
+    if (thumb.dataset.shown !== (wanted || fallback)) {
+      thumb.dataset.shown = wanted || fallback;
+      if (wanted) showThumb(wanted, fallback);
+      else fill(thumb, h("span", {}, fallback));
     }
   }
   update();
   return { element, update };
 }
+
+/** Thumbnails of results, fetched two at a time so they never crowd out the uploads. */
+const thumbnails = {
+  queue: [],
+  running: 0,
+  push(task) {
+    this.queue.push(task);
+    this.next();
+  },
+  next() {
+    while (this.running < 2 && this.queue.length) {
+      const task = this.queue.shift();
+      this.running += 1;
+      task()
+        .catch(() => {})
+        .finally(() => {
+          this.running -= 1;
+          this.next();
+        });
+    }
+  },
+};
 
 async function downloadOne(job, row, button) {
   button.disabled = true;
@@ -443,14 +222,21 @@ async function downloadAll(job, button) {
 
 async function loadJob(id) {
   const known = jobs.get(id);
-  if (known) return known;
-  const [{ instruction }, { files }, products] = await Promise.all([
+  if (known) {
+    if (known.retentionSeconds === null) {
+      known.retentionSeconds = await call("GET", `/instructions/${encodeURIComponent(id)}/details`).then((d) => d.retention_seconds, () => null);
+    }
+    return known;
+  }
+  const [{ instruction }, { files, retention_seconds: retention }, products] = await Promise.all([
     call("GET", `/instructions/${encodeURIComponent(id)}`),
     call("GET", `/instructions/${encodeURIComponent(id)}/details`),
     catalogue(),
   ]);
   const job = new Job(instruction, products.find((p) => p.key === instruction.product_key));
+  job.retentionSeconds = retention ?? null;
   for (const detail of files) job.addDetail(detail);
+  job.addNotes();
   jobs.set(id, job);
   return job;
 }
@@ -458,18 +244,43 @@ async function loadJob(id) {
 export function leaveJob() {
   if (!onScreen) return;
   onScreen.stream?.close();
+  clearInterval(onScreen.clock);
   onScreen.job.listeners.delete(onScreen.listener);
   onScreen = null;
+}
+
+function totals(job) {
+  let before = 0;
+  let after = 0;
+  for (const row of job.rows) {
+    const out = row.detail?.output;
+    if (row.detail?.status !== "DONE" || !out || isJson(out.mime_type)) continue;
+    before += row.detail.size;
+    after += out.size;
+  }
+  return before ? `${bytes(before)} → ${bytes(after)} (${change(before, after)})` : "";
 }
 
 export async function renderJob(main, id) {
   const job = await loadJob(id);
   const title = job.product?.title || job.instruction.product_key;
-  const list = h("ul", { class: "files", id: "files" });
+  const list = h("ul", { class: "files", id: "files", "aria-label": "Files" });
   const summary = h("p", { class: "summary", id: "summary" });
-  const overall = h("progress", { class: "overall", max: 1, value: 0 });
+  const total = h("p", { class: "total", id: "total" });
+  const overall = h("progress", { class: "overall", max: 1, value: 0, "aria-label": "Files finished" });
   const live = h("span", { class: "conn", id: "live" });
+  const retention = h("p", { class: "hint", id: "retention" });
   const zip = h("button", { type: "button", class: "primary", id: "download-all", disabled: true, onclick: () => downloadAll(job, zip) }, "Download all (.zip)");
+  const remove = h("button", { type: "button", class: "danger", id: "delete-job", onclick: () => deleteJob(job) }, "Delete job");
+  const adder = dropZone(
+    (files) => {
+      const repeated = job.addFiles(files);
+      if (repeated.length) toast(`Already in this job: ${repeated.join(", ")}`);
+      goLive();
+      job.startUploads();
+    },
+    { id: "add-files", compact: true, label: "Add images" },
+  );
   const views = new Map();
 
   function addRow(row) {
@@ -479,34 +290,86 @@ export async function renderJob(main, id) {
   }
 
   function refresh() {
-    const counts = { uploading: 0, waiting: 0, processing: 0, done: 0, failed: 0 };
+    const counts = { uploading: 0, "not uploaded": 0, waiting: 0, processing: 0, done: 0, removed: 0, failed: 0 };
     for (const row of job.rows) {
       const state = stateOf(row);
       if (state === "queued" || state === "uploading") counts.uploading += 1;
+      else if (state === "lost") counts["not uploaded"] += 1;
       else if (state === "PENDING") counts.waiting += 1;
       else if (state === "PROCESSING") counts.processing += 1;
       else if (state === "DONE") counts.done += 1;
+      else if (state === "cleaned") counts.removed += 1;
       else counts.failed += 1;
     }
-    const total = job.rows.length;
+    const count = job.rows.length;
     const parts = Object.entries(counts).filter(([, n]) => n).map(([name, n]) => `${n} ${name}`);
-    summary.textContent = `${total} file${total === 1 ? "" : "s"}${parts.length ? ` · ${parts.join(" · ")}` : ""}`;
-    overall.max = Math.max(total, 1);
-    overall.value = counts.done + counts.failed;
+    summary.textContent = `${count} file${count === 1 ? "" : "s"}${parts.length ? ` · ${parts.join(" · ")}` : ""}`;
+    total.textContent = totals(job);
+    const failed = counts.failed + counts["not uploaded"];
+    overall.max = Math.max(count, 1);
+    overall.value = count - counts.uploading - counts.waiting - counts.processing;
+    overall.className = `overall${failed && !counts.done && !counts.removed ? " failed" : failed ? " mixed" : ""}`;
     zip.disabled = counts.done === 0;
+    remove.disabled = count === 0 || counts.removed + counts["not uploaded"] === count;
+    const kept = job.retentionSeconds ? `Results are kept ${duration(job.retentionSeconds)} after they finish, then deleted.` : "";
+    const ends = job.rows.map((r) => (stateOf(r) === "DONE" ? Date.parse(r.detail.finished_at || "") : NaN)).filter((t) => !Number.isNaN(t));
+    retention.textContent = kept && ends.length ? `${kept} The first goes ${when(new Date(Math.min(...ends) + job.retentionSeconds * 1000).toISOString())}.` : kept;
     if (job.settled) {
-      live.textContent = total ? "All files finished" : "No files yet";
-      live.className = "conn finished";
+      if (!count) live.textContent = "No files yet";
+      else if (failed && !counts.done && !counts.removed) live.textContent = count === 1 ? "The file failed" : `All ${count} files failed`;
+      else if (failed) live.textContent = `Finished: ${failed} of ${count} failed`;
+      else live.textContent = "All files finished";
+      live.className = `conn finished${failed && !counts.done ? " failed" : ""}`;
       onScreen?.stream?.close();
       if (onScreen) onScreen.stream = null;
     }
   }
 
-  const listener = (row, added) => {
-    if (row && added && !views.has(row.key)) addRow(row);
+  const listener = (row, added, removed) => {
+    if (row && removed) {
+      views.get(row.key)?.element.remove();
+      views.delete(row.key);
+    } else if (row && added && !views.has(row.key)) addRow(row);
     else if (row) views.get(row.key)?.update();
     refresh();
   };
+
+  function goLive() {
+    if (!onScreen || onScreen.stream) return;
+    live.textContent = "Connecting…";
+    live.className = "conn";
+    onScreen.stream = follow(`/instructions/${encodeURIComponent(job.id)}/events`, {
+      onEvent: (event) => job.applyEvent(event),
+      onState: (state, message) => {
+        if (job.settled) return;
+        live.textContent = state === "live" ? "Live" : state === "stopped" ? `Stopped: ${message}` : "Reconnecting…";
+        live.className = `conn ${state}`;
+      },
+    });
+  }
+
+  async function deleteJob() {
+    const question = "Delete this job's files from the server now? Uploads not finished are cancelled. The job stays in History.";
+    if (!window.confirm(question)) return;
+    for (const row of [...job.rows]) if (["queued", "uploading", "failed", "lost"].includes(row.upload.state)) job.cancel(row);
+    remove.disabled = true;
+    try {
+      const { files } = await call("DELETE", `/instructions/${encodeURIComponent(job.id)}/details`);
+      for (const detail of files) {
+        const row = job.byDetail.get(detail.id);
+        if (row) {
+          row.detail = detail;
+          job.changed(row);
+        }
+      }
+      dropJob(job.id);
+      jobs.set(job.id, job);
+      toast("The job's files were deleted.");
+    } catch (error) {
+      toast(`Could not delete the job: ${error.message}`, "error");
+      refresh();
+    }
+  }
 
   fill(
     main,
@@ -520,28 +383,30 @@ export async function renderJob(main, id) {
         h("h1", {}, title),
         h("p", { class: "muted" }, `${describeParams(job.instruction.params, job.product)} · started ${when(job.instruction.created_at)}`),
       ),
-      h("div", { class: "actions" }, zip, h("a", { class: "button secondary", href: "#/new" }, "New job")),
+      h("div", { class: "actions" }, zip, h("a", { class: "button secondary", href: "#/new" }, "New job"), remove),
     ),
-    h("section", { class: "card progress-card" }, h("div", { class: "summary-line" }, summary, live), overall, list),
+    h(
+      "section",
+      { class: "card progress-card", "aria-label": "Progress" },
+      h("div", { class: "summary-line", role: "status", "aria-live": "polite" }, summary, live),
+      total,
+      overall,
+      list,
+      adder,
+      retention,
+    ),
   );
   for (const row of job.rows) addRow(row);
   leaveJob();
-  onScreen = { job, listener, stream: null };
+  onScreen = { job, listener, stream: null, clock: null };
+  onScreen.clock = setInterval(() => {
+    for (const row of job.rows) if (stateOf(row) === "PROCESSING") views.get(row.key)?.update();
+  }, 1000);
   job.listeners.add(listener);
   if (!job.settled) {
-    live.textContent = "Connecting…";
-    live.className = "conn";
-    onScreen.stream = follow(`/instructions/${encodeURIComponent(job.id)}/events`, {
-      onEvent: (event) => job.applyEvent(event),
-      onState: (state, message) => {
-        if (job.settled) return;
-        live.textContent = state === "live" ? "Live" : state === "stopped" ? `Stopped: ${message}` : "Reconnecting…";
-        live.className = `conn ${state}`;
-      },
-    });
+    goLive();
     job.startUploads();
   }
   refresh();
   document.title = `${title} · imagecore`;
 }
-
