@@ -225,6 +225,12 @@ def check_compare(laptop: Watched) -> None:
     expect(after).to_have_css("clip-path", "inset(0px 0px 0px 50%)")
     dialog.locator("#compare-split").fill("20")
     expect(after).to_have_css("clip-path", "inset(0px 0px 0px 20%)")
+    # The split's percentage is of the picture itself, not of an empty margin beside it.
+    shown = after.evaluate(
+        "img => [img.getBoundingClientRect().width, img.naturalWidth / img.naturalHeight,"
+        " img.getBoundingClientRect().height]"
+    )
+    assert abs(shown[0] / shown[2] - shown[1]) < 0.02, shown
     laptop.shot("05-compare", full_page=False)
 
     fitted = after.bounding_box()
@@ -547,4 +553,35 @@ def test_the_whole_flow_with_the_keyboard_alone(served: Served, laptop: Watched)
     tab_to(page, "el.classList.contains('job-link')")
     page.keyboard.press("Enter")
     expect(page.locator("#files li.file[data-status=DONE]")).to_have_count(1)
+    laptop.assert_clean()
+
+
+def test_compress_says_what_it_chose_and_metadata_reads_as_a_list(
+    served: Served, laptop: Watched
+) -> None:
+    page = laptop.page
+    sign_in(page, served.base, "results-heidi")
+    page.click("label[data-key='images/compress']")
+    expect(page.locator("label[for=param-target_ssim]")).to_have_text("Target similarity")
+    page.set_input_files("#file-input", [str(PHOTOS[0])])
+    page.click("#start")
+    row = page.locator("#files li.file")
+    expect(row).to_have_attribute("data-status", "DONE", timeout=WAIT_MS)
+    expect(row.locator(".detail-text")).to_contain_text("quality")
+    expect(row.locator(".detail-text")).to_contain_text("similarity 0.9")
+    laptop.shot("10-compressed")
+
+    page.click("a[data-nav=new]")
+    page.click("label[data-key='images/metadata']")
+    page.set_input_files("#file-input", [str(PHOTOS[0])])
+    page.click("#start")
+    row = page.locator("#files li.file")
+    expect(row).to_have_attribute("data-status", "DONE", timeout=WAIT_MS)
+    expect(row.locator(".result")).not_to_have_class("result ok")  # no size change in green
+    expect(row.get_by_role("button", name="Compare")).to_have_count(0)
+    row.get_by_role("button", name=f"View the metadata of {PHOTOS[0].name}").click()
+    expect(page.locator("#metadata dt").first).to_be_visible()
+    expect(page.locator("#metadata")).to_contain_text("2560")
+    laptop.shot("11-metadata", full_page=False)
+    page.keyboard.press("Escape")
     laptop.assert_clean()

@@ -42,7 +42,7 @@ function metadataList(data) {
 
 async function openMetadata(job, row) {
   const detail = row.detail;
-  const body = h("div", { class: "metadata-body" }, h("p", { class: "muted" }, "Loading…"));
+  const body = h("div", { class: "metadata-body", tabindex: 0, "aria-label": "Metadata" }, h("p", { class: "muted" }, "Loading…"));
   let result = null;
   fill(
     dialog,
@@ -117,9 +117,9 @@ export async function openCompare(job, row, source = document.activeElement) {
   function sizeLayers() {
     // At 1:1 a pixel of the result is a pixel of the screen, the original scaled to match.
     if (!after?.naturalWidth) return;
-    const actual = stage.classList.contains("actual");
-    layers.style.setProperty("--width", actual ? `${after.naturalWidth}px` : "100%");
+    layers.style.setProperty("--width", `${after.naturalWidth}px`);
     layers.style.setProperty("--ratio", `${after.naturalWidth} / ${after.naturalHeight}`);
+    layers.style.setProperty("--aspect", String(after.naturalWidth / after.naturalHeight));
   }
   const facts = h(
     "div",
