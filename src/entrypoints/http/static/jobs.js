@@ -15,6 +15,7 @@ export { renderNewJob };
 let onScreen = null;
 const THUMBNAIL_MAX_BYTES = 2 * 1024 * 1024;
 const SLOW = new Set(["images/compress"]);
+const PERMANENT = new Set(["unsupported_media_type", "file_too_large", "image_too_large", "too_many_files", "validation_error"]);
 
 const LABELS = {
   queued: ["Queued", "neutral"],
@@ -146,7 +147,8 @@ function fileRow(job, row) {
       compare.setAttribute("aria-label", json ? `View the metadata of ${row.name}` : `Compare ${row.name} with its result`);
       save.textContent = json ? "Download JSON" : "Download";
     }
-    retry.hidden = !(state === "failed" && row.file);
+    // A refusal for what the file is would come again: only a passing trouble is retried.
+    retry.hidden = !(state === "failed" && row.file && !PERMANENT.has(row.upload.code));
     drop.hidden = !["queued", "uploading", "failed", "lost"].includes(state);
     drop.textContent = state === "queued" || state === "uploading" ? "Cancel" : "Remove";
     drop.setAttribute("aria-label", `${drop.textContent} ${row.name}`);
@@ -316,6 +318,7 @@ export async function renderJob(main, id) {
     retention.textContent = kept && ends.length ? `${kept} The first goes ${when(new Date(Math.min(...ends) + job.retentionSeconds * 1000).toISOString())}.` : kept;
     if (job.settled) {
       if (!count) live.textContent = "No files yet";
+      else if (counts["not uploaded"] === count) live.textContent = "Nothing uploaded: add the files again";
       else if (failed && !counts.done && !counts.removed) live.textContent = count === 1 ? "The file failed" : `All ${count} files failed`;
       else if (failed) live.textContent = `Finished: ${failed} of ${count} failed`;
       else live.textContent = "All files finished";
