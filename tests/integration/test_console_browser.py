@@ -572,6 +572,15 @@ def test_compress_says_what_it_chose_and_metadata_reads_as_a_list(
     laptop.shot("10-compressed")
 
     page.click("a[data-nav=new]")
+    page.click("label[data-key='images/resize']")
+    page.fill("#param-width", "4000")
+    page.set_input_files("#file-input", [str(PHOTOS[0])])
+    page.click("#start")
+    row = page.locator("#files li.file")
+    expect(row).to_have_attribute("data-status", "DONE", timeout=WAIT_MS)
+    expect(row.locator(".detail-text")).to_have_text(f"not enlarged: the image is 2560{TIMES}1600")
+
+    page.click("a[data-nav=new]")
     page.click("label[data-key='images/metadata']")
     page.set_input_files("#file-input", [str(PHOTOS[0])])
     page.click("#start")
