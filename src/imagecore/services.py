@@ -53,6 +53,7 @@ from imagecore.processing import tell
 from imagecore.products import Product, find_product
 
 __all__ = [
+    "CANCELLED",
     "DetailRecord",
     "Download",
     "InstructionView",

@@ -364,3 +364,27 @@ async def test_an_upload_of_unknown_outcome_keeps_its_original_and_says_so(
     # The record that did land finds its original; the reaper queues it (its outbox is set).
     assert await storage.exists(detail.original_key)
     assert detail.outbox
+
+
+async def test_deleting_a_jobs_files_cancels_the_waiting_ones_and_empties_storage(
+    repo, storage, broker
+) -> None:
+    instruction_id = await new_resize(repo)
+    waiting = await upload(repo, storage, broker, instruction_id)
+    with pytest.raises(NotFound):
+        await services.delete_files(
+            repo, storage, broker, user_id="bob", instruction_id=instruction_id, now=NOW
+        )
+    assert storage.stored_keys() == [waiting.original_key]
+    files = await services.delete_files(
+        repo, storage, broker, user_id="alice", instruction_id=instruction_id, now=NOW
+    )
+    [cancelled] = files
+    assert (cancelled.status, cancelled.error_code, cancelled.is_cleaned) == (
+        Status.FAILED,
+        services.CANCELLED,
+        True,
+    )
+    assert storage.stored_keys() == []
+    view = await services.get_instruction(repo, user_id="alice", instruction_id=instruction_id)
+    assert view.instruction.id == instruction_id  # its history stays
