@@ -3,7 +3,9 @@
 Stages (``--stages`` picks some): ``throughput`` (the pyvips floor against the
 worker, 1 and 2 processes, every workload), ``production`` (the worker, end
 to end and ingest on the production servers), ``e2e`` (embedded stack end
-to end, with the floor and thumbor in the same rounds), ``quality`` (what
+to end, with the floor and thumbor in the same rounds), ``symmetric`` (W1 and
+W2 through thumbor's upload module and file storage against imagecore's
+upload -> DONE -> download, `bench.symmetric`), ``quality`` (what
 imagecore's and thumbor's outputs keep against a full-resolution reference), ``codecs``
 (the floor's decode, resize and encode against Pillow's, thumbor's engine), ``ingest``,
 ``memory`` (peak per workload and drift), ``compression`` (W5 against Go).
@@ -49,6 +51,7 @@ ROOT = Path(__file__).resolve().parent
 STAGES = (
     "throughput",
     "e2e",
+    "symmetric",
     "quality",
     "codecs",
     "ingest",
@@ -219,6 +222,12 @@ async def _codecs(args: argparse.Namespace) -> dict[str, Any]:
     return await asyncio.to_thread(codecs, _log, limit=2 if args.quick else None)
 
 
+async def _symmetric(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    from bench.symmetric import symmetric  # noqa: PLC0415
+
+    return await symmetric(args, scratch, _log)
+
+
 async def _one_stage(name: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     """Run one stage here; the result's keys go into the run's document."""
     from bench import stages  # noqa: PLC0415
@@ -234,6 +243,7 @@ async def _one_stage(name: str, args: argparse.Namespace, scratch: Path) -> dict
     runs = {
         "throughput": lambda: _stage_throughput(args, scratch / "throughput"),
         "e2e": lambda: stages.e2e(args, scratch / "e2e", _log),
+        "symmetric": lambda: _symmetric(args, scratch / "symmetric"),
         "quality": lambda: _quality(args, scratch / "quality"),
         "codecs": lambda: _codecs(args),
         "ingest": lambda: stages.ingest_embedded(args, scratch / "ingest", _log),

@@ -71,6 +71,17 @@ class Connection:
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """Send a request and read its whole answer: (status, body)."""
+        status, answer, _ = await self.exchange(method, target, body, headers)
+        return status, answer
+
+    async def exchange(
+        self,
+        method: str,
+        target: str,
+        body: Body = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, dict[bytes, bytes]]:
+        """`request`, with the answer's header fields too (names in lower case, undecoded)."""
         extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         for last_try in (False, True):
             reused = self._writer is not None
@@ -136,13 +147,13 @@ class Connection:
         except ConnectionError:
             raise _ClosedBeforeAnswer from None
 
-    async def _answer(self, method: str) -> tuple[int, bytes]:
+    async def _answer(self, method: str) -> tuple[int, bytes, dict[bytes, bytes]]:
         reader = self._opened()[0]
         status, fields = await self._head(reader)
         body = await self._body(method, status, fields, reader)
         if fields.get(b"connection", b"").lower() == b"close":
             self.close()
-        return status, body
+        return status, body, fields
 
     @staticmethod
     async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:

@@ -106,6 +106,31 @@ def _e2e(results: dict[str, Any]) -> list[Goal]:
 
 
 _PEER_TARGETS = {"W1": 1.0, "W2": 1.3, "W6": 1.3}
+#: imagecore / thumbor when both take the image by upload (`bench.symmetric`).
+_SYMMETRIC_TARGET = 1.2
+
+
+def _symmetric(results: dict[str, Any]) -> list[Goal]:
+    summary = results.get("symmetric", {}).get("summary", {})
+    out = []
+    for key in ("W1", "W2"):
+        name = f"imagecore vs thumbor {key}, both by upload (symmetric)"
+        target = f">= {_SYMMETRIC_TARGET:.1f}x wall clock and per CPU-second"
+        row = summary.get(key, {})
+        if "ratio_wall" not in row:
+            out.append(Goal(name, target, "-", None))
+            continue
+        wall, cpu = row["ratio_wall"], row["ratio_cpu"]
+        out.append(
+            Goal(
+                name,
+                target,
+                f"{judged(wall, _SYMMETRIC_TARGET)} wall clock, "
+                f"{judged(cpu, _SYMMETRIC_TARGET)} per CPU-second",
+                wall >= _SYMMETRIC_TARGET and cpu >= _SYMMETRIC_TARGET,
+            )
+        )
+    return out
 
 
 def floor_vs_thumbor(row: dict[str, Any]) -> float:
@@ -205,6 +230,7 @@ def goals(results: dict[str, Any]) -> list[Goal]:
     return [
         *_throughput(results),
         *_e2e(results),
+        *_symmetric(results),
         *_compression(results),
         *_ingest(results),
         *_memory(results),

@@ -13,6 +13,13 @@ port, and the client keeps the same number of requests in flight on each
 keep-alive connection stays with the process that accepted it: in one run
 all four of the client's connections landed on one process, which worked
 alone at 1.0 CPU while the other idled.
+
+With ``uploads`` (the symmetric workload, `bench.symmetric`) thumbor runs
+as a service user of it would run it: its upload module on (``POST
+/image`` stores the body and answers its id in ``Location``) and its file
+storage for the uploads and as ``STORAGE``, where the imaging handler
+looks an image up before its loader, so ``GET /unsafe/.../<id>`` derives
+the uploaded file. Result storage stays off: every GET is processed.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import attrs
 
 from bench.stacks import free_port
 
-__all__ = ["THUMBOR_PATHS", "Peer", "thumbor"]
+__all__ = ["THUMBOR_PATHS", "Peer", "thumbor", "thumbor_conf"]
 
 THUMBOR = str(Path(sys.executable).with_name("thumbor"))
 _CONF = """\
@@ -47,6 +54,12 @@ PRESERVE_EXIF_INFO = False
 AUTO_WEBP = False
 RESPECT_ORIENTATION = True
 MAX_AGE = 0
+"""
+_UPLOADS = """\
+STORAGE = 'thumbor.storages.file_storage'
+UPLOAD_ENABLED = True
+UPLOAD_PHOTO_STORAGE = 'thumbor.storages.file_storage'
+FILE_STORAGE_ROOT_PATH = {storage!r}
 """
 #: Our workloads as thumbor URLs (``{name}`` is the image's path under the corpus).
 _FILTERS = "filters:quality(80):format({fmt}):no_upscale():strip_exif()"
@@ -65,12 +78,23 @@ class Peer:
     pids: list[int]
 
 
+def thumbor_conf(corpus: Path, storage: Path | None = None) -> str:
+    """thumbor's configuration: files from ``corpus``; uploads into ``storage`` if given."""
+    text = _CONF.format(root=str(corpus.resolve()))
+    if storage is not None:
+        text += _UPLOADS.format(storage=str(storage.resolve()))
+    return text
+
+
 @contextlib.contextmanager
-def thumbor(corpus: Path, folder: Path, servers: int) -> Iterator[Peer]:
-    """``servers`` single-process thumbor servers over ``corpus``."""
+def thumbor(corpus: Path, folder: Path, servers: int, *, uploads: bool = False) -> Iterator[Peer]:
+    """``servers`` single-process thumbor servers over ``corpus``.
+
+    With ``uploads``, all of them store uploads in one file storage under ``folder``.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "thumbor.conf"
-    conf.write_text(_CONF.format(root=str(corpus.resolve())))
+    conf.write_text(thumbor_conf(corpus, folder / "storage" if uploads else None))
     started: list[subprocess.Popen[bytes]] = []
     bases: list[str] = []
     try:

@@ -11,6 +11,7 @@ from bench.goals import floor_vs_thumbor, goals
 from bench.history import kept_sections
 from bench.plots import plot_all
 from bench.probes import MIB
+from bench.symmetric_report import symmetric_section
 from bench.trend import DRIFT_WINDOWS
 from bench.workloads import WORKLOADS
 
@@ -664,6 +665,7 @@ def write_report(document: dict[str, Any], path: Path, plots_dir: Path) -> None:
         *_e2e(document, plots),
         *_quality(document),
         *_codecs(document),
+        *symmetric_section(document),
         *_production(document),
         *_ingest(document, plots),
         *_memory(document, plots),
