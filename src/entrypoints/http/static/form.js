@@ -13,6 +13,7 @@ const FORMATS = { jpeg: "JPEG", png: "PNG", webp: "WebP", avif: "AVIF", gif: "GI
 const LABELS = { target_ssim: "Target similarity", keep_metadata: "Keep metadata", upscale: "Allow enlarging" };
 const HINTS = {
   target_ssim: "How close to the original the result must look: 1 is identical; 0.98 looks the same to most eyes (an SSIM score)",
+  image: "A small PNG, JPEG or WebP picture to stamp (at most 1 MB)",
 };
 
 function hintOf(parameter) {

@@ -53,7 +53,11 @@ function notes(job, detail) {
   const meta = detail.metadata || {};
   if (job.instruction.product_key === "images/compress" && meta.quality !== undefined) {
     if (meta.strategy === "original") said.push("kept the original: no smaller file looked the same");
-    else if (meta.quality !== null) said.push(`quality ${meta.quality}${meta.ssim ? `, similarity ${meta.ssim}` : ""}`);
+    else if (meta.quality !== null) {
+      const similarity = meta.ssim ? `, similarity ${Number(meta.ssim).toFixed(3)}` : "";
+      const target = meta.target_ssim ? ` (asked for ${meta.target_ssim})` : "";
+      said.push(`quality ${meta.quality} chosen${similarity}${target}`);
+    }
   }
   const width = detail.width;
   const height = detail.height;
