@@ -28,15 +28,18 @@ function header(title) {
   );
 }
 
-function metadataList(data) {
+function metadataValue(value, depth) {
+  if (value === null || typeof value !== "object") return String(value);
+  if (Array.isArray(value)) return value.map((item) => (typeof item === "object" ? JSON.stringify(item) : String(item))).join(", ");
+  return depth < 2 ? metadataList(value, depth + 1) : h("code", {}, JSON.stringify(value));
+}
+
+function metadataList(data, depth = 0) {
   if (!data || typeof data !== "object") return h("pre", { class: "json" }, JSON.stringify(data, null, 2));
   return h(
     "dl",
-    { class: "metadata", id: "metadata" },
-    Object.entries(data).map(([name, value]) => [
-      h("dt", {}, label(name)),
-      h("dd", {}, value !== null && typeof value === "object" ? h("code", {}, JSON.stringify(value)) : String(value)),
-    ]),
+    { class: depth ? "metadata nested" : "metadata", id: depth ? null : "metadata" },
+    Object.entries(data).map(([name, value]) => [h("dt", {}, depth ? name : label(name)), h("dd", {}, metadataValue(value, depth))]),
   );
 }
 

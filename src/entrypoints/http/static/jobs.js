@@ -125,7 +125,7 @@ function fileRow(job, row) {
       tech = notes(job, detail).join(" · ");
     } else if (state === "cleaned") {
       said = "Its files were deleted from the server";
-      tech = job.retentionSeconds ? `Results are kept ${duration(job.retentionSeconds)} after they finish.` : "";
+      tech = "Past the time results are kept, or the job was deleted.";
     } else if (state === "FAILED") {
       ({ text: said, detail: tech } = explain(detail?.error?.code, detail?.error_message || detail?.error?.message));
       kind = "result error";
