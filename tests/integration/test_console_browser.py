@@ -29,7 +29,6 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     expect,
-    sync_playwright,
 )
 from service_support import Served, serving, token
 
@@ -38,16 +37,6 @@ from corpus import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHOTOS = CORPUS_PHOTOS[:3]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 LAPTOP = {"width": 1366, "height": 768}
@@ -94,18 +83,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     require()
     with serving(tmp_path_factory.mktemp("console"), {"DEV_LOGIN": "true"}) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (nox -s ui does)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 def watched(browser: Browser, viewport: dict[str, int]) -> Iterator[Watched]:
