@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+#: One INFO line per request: method, path (never the query string), status,
+#: duration and request id; no header is logged, so no credential is either.
+_access = logging.getLogger("entrypoints.http.access")
 
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -118,6 +121,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         request_id=request_id, method=request.method, path=request.path
     ):
         response = await _handle(request, handler)
+        milliseconds = round((time.perf_counter() - started) * 1000, 1)
+        _access.info(
+            "%s %s %d in %s ms",
+            request.method,
+            request.path,
+            response.status,
+            milliseconds,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": milliseconds,
+                "request_id": request_id,
+            },
+        )
     route = (
         request.match_info.route.resource.canonical
         if request.match_info.route.resource
