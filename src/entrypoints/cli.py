@@ -15,13 +15,16 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from entrypoints import loop
 from entrypoints.config import Settings
+from entrypoints.output_name import check_named_format, with_named_format
 from imagecore import __version__
 from imagecore.errors import ImageCoreError, ValidationError
+from imagecore.params import Parameter
 from imagecore.products import CATALOGUE, find_product
 
 __all__ = ["main"]
@@ -45,9 +48,39 @@ def _products(args: argparse.Namespace) -> int:
     for product in CATALOGUE:
         sys.stdout.write(f"{product.key:24} {product.title}: {product.description}\n")
         for p in product.parameters:
-            default = "" if p.default is None else f" (default {p.default})"
-            sys.stdout.write(f"    {p.name:14} {p.kind.value:8} {p.description}{default}\n")
+            accepts = "; ".join(_accepts(p))
+            accepts = f" ({accepts})" if accepts else ""
+            sys.stdout.write(f"    {p.name:14} {p.kind.value:8} {p.description}{accepts}\n")
+        for group in product.one_of:
+            sys.stdout.write(f"    give at least one of: {', '.join(group)}\n")
     return 0
+
+
+def _accepts(p: Parameter) -> list[str]:
+    """What a parameter accepts, in words: required, its range or choices, its default."""
+    said = ["required"] if p.required else []
+    if p.minimum is not None and p.maximum is not None:
+        said.append(f"{_shown(p.minimum)} to {_shown(p.maximum)}")
+    elif p.minimum is not None:
+        said.append(f"at least {_shown(p.minimum)}")
+    elif p.maximum is not None:
+        said.append(f"at most {_shown(p.maximum)}")
+    if p.choices:
+        said.append("one of " + ", ".join(p.choices))
+    if p.max_length is not None:
+        said.append(f"at most {_shown(p.max_length)} characters")
+    if p.default is not None:
+        said.append(f"default {_shown(p.default)}")
+    return said
+
+
+def _shown(value: object) -> str:
+    """A bound or a default as it is typed on the command line."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
@@ -66,10 +99,12 @@ def _process(args: argparse.Namespace) -> int:
 
     configure_vips()  # this process is imagecore's own: the loader block list, no cache
     product = find_product(args.product)
-    params = product.validate(_parse_params(args.param))
+    given = _parse_params(args.param)
     source, destination = Path(args.input), Path(args.output)
     if not source.is_file():
         raise ValidationError(f"no such input file: {source}")
+    params = product.validate(with_named_format(product, given, destination))
+    check_named_format(product, params, source, destination)
     result = process_file(source, destination, product.key, params)
     _print_json(
         {
@@ -97,12 +132,43 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     overrides = {
         name: value
-        for name, value in (("host", args.host), ("port", args.port), ("data_dir", args.data_dir))
-        if value is not None
+        for name in ("host", "port", "data_dir")
+        if (value := getattr(args, name, None)) is not None
     }
     if "data_dir" in overrides:
         overrides["data_dir"] = Path(overrides["data_dir"])
     return attrs.evolve(settings, **overrides)
+
+
+def _service_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a command that keeps files in DATA_DIR, which is made ready first."""
+    settings = _settings(args)
+    data_dir = settings.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ValidationError(f"DATA_DIR {data_dir} is a file, not a folder")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass  # a file can be made there: the database, the secret, the images can
+    except OSError as exc:
+        raise ValidationError(
+            f"DATA_DIR {data_dir} cannot be used: {exc.strerror or exc} "
+            "(set DATA_DIR or --data-dir to a folder this user can write)"
+        ) from None
+    return settings
+
+
+def _start_line(url: str, settings: Settings) -> str:
+    """What a listening API says: where it is, where the console is, where tokens come from."""
+    line = f"imagecore listening on {url}; the console is at {url}/"
+    if settings.jwt_public_key:
+        return f"{line} (sign in with a token from your identity provider)\n"
+    command = "imagecore token --user YOU"
+    if settings.jwt_secret:
+        command += " (with the same JWT_SECRET)"
+    elif settings.data_dir != Settings().data_dir:
+        command += f" --data-dir {settings.data_dir}"
+    return f"{line} (sign in with a token from: {command})\n"
 
 
 def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
@@ -110,7 +176,7 @@ def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
     from entrypoints.http.protocol import run  # noqa: PLC0415
     from entrypoints.logs import configure_logging  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = _service_settings(args)
     if not run_worker and settings.sole_worker:
         raise ValidationError(
             "imagecore api needs NATS_URI: without it nothing would process files"
@@ -121,7 +187,7 @@ def _serve(args: argparse.Namespace, *, run_worker: bool) -> int:
         host=settings.host,
         port=settings.port,
         loop=loop.new_event_loop(),
-        listening=lambda url: sys.stderr.write(f"imagecore listening on {url}\n"),
+        listening=lambda url: sys.stderr.write(_start_line(url, settings)),
     )
     return 0
 
@@ -130,7 +196,7 @@ def _worker(args: argparse.Namespace) -> int:
     from entrypoints.logs import configure_logging  # noqa: PLC0415
     from entrypoints.service import run_worker  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = _service_settings(args)
     if settings.sole_worker:
         raise ValidationError("imagecore worker needs NATS_URI to receive jobs from the API")
     configure_logging(settings.log_level)
@@ -140,18 +206,31 @@ def _worker(args: argparse.Namespace) -> int:
 def _cleanup(args: argparse.Namespace) -> int:
     from entrypoints.service import run_cleanup  # noqa: PLC0415
 
-    cleaned, failed = loop.run(run_cleanup(_settings(args)))
+    cleaned, failed = loop.run(run_cleanup(_service_settings(args)))
     _print_json({"cleaned": cleaned, "failed": failed})
     return 0
 
 
 def _token(args: argparse.Namespace) -> int:
-    from entrypoints.http.auth import load_or_create_secret, mint_token  # noqa: PLC0415
+    from entrypoints.http.auth import (  # noqa: PLC0415
+        load_or_create_secret,
+        mint_token,
+        stored_secret,
+    )
 
     settings = _settings(args)
     if settings.jwt_public_key:
         raise ValidationError("tokens for a public key are minted by your identity provider")
-    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    secret = settings.jwt_secret or stored_secret(settings.data_dir)
+    if not secret and not args.create_secret:
+        # A new secret here would sign a token that the server, which keeps its own, refuses.
+        raise ValidationError(
+            f"no development secret in {settings.data_dir.resolve()}: run this where the "
+            "server runs, or give it the server's data folder (DATA_DIR or --data-dir) or "
+            "its JWT_SECRET; --create-secret makes a new secret there for a server not "
+            "started yet"
+        )
+    secret = secret or load_or_create_secret(settings.data_dir)
     token = mint_token(
         secret,
         args.user,
@@ -165,9 +244,10 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _service_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to listen on (env HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 3000)")
+def _service_options(parser: argparse.ArgumentParser, *, listens: bool) -> None:
+    if listens:
+        parser.add_argument("--host", help="address to listen on (env HOST, default 127.0.0.1)")
+        parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 3000)")
     parser.add_argument(
         "--data-dir", help="folder for the embedded data (env DATA_DIR, default ./data)"
     )
@@ -195,17 +275,32 @@ def _parser() -> argparse.ArgumentParser:
         help="a product parameter; repeat for several",
     )
     process.set_defaults(run=_process)
-    for name, text, run in (
-        ("serve", "run the API and a worker in one process", lambda a: _serve(a, run_worker=True)),
-        ("api", "run the API only (needs NATS_URI)", lambda a: _serve(a, run_worker=False)),
-        ("worker", "run a worker only (needs NATS_URI)", _worker),
-        ("cleanup", "delete stored files past retention, fail stale files", _cleanup),
+    for name, text, run, listens in (
+        (
+            "serve",
+            "run the API and a worker in one process",
+            lambda a: _serve(a, run_worker=True),
+            True,
+        ),
+        ("api", "run the API only (needs NATS_URI)", lambda a: _serve(a, run_worker=False), True),
+        ("worker", "run a worker only (needs NATS_URI)", _worker, False),
+        ("cleanup", "delete stored files past retention, fail stale files", _cleanup, False),
     ):
         command = commands.add_parser(name, help=text)
-        _service_options(command)
+        _service_options(command, listens=listens)
         command.set_defaults(run=run)
-    token = commands.add_parser("token", help="mint a token for a user (development secret)")
-    _service_options(token)
+    token = commands.add_parser(
+        "token", help="mint a token for a user, signed with the server's development secret"
+    )
+    token.add_argument(
+        "--data-dir",
+        help="the server's data folder, which holds its secret (env DATA_DIR, default ./data)",
+    )
+    token.add_argument(
+        "--create-secret",
+        action="store_true",
+        help="make a new secret in the data folder if it has none (for a server not started yet)",
+    )
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
     token.add_argument("--admin", action="store_true", help="allow the admin routes")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds of validity")
@@ -227,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ImageCoreError as exc:
         sys.stderr.write(f"imagecore: {exc.code}: {exc.message}\n")
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader left (`imagecore products | head`): nothing more to say, and Python's
+        # flush of stdout at exit must not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
 
 

@@ -36,6 +36,8 @@ BACKENDS: Mapping[str, tuple[str, ...]] = {
     "storage": ("filesystem", "s3", "memory"),
     "broker": ("memory", "nats"),
 }
+_MAX_PORT = 65535
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: The worker-side settings read from the environment, by `PipelineSettings` field.
 _PIPELINE_ENV = {
     "lease_seconds": "LEASE_SECONDS",
@@ -83,6 +85,17 @@ def _backend(port: str) -> Any:  # noqa: ANN401 - an attrs validator
     return check
 
 
+def _check_port(_settings: object, _attribute: object, value: int) -> None:
+    if not 1 <= value <= _MAX_PORT:
+        raise ValidationError(f"PORT (--port) must be between 1 and {_MAX_PORT}, got {value}")
+
+
+def _check_log_level(_settings: object, _attribute: object, value: str) -> None:
+    if value not in _LOG_LEVELS:
+        choices = ", ".join(_LOG_LEVELS)
+        raise ValidationError(f"LOG_LEVEL must be one of {choices}, got {value!r}")
+
+
 def _check_product_ids(_settings: object, _attribute: object, value: tuple[str, ...]) -> None:
     keys = {p.key for p in CATALOGUE}
     for entry in value:
@@ -98,9 +111,9 @@ class Settings:
     """Everything the service reads from its environment, each with its variable."""
 
     host: str = _env("HOST", "127.0.0.1")
-    port: int = _env("PORT", 3000)
+    port: int = _env("PORT", 3000, validator=_check_port)
     data_dir: Path = _env("DATA_DIR", Path("data"))  # noqa: RUF009 - a Path is immutable
-    log_level: str = _env("LOG_LEVEL", "info", converter=str.lower)
+    log_level: str = _env("LOG_LEVEL", "info", converter=str.lower, validator=_check_log_level)
     # Production adapters (the seed's names); empty means embedded.
     mongo_uri: str = _env("MONGO_URI", "")
     mongo_db: str = _env("MONGO_DB", "imagecore")

@@ -9,7 +9,7 @@ before a decoder sees the bytes, so the two cannot disagree.
 
 from __future__ import annotations
 
-__all__ = ["EXTENSIONS", "MIME_TYPES", "NAMES", "SNIFF_BYTES", "sniff"]
+__all__ = ["EXTENSIONS", "FORMAT_OF_SUFFIX", "MIME_TYPES", "NAMES", "SNIFF_BYTES", "sniff"]
 
 #: How many leading bytes `sniff` needs.
 SNIFF_BYTES = 64
@@ -34,6 +34,14 @@ EXTENSIONS: dict[str, str] = {
     "avif": "avif",
     "heif": "heic",
     "json": "json",
+}
+
+#: The format a file name's extension (lower case, without the dot) names.
+FORMAT_OF_SUFFIX: dict[str, str] = {
+    **{extension: name for name, extension in EXTENSIONS.items()},
+    "jpeg": "jpeg",
+    "tif": "tiff",
+    "heif": "heif",
 }
 
 #: How a format is spelled to users (error messages).

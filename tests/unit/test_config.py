@@ -49,7 +49,14 @@ def test_each_production_variable_switches_one_port() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("PORT", "http"), ("PORT", "-1"), ("MAX_ATTEMPTS", "2.5")]
+    ("name", "value"),
+    [
+        ("PORT", "http"),
+        ("PORT", "-1"),
+        ("PORT", "70000"),
+        ("LOG_LEVEL", "chatty"),
+        ("MAX_ATTEMPTS", "2.5"),
+    ],
 )
 def test_a_malformed_value_names_its_variable(name: str, value: str) -> None:
     with pytest.raises(ValidationError, match=name):
@@ -104,6 +111,8 @@ def test_every_setting_reads_its_own_variable() -> None:
             raw = "10.0.0.1,10.0.0.2"
         if env == "PRODUCT_IDS":  # validated: key=id pairs
             raw = "images/resize=507f1f77bcf86cd799439011"
+        if env == "LOG_LEVEL":  # validated: a level's name
+            raw = "warning"
         value = getattr(Settings.from_env({env: raw}), field.name)
         assert value != default, (env, value)
 

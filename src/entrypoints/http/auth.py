@@ -50,6 +50,7 @@ __all__ = [
     "OriginRefused",
     "load_or_create_secret",
     "mint_token",
+    "stored_secret",
 ]
 
 MAX_TOKEN_LENGTH = 8192
@@ -116,11 +117,17 @@ def _moment(claims: dict[str, Any], name: str) -> float | None:
     return moment
 
 
+def stored_secret(data_dir: Path, name: str = _SECRET_FILE) -> str | None:
+    """The secret kept in ``data_dir/name``, or None when none was made there yet."""
+    path = data_dir / name
+    return path.read_text().strip() if path.is_file() else None
+
+
 def load_or_create_secret(data_dir: Path, name: str = _SECRET_FILE) -> str:
     """The secret kept in ``data_dir/name``, created (mode 0600) on first use."""
     path = data_dir / name
-    if path.is_file():
-        return path.read_text().strip()
+    if (secret := stored_secret(data_dir, name)) is not None:
+        return secret
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
