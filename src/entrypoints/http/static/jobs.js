@@ -134,7 +134,7 @@ function fileRow(job, row) {
       if (state === "lost") tech = row.file ? "" : "Add it again to process it.";
       kind = "result error";
     } else if (state === "PROCESSING" && SLOW.has(job.instruction.product_key)) {
-      said = "Trying qualities until the result looks the same as the original: usually 5–20 s a photo";
+      said = "Trying qualities until the result looks the same as the original: usually a few seconds a photo";
     }
     result.textContent = said;
     result.className = kind;
