@@ -23,6 +23,7 @@ import pytest
 import pyvips
 
 from adapters.vips import io as vips_io
+from adapters.vips.describe import exif_value
 from adapters.vips.guard import sniff_bytes
 from adapters.vips.io import Source, jpeg_shrink, open_source, thumbnail
 from adapters.vips.jpeg_scans import dc_scans_only
@@ -883,3 +884,17 @@ def test_an_output_longer_than_its_format_allows_is_a_clear_error(processor, tmp
         run(processor, "images/resize", source, tmp_path, width=16384, upscale=True, format="webp")
     result, _ = run(processor, "images/resize", source, tmp_path, width=16383, upscale=True)
     assert result.width == 16383
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1/160 (1/160 sec., Rational, 1 components, 8 bytes)", "1/160"),
+        ("2 (Internal error (unknown value 2), Short, 1 components, 2 bytes)", "2"),
+        ("Canon (EOS) (Canon (EOS), ASCII, 12 components, 12 bytes)", "Canon (EOS)"),
+        ("Version 1.0 (Version 1.0, Undefined, 4 components, 4 bytes)", "Version 1.0"),
+        ("no description at all", "no description at all"),
+    ],
+)
+def test_an_exif_string_reads_as_its_value(raw: str, value: str) -> None:
+    assert exif_value(raw) == value

@@ -39,9 +39,10 @@ from adapters.vips.io import (
 from adapters.vips.metadata import Keep, strip
 from imagecore.formats import MIME_TYPES
 
-__all__ = ["describe", "strip_metadata"]
+__all__ = ["describe", "exif_value", "strip_metadata"]
 
-_EXIF_VALUE: Final = re.compile(r"^(.*) \(.*, [A-Za-z]+, \d+ components?, \d+ bytes?\)$", re.DOTALL)
+#: libvips' ``value (description, Type, N components, M bytes)`` form of an EXIF tag.
+_EXIF_SUFFIX: Final = re.compile(r", [A-Za-z]+, \d+ components?, \d+ bytes?\)$")
 _IFD_PREFIX: Final = {"ifd0": "", "ifd1": "Thumbnail.", "ifd2": "", "ifd3": "", "ifd4": "Interop."}
 _REENCODE_QUALITY: Final = {"jpeg": 95, "webp": 95, "avif": 90}
 _SMALL: Final = 64
@@ -89,10 +90,25 @@ def exif(image: pyvips.Image) -> dict[str, str]:
         ifd, _, tag = rest.partition("-")
         if prefix != "exif" or ifd not in _IFD_PREFIX or not tag:
             continue
-        raw = str(image.get(name))
-        match = _EXIF_VALUE.match(raw)
-        tags[_IFD_PREFIX[ifd] + tag] = (match.group(1) if match else raw)[:_MAX_VALUE]
+        tags[_IFD_PREFIX[ifd] + tag] = exif_value(str(image.get(name)))[:_MAX_VALUE]
     return tags
+
+
+def exif_value(raw: str) -> str:
+    """The value of libvips' ``value (description, Type, N components, M bytes)`` string.
+
+    Either part may hold " (" itself (a maker's name, libexif's "Internal error
+    (unknown value 2)"): a text tag repeats its value as its description, so the
+    split where both halves agree wins, else the first.
+    """
+    suffix = _EXIF_SUFFIX.search(raw)
+    if suffix is None:
+        return raw
+    body = raw[: suffix.start()]
+    splits = [index for index in range(len(body)) if body.startswith(" (", index)]
+    agreeing = (index for index in splits if body[:index] == body[index + 2 :])
+    split = next(agreeing, splits[0] if splits else None)
+    return raw if split is None else body[:split]
 
 
 def icc_description(profile: bytes) -> str | None:
