@@ -291,7 +291,26 @@ async def process_detail(  # noqa: PLR0913 - the worker's ports and its facts
     if await repo.update_detail(finished):
         await tell(repo, broker, finished)
         return Handled(Outcome.FINISHED, finished)
+    await _drop_unrecorded_output(repo, storage, finished)
     return _ACK
+
+
+async def _drop_unrecorded_output(
+    repo: InstructionRepository, storage: ImageStorage, lost: InstructionDetail
+) -> None:
+    """Delete the output of an attempt whose file ended without it (its job was deleted).
+
+    Only then: a file that is still live may be finished by the worker that took it
+    over, which writes the same key.
+    """
+    if lost.output is None:
+        return
+    try:
+        now = await repo.get_detail(lost.id)
+        if now.status is Status.FAILED or now.is_cleaned:
+            await storage.delete(lost.output.key)
+    except ImageCoreError as exc:  # cleanup does not find it: say so, and go on
+        _log.warning("output %s of %s not removed: %s", lost.output.key, lost.id, exc)
 
 
 async def _claim(

@@ -371,6 +371,22 @@ async def test_a_crashing_or_slow_file_is_given_up_after_its_attempts(
     assert "gave up after 3 attempts: crashed" in (failed.error_message or "")
 
 
+async def test_a_file_whose_job_is_deleted_while_it_runs_leaves_no_output(
+    repo, storage, broker, processor: CopyProcessor, clock, tmp_path: Path
+) -> None:
+    detail = await uploaded(repo, storage, broker)
+
+    async def deleted_meanwhile(request: ProcessingRequest) -> ProcessingResult:
+        await services.delete_files(
+            repo, storage, broker, user_id="alice", instruction_id=detail.instruction_id, now=T0
+        )
+        return await processor(request)
+
+    await run(repo, storage, broker, deleted_meanwhile, clock, detail, tmp_path)
+    assert (await repo.get_detail(detail.id)).status is Status.FAILED
+    assert storage.stored_keys() == []  # neither the original nor the late output
+
+
 async def test_a_worker_that_lost_its_lease_writes_nothing(
     repo, storage, broker, processor, clock, tmp_path
 ) -> None:
