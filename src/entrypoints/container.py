@@ -75,6 +75,8 @@ def _backend_module(module: str, extra: str) -> Any:  # noqa: ANN401 - a module
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         library = (exc.name or module).partition(".")[0]
+        if library in {"imagecore", "adapters", "entrypoints"}:
+            raise  # a broken installation of ours, not a missing extra
         raise ValidationError(
             f"the {extra} backend needs its libraries ({library} is missing): "
             f"pip install 'imagecore[{extra}]'"

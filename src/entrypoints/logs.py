@@ -12,7 +12,10 @@ import sys
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["ACCESS_FIELDS", "configure_logging"]
+
+#: The fields of an access-log line (`entrypoints.http.middleware`): no header among them.
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "request_id")
 
 
 def configure_logging(level: str = "info") -> None:
@@ -22,7 +25,8 @@ def configure_logging(level: str = "info") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.stdlib.ExtraAdder(),  # the fields a standard-library line passes as extra=
+        # The access log's fields (passed as extra=), and no other library's.
+        structlog.stdlib.ExtraAdder(allow=ACCESS_FIELDS),
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -117,10 +118,14 @@ async def test_public_routes_stay_unlimited_and_unsigned_under_a_prefix(tmp_path
     async with mounted(tmp_path, **limits) as host:
         host.http.cookie_jar.clear()
         for _ in range(5):
-            for path in ("/images/health", "/images/metrics", "/images/", "/images/console/app.js"):
+            for path in ("/images/health", "/images/", "/images/console/app.js"):
                 status, _, _ = await host.get(path)
                 assert status == 200, path
         assert host.seen == []  # the host's sign-in is not asked for what is public
+        # Behind the host's sign-in, the metrics want it too (and are not limited).
+        assert [(await host.get("/images/metrics"))[0] for _ in range(3)] == [401] * 3
+        signed_in = [(await host.get("/images/metrics", params={"as": "ops"}))[0] for _ in range(3)]
+        assert signed_in == [200] * 3
         statuses = [(await host.get("/images/products"))[0] for _ in range(3)]
         assert statuses == [200, 200, 429]  # the rest is limited, as at the root
 
@@ -168,3 +173,28 @@ async def test_a_host_chooses_the_optional_routes(
             }
             assert not documented & absent
             assert "/images/instructions/{id}/details" in documented
+
+
+async def test_a_hook_s_redirect_to_the_host_s_sign_in_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def to_login(request: web.Request) -> Identity:
+        raise web.HTTPFound(f"/login?next={request.path}")
+
+    caplog.set_level(logging.INFO, logger="entrypoints.http.access")
+    host = web.Application()
+    settings = attrs.evolve(Settings(), data_dir=tmp_path)
+    host.add_subapp("/images", create_app(settings, run_worker=False, authenticate=to_login))
+    server = TestServer(host, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with (
+            aiohttp.ClientSession(str(server.make_url("/"))) as http,
+            http.get("/images/instructions", allow_redirects=False) as r,
+        ):
+            assert r.status == 302
+            assert r.headers["Location"] == "/login?next=/images/instructions"
+    finally:
+        await server.close()
+    lines = [r for r in caplog.records if r.name == "entrypoints.http.access"]
+    assert [(r.path, r.status) for r in lines] == [("/images/instructions", 302)]  # type: ignore[attr-defined]

@@ -114,3 +114,12 @@ async def test_a_backend_without_its_extra_says_which_to_install(
         f"the {extra} backend needs its libraries ({library} is missing): "
         f"pip install 'imagecore[{extra}]'"
     )
+
+
+async def test_a_module_of_ours_missing_is_not_blamed_on_an_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "adapters.mongo", None)  # a broken installation
+    chosen = attrs.evolve(Settings(), data_dir=tmp_path, mongo_uri="mongodb://127.0.0.1:1")
+    with pytest.raises(ModuleNotFoundError):
+        await Runtime.open(chosen)

@@ -38,7 +38,7 @@ class Routes:
 
     #: The web console at ``/`` and ``/console/...``.
     console: bool = True
-    #: ``GET /metrics``, public: leave it out where the service is reachable from outside.
+    #: ``GET /metrics``: public, or behind the host's sign-in when ``authenticate`` is given.
     metrics: bool = True
     #: ``GET /swagger``, the OpenAPI document.
     swagger: bool = True

@@ -35,6 +35,7 @@ _IDENTITY = web.RequestKey("identity", object)
 
 #: The names of the routes nobody signs in for and no limit counts: probes, scrapes and
 #: the console's static files. Named, not matched by path, so they hold under a prefix.
+#: Behind a host's sign-in, ``/metrics`` wants it too (see `operations.metrics`).
 PUBLIC_ROUTES = frozenset({"health", "metrics", "console", "console_asset"})
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,7 +69,8 @@ async def _caller(request: web.Request) -> Identity | AuthError:
 @web.middleware
 async def identity_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Work out the caller before the handler; an `AuthError` is kept for `identify` to raise."""
-    if request.match_info.route.name in PUBLIC_ROUTES:
+    name = request.match_info.route.name
+    if name in PUBLIC_ROUTES and not (name == "metrics" and AUTHENTICATE in request.app):
         return await handler(request)
     known = await _caller(request)
     request[_IDENTITY] = known

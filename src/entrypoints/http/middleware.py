@@ -7,6 +7,7 @@ shows a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -115,27 +116,47 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         request_id = uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
+    # What the client got: the answer's status, a passed-through redirect's, 499 for
+    # a client gone (cancelled), 500 for an error re-raised mid-stream; every request
+    # leaves its line and its metrics whichever way it ends.
+    status = 500
     # Only the request's own keys, unbound after: a host's middleware around this
     # one (the app mounted as a sub-application) keeps the keys it bound.
     with structlog.contextvars.bound_contextvars(
         request_id=request_id, method=request.method, path=request.path
     ):
-        response = await _handle(request, handler)
-        milliseconds = round((time.perf_counter() - started) * 1000, 1)
-        _access.info(
-            "%s %s %d in %s ms",
-            request.method,
-            request.path,
-            response.status,
-            milliseconds,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": milliseconds,
-                "request_id": request_id,
-            },
-        )
+        try:
+            response = await _handle(request, handler)
+            status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            _record(request, request_id, status, time.perf_counter() - started)
+    response.headers.setdefault("X-Request-ID", request_id)
+    return response
+
+
+def _record(request: web.Request, request_id: str, status: int, seconds: float) -> None:
+    """The request's access-log line and its metrics."""
+    milliseconds = round(seconds * 1000, 1)
+    _access.info(
+        "%s %s %d in %s ms",
+        request.method,
+        request.path,
+        status,
+        milliseconds,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": milliseconds,
+            "request_id": request_id,
+        },
+    )
     route = (
         request.match_info.route.resource.canonical
         if request.match_info.route.resource
@@ -143,10 +164,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     )
     metrics = request.app.get(METRICS)
     if metrics is not None:
-        metrics.requests.labels(request.method, route, str(response.status)).inc()
-        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-    response.headers.setdefault("X-Request-ID", request_id)
-    return response
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(request.method, route).observe(seconds)
 
 
 def _started(request: web.Request) -> bool:

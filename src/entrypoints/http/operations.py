@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from entrypoints.http.context import RUNTIME, identify
+from entrypoints.http.context import AUTHENTICATE, RUNTIME, identify
 from entrypoints.http.inputs import int_query
 from entrypoints.http.middleware import METRICS, envelope, ok
 from entrypoints.http.openapi import openapi_document
@@ -117,7 +117,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """``GET /metrics``: Prometheus text format."""
+    """``GET /metrics``: Prometheus text format.
+
+    Public on our own server, for the scraper on its network; mounted behind a
+    host's sign-in, for signed-in callers only (the host may not know it is served).
+    """
+    if AUTHENTICATE in request.app:
+        identify(request)
     runtime, registry = request.app[RUNTIME], request.app[METRICS]
     try:
         registry.queue_depth.set(await asyncio.wait_for(runtime.broker.queue_depth(), 2.0))

@@ -44,12 +44,16 @@ let byHost = null;
  * the API then answers without a token, and the console needs none.
  */
 async function signedInByHost() {
-  byHost ??= await call("GET", "/instructions?size=1", undefined, { token: "" }).then(
+  if (byHost !== null) return byHost;
+  // Remembered only once the service has said yes (200) or no (401): a failed
+  // probe (the service restarting) asks again on the next route.
+  const answer = await call("GET", "/instructions?size=1", undefined, { token: "" }).then(
     () => true,
-    () => false,
+    (error) => (error.status === 401 ? false : null),
   );
-  document.getElementById("sign-out").hidden = byHost;
-  return byHost;
+  byHost = answer;
+  document.getElementById("sign-out").hidden = answer === true;
+  return answer === true;
 }
 
 /** Show `hash`: through hashchange when it changes, at once when it is already there. */
