@@ -16,15 +16,17 @@ import contextlib
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from bench.connection import Body, Connection, HttpError
 from bench.workloads import Step
 
-__all__ = ["ApiClient", "end_to_end", "percentiles", "requests_loop"]
+_Item = TypeVar("_Item")
+
+__all__ = ["ApiClient", "drive", "end_to_end", "percentiles", "requests_loop"]
 
 _PER_INSTRUCTION = 50
 _FINAL = frozenset({"DONE", "FAILED"})
@@ -236,15 +238,32 @@ async def end_to_end(
 async def requests_loop(
     bases: Sequence[str], paths: Sequence[str], concurrency: int
 ) -> dict[str, Any]:
-    """GET every path, ``concurrency`` at a time spread evenly over the servers ``bases``.
+    """GET every path, ``concurrency`` at a time spread evenly over the servers ``bases``."""
 
-    Each of the ``concurrency`` request loops keeps to one server and takes
-    the next path when its request ends, so every server always has its
-    share in flight and a faster one serves more.
+    async def get(connection: Connection, path: str) -> bytes | None:
+        status, body = await connection.request("GET", path)
+        return body if status == 200 else None
+
+    return await drive(bases, paths, concurrency, get)
+
+
+async def drive(
+    bases: Sequence[str],
+    items: Sequence[_Item],
+    concurrency: int,
+    one: Callable[[Connection, _Item], Awaitable[bytes | None]],
+) -> dict[str, Any]:
+    """Run ``one(connection, item)`` for every item, ``concurrency`` at a time.
+
+    Each of the ``concurrency`` loops keeps one connection to one server (spread
+    evenly over ``bases``) and takes the next item when its own ends, so every
+    server always has its share in flight and a faster one serves more. ``one``
+    answers the result's bytes, or None for a failure; an item's latency runs
+    from its first byte sent to the last received.
     """
-    work = asyncio.Queue[str]()
-    for path in paths:
-        work.put_nowait(path)
+    work = asyncio.Queue[_Item]()
+    for item in items:
+        work.put_nowait(item)
     latencies: list[float] = []
     sizes: list[int] = []
     failed = 0
@@ -255,10 +274,10 @@ async def requests_loop(
     async def run(connection: Connection) -> None:
         nonlocal failed
         while not work.empty():
-            path = work.get_nowait()
+            item = work.get_nowait()
             started = time.perf_counter()
-            status, body = await connection.request("GET", path)
-            if status != 200:
+            body = await one(connection, item)
+            if body is None:
                 failed += 1
                 continue
             latencies.append(time.perf_counter() - started)
@@ -272,7 +291,7 @@ async def requests_loop(
         for connection in connections:
             connection.close()
     return {
-        "images": len(paths),
+        "images": len(items),
         "failed": failed,
         "seconds": seconds,
         "images_per_second": len(latencies) / seconds,

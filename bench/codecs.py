@@ -40,7 +40,7 @@ from bench.workloads import (
     floor_thumbnail,
 )
 
-__all__ = ["LIBRARIES", "STEPS", "codecs"]
+__all__ = ["LIBRARIES", "STEPS", "codecs", "cpu_ms"]
 
 LIBRARIES = ("libvips", "pillow")
 STEPS = ("decode", "resize", "encode")
@@ -51,8 +51,10 @@ _PILLOW_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _cpu_ms(work: Callable[[], object], repeats: int, rounds: int) -> float:
-    """Median over ``rounds`` of the process CPU time of one call, in ms."""
+def cpu_ms(work: Callable[[], object], repeats: int, rounds: int, *, warm: bool = False) -> float:
+    """Median over ``rounds`` of the CPU time of one call in ms (after a first one if ``warm``)."""
+    if warm:
+        work()
     times = []
     for _ in range(rounds):
         started = time.process_time()
@@ -116,7 +118,7 @@ def codecs(log: Callable[[str], None], *, limit: int | None = None) -> dict[str,
                 ("pillow", _pillow_steps(source, pillow_fmt)),
             ):
                 steps[-1]()  # warm: first-call costs stay out
-                totals = [_cpu_ms(step, repeats, rounds) for step in steps]
+                totals = [cpu_ms(step, repeats, rounds) for step in steps]
                 row[library] = dict(zip(STEPS, _differences(totals), strict=True))
             rows.append(row)
         out[key] = {

@@ -26,7 +26,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import numpy as np
 import pyvips
 from PIL import Image
 
+from bench.codecs import cpu_ms
 from bench.corpus import CORPUS
 from bench.scoring import Reference
 from bench.workloads import fit_size, floor_save, floor_setup, floor_shrunk, floor_thumbnail
@@ -42,15 +42,8 @@ from bench.workloads import fit_size, floor_save, floor_setup, floor_shrunk, flo
 __all__ = ["main", "pillow_jpeg", "study", "vips_plain_jpeg"]
 
 
-def _cpu_ms(work: Callable[[], object], repeats: int = 10, rounds: int = 5) -> float:
-    work()  # warm
-    times = []
-    for _ in range(rounds):
-        started = time.process_time()
-        for _ in range(repeats):
-            work()
-        times.append((time.process_time() - started) / repeats * 1000)
-    return statistics.median(times)
+def _cpu_ms(work: Callable[[], object]) -> float:
+    return cpu_ms(work, repeats=10, rounds=5, warm=True)
 
 
 def pillow_jpeg(image: Image.Image, quality: int) -> bytes:

@@ -17,7 +17,6 @@ shared machine does not always fall on the same one.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from bench.client import ApiClient, end_to_end, percentiles
+from bench.client import ApiClient, drive, end_to_end
 from bench.connection import Connection
 from bench.corpus import CORPUS
 from bench.peer import THUMBOR_PATHS, thumbor
@@ -78,51 +77,16 @@ async def upload_and_derive(
     as `bench.client.ApiClient` keeps its multipart bodies.
     """
     bodies = {path: path.read_bytes() for path in set(sources)}
-    work = asyncio.Queue[Path]()
-    for source in sources:
-        work.put_nowait(source)
-    latencies: list[float] = []
-    sizes: list[int] = []
-    failed = 0
-    connections = [_connection(bases[i % len(bases)]) for i in range(concurrency)]
 
-    async def run(connection: Connection) -> None:
-        nonlocal failed
-        while not work.empty():
-            source = work.get_nowait()
-            started = time.perf_counter()
-            status, _, headers = await connection.exchange("POST", "/image", bodies[source], _JPEG)
-            if status != 201:
-                failed += 1
-                continue
-            path = THUMBOR_PATHS[key].format(name=uploaded_id(headers[b"location"].decode()))
-            status, body, _ = await connection.exchange("GET", path)
-            if status != 200:
-                failed += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            sizes.append(len(body))
+    async def upload_then_get(connection: Connection, source: Path) -> bytes | None:
+        status, _, headers = await connection.exchange("POST", "/image", bodies[source], _JPEG)
+        if status != 201:
+            return None
+        path = THUMBOR_PATHS[key].format(name=uploaded_id(headers[b"location"].decode()))
+        status, body, _ = await connection.exchange("GET", path)
+        return body if status == 200 else None
 
-    try:
-        started = time.perf_counter()
-        await asyncio.gather(*(run(connection) for connection in connections))
-        seconds = time.perf_counter() - started
-    finally:
-        for connection in connections:
-            connection.close()
-    return {
-        "images": len(sources),
-        "failed": failed,
-        "seconds": seconds,
-        "images_per_second": len(latencies) / seconds,
-        "latency": percentiles(latencies),
-        "mean_output_bytes": statistics.fmean(sizes) if sizes else 0,
-    }
-
-
-def _connection(base: str) -> Connection:
-    url = urlsplit(base)
-    return Connection(url.hostname or "127.0.0.1", url.port or 80, request_seconds=300)
+    return await drive(bases, sources, concurrency, upload_then_get)
 
 
 def _workload(key: str) -> Workload:
@@ -132,7 +96,8 @@ def _workload(key: str) -> Workload:
 def _measured(result: dict[str, Any], watch: Watch, client_since: float) -> dict[str, Any]:
     """A run's result with its servers' CPU (and the serve process's alone) per image."""
     cpu = watch.cpu_seconds()
-    images = result["images"]
+    # Per image done: a side whose requests fail must not look cheaper for it.
+    images = max(1, result["images"] - result.get("failed", 0))
     client = max(0.0, time.process_time() - client_since - watch.sampling_cpu)
     return {
         **result,

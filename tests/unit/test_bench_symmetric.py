@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,13 @@ from aiohttp import web
 
 from bench.goals import goals
 from bench.peer import THUMBOR_PATHS, thumbor_conf
-from bench.symmetric import round_order, symmetric_summary, upload_and_derive, uploaded_id
+from bench.symmetric import (
+    _measured,
+    round_order,
+    symmetric_summary,
+    upload_and_derive,
+    uploaded_id,
+)
 from bench.symmetric_report import round_ratios, symmetric_section
 
 
@@ -183,3 +190,24 @@ async def test_each_image_is_uploaded_then_derived_by_the_id_thumbor_gave_it(
     expected = sorted(THUMBOR_PATHS["W2"].format(name=i) for i in fake.stored)
     assert sorted(fake.derived) == expected
     assert result["mean_output_bytes"] == 10
+
+
+class StoppedWatch:
+    """A probe whose readings are given: 2 s of CPU, 0.5 s of it the serve process's."""
+
+    sampling_cpu = 0.0
+
+    def cpu_seconds(self) -> float:
+        return 2.0
+
+    def root_cpu_seconds(self) -> float:
+        return 0.5
+
+
+def test_cpu_is_counted_per_image_done_not_per_image_tried() -> None:
+    result = {"images": 10, "failed": 6, "images_per_second": 1.0}
+    measured = _measured(result, StoppedWatch(), client_since=time.process_time())
+    # 4 images done for 2 s of CPU: failing requests make a side no cheaper.
+    assert measured["images_per_cpu_second"] == 2.0
+    assert measured["cpu_ms_per_image"] == 500.0
+    assert measured["root_cpu_ms_per_image"] == 125.0
