@@ -44,8 +44,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while True:
             assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"the host never answered: {log.read_text()}"
             with contextlib.suppress(OSError):
                 urllib.request.urlopen(base + "/images/health", timeout=2).close()  # noqa: S310 - loopback
                 break

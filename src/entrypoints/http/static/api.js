@@ -103,6 +103,10 @@ export async function catalogue() {
  */
 export function upload(instructionId, file, onProgress, signal = null) {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new ApiError(0, "The upload was cancelled.", "aborted"));
+      return;
+    }
     const xhr = new XMLHttpRequest();
     signal?.addEventListener("abort", () => xhr.abort());
     xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.", "aborted")));
