@@ -6,9 +6,13 @@ from typing import Any
 
 import attrs
 
+from bench.compression import geomean
 from bench.probes import MIB
 
-__all__ = ["Goal", "floor_vs_thumbor", "goals", "judged"]
+__all__ = ["COMPRESS_CPU_GOAL", "Goal", "floor_vs_thumbor", "goals", "judged"]
+
+#: images/compress's CPU over one max-effort encode of the same photo (issue 32).
+COMPRESS_CPU_GOAL = 3.0
 
 _PHOTO_WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 _LARGE_BODY = 16 * MIB
@@ -169,6 +173,28 @@ def _compression(results: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def _compress_speed(results: dict[str, Any]) -> list[Goal]:
+    rows = results.get("compression", {}).get("speed", [])
+    name = "compress CPU vs one max-effort encode (W5 photos)"
+    target = f"<= {COMPRESS_CPU_GOAL:.0f}x, target met on the full image, never larger"
+    if not rows:
+        return [Goal(name, target, "-", None)]
+    ratios = [row["compress_cpu"] / row["encode_cpu"] for row in rows]
+    met = all(row["full_ssim"] >= row["target"] for row in rows)
+    smaller = all(row["output_bytes"] <= row["input_bytes"] for row in rows)
+    return [
+        Goal(
+            name,
+            target,
+            f"{judged(geomean(ratios), COMPRESS_CPU_GOAL)} geometric mean "
+            f"(max {max(ratios):.1f}x); "
+            f"target met on every photo: {'yes' if met else 'NO'}; "
+            f"never larger: {'yes' if smaller else 'NO'}",
+            geomean(ratios) <= COMPRESS_CPU_GOAL and met and smaller,
+        )
+    ]
+
+
 def _ingest(results: dict[str, Any]) -> list[Goal]:
     rows = results.get("ingest", {}).get("rows", [])
     if not rows:
@@ -232,6 +258,7 @@ def goals(results: dict[str, Any]) -> list[Goal]:
         *_e2e(results),
         *_symmetric(results),
         *_compression(results),
+        *_compress_speed(results),
         *_ingest(results),
         *_memory(results),
     ]

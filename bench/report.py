@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.compress_speed import table
 from bench.compression import VARIANTS
 from bench.goals import floor_vs_thumbor, goals
 from bench.history import kept_sections
@@ -620,6 +621,22 @@ def _compression(document: dict[str, Any], plots: dict[str, str]) -> list[str]:
     ]
     if "compression" in plots:
         out += [f"![compression](bench/plots/{plots['compression']})", ""]
+    if speed := study.get("speed"):
+        out += [
+            "### compress against one max-effort encode",
+            "",
+            (
+                "`bench/compress_speed.py` on the same photos, in the stage's process: the whole "
+                "product (`VipsImageProcessor.process`) and one encode of the same decoded image "
+                "with the settings of compress's final encode (trellis, optimised scans, quant "
+                "table 3, at the quality and chroma compress chose), alternating round by round; "
+                "CPU seconds (`time.process_time`), medians. `ssim` is what compress reported, "
+                "`full SSIM` the whole output scored against the whole input here."
+            ),
+            "",
+            table(speed, {}),
+            "",
+        ]
     return out
 
 

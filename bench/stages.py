@@ -310,4 +310,17 @@ def compression(args: argparse.Namespace, scratch: Path, log: Log) -> dict[str, 
     go_version = build_go_encoder(Path(__file__).resolve().parent / "goencoder", binary)
     photos = sorted((CORPUS / "photos").glob("*.jpg"))[: args.photos]
     log(f"compression study on {len(photos)} photos ({go_version})")
-    return {"go": go_version, **compression_study(photos, binary, scratch)}
+    study = compression_study(photos, binary, scratch)
+    log(f"compress against one max-effort encode on {len(photos)} photos")
+    return {"go": go_version, **study, "speed": compress_speed(photos, scratch, args.rounds)}
+
+
+def compress_speed(photos: list[Path], scratch: Path, rounds: int) -> list[dict[str, Any]]:
+    """``images/compress`` against one max-effort encode of each photo (`bench.compress_speed`)."""
+    from adapters.vips.processor import configure_vips  # noqa: PLC0415
+    from bench.compress_speed import measure  # noqa: PLC0415
+
+    configure_vips()
+    folder = scratch / "compress-speed"
+    folder.mkdir(parents=True, exist_ok=True)
+    return [measure(photo, folder, rounds) for photo in photos]
