@@ -492,10 +492,14 @@ def test_the_whole_flow_with_the_keyboard_alone(served: Served, laptop: Watched)
     page.keyboard.type("keyboard-grace")
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_have_text("New job")
+    # A new page takes the focus once drawn: tabbing before that, on a busy machine,
+    # would lose its place when it does.
+    expect(page.locator("#main")).to_be_focused()
 
     tab_to(page, "el.id === 'file-input'")
     pick = page.locator("#dropzone .pick")
     expect(pick).to_have_css("outline-style", "solid")  # the hidden input's focus shows here
+    expect(page.locator("#file-input")).to_be_focused()
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Space")
     chooser.value.set_files([str(PHOTOS[2])])
@@ -528,6 +532,7 @@ def test_the_whole_flow_with_the_keyboard_alone(served: Served, laptop: Watched)
     tab_to(page, "el.dataset.nav === 'history'", presses=80)
     page.keyboard.press("Enter")
     expect(page.locator("#jobs li")).to_have_count(1)
+    expect(page.locator("#main")).to_be_focused()
     tab_to(page, "el.classList.contains('job-link')")
     page.keyboard.press("Enter")
     expect(page.locator("#files li.file[data-status=DONE]")).to_have_count(1)
