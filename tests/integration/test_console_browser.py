@@ -27,9 +27,11 @@ from playwright.sync_api import (
     Browser,
     CDPSession,
     ConsoleMessage,
+    FileChooser,
     Page,
     expect,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from service_support import Served, serving, token
 
 from corpus import PHOTOS as CORPUS_PHOTOS
@@ -481,6 +483,24 @@ def tab_to(page: Page, check: str, presses: int = 80) -> None:
     pytest.fail(f"Tab never reached an element where {check}")
 
 
+def open_the_file_chooser_by_keyboard(page: Page) -> FileChooser:
+    """The chooser the focused file input opens on Space (or Enter, its other key).
+
+    Twice in CI, on a loaded machine, headless Chromium opened no chooser for the
+    Space it was sent (never reproduced outside a full run): the keys are tried
+    again before the test fails. A picker no key opens still fails it.
+    """
+    for key in ("Space", "Enter", "Space"):
+        expect(page.locator("#file-input")).to_be_focused()
+        try:
+            with page.expect_file_chooser(timeout=15_000) as chooser:
+                page.keyboard.press(key)
+        except PlaywrightTimeoutError:
+            continue
+        return chooser.value
+    pytest.fail("no key opened the file chooser of the focused picker")
+
+
 def outline(page: Page) -> str:
     return page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
 
@@ -499,10 +519,7 @@ def test_the_whole_flow_with_the_keyboard_alone(served: Served, laptop: Watched)
     tab_to(page, "el.id === 'file-input'")
     pick = page.locator("#dropzone .pick")
     expect(pick).to_have_css("outline-style", "solid")  # the hidden input's focus shows here
-    expect(page.locator("#file-input")).to_be_focused()
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files([str(PHOTOS[2])])
+    open_the_file_chooser_by_keyboard(page).set_files([str(PHOTOS[2])])
     expect(page.locator("#picked li")).to_have_count(1)
 
     tab_to(page, "el.name === 'tool'")
