@@ -487,8 +487,8 @@ def open_the_file_chooser_by_keyboard(page: Page) -> FileChooser:
     """The chooser the focused file input opens on Space (or Enter, its other key).
 
     Twice in CI, on a loaded machine, headless Chromium opened no chooser for the
-    Space it was sent (never reproduced outside a full run): the keys are tried
-    again before the test fails. A picker no key opens still fails it.
+    Space it was sent (not reproduced when tried alone, idle or loaded): the keys
+    are tried again before the test fails. A picker no key opens still fails it.
     """
     for key in ("Space", "Enter", "Space"):
         expect(page.locator("#file-input")).to_be_focused()
