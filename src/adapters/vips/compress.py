@@ -6,7 +6,8 @@ against the decoded input. It runs on a small mosaic of full-resolution
 tiles, encoded with the final encode's settings (trellis quantisation moves
 the score too much for cheaper settings to predict it), and starts from the
 quality of the source's own quantisation table when the source is a JPEG:
-a few sample encodes instead of a bisection of the whole range. The chosen
+each next sample encode aimed where the scores seen cross the target
+(`adapters.vips.search`), four or five in all. The chosen
 quality is then encoded once on the whole image and scored on every pixel;
 the reported ``ssim`` is that score. If the sample flattered the image, the
 next full encode is the quality whose sample score covers the difference.
@@ -27,7 +28,7 @@ re-encoded file kept, and ``larger_than_input`` says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -47,13 +48,13 @@ from adapters.vips.io import (
     prepare_for,
 )
 from adapters.vips.metadata import Keep, strip
-from adapters.vips.ssim import comparable, mosaic, ssim
+from adapters.vips.search import lowest_passing, lowest_reaching
+from adapters.vips.ssim import Pixels, comparable, mosaic, ssim
 
 __all__ = ["compress"]
 
 _RANGES: Final = {"jpeg": (30, 95), "webp": (30, 95), "avif": (20, 90), "png": (40, 100)}
 _EFFORT: Final = {"webp": 6, "avif": 4, "png": 7, "gif": 10}
-_STEP: Final = 4
 _STEP_UP: Final = 3
 #: The search's sample: a 4x4 grid of 128 px tiles (`adapters.vips.ssim.mosaic`).
 _SAMPLE_TILE: Final = 128
@@ -196,9 +197,7 @@ def _lossy(  # noqa: PLR0913, PLR0917 - the search's inputs
         # The sample flattered the image by ``excess``: the next full encode is
         # the lowest quality whose sample score covers it.
         excess = search.probe(variant, q)[1] - score
-        q += 1
-        while q < high and search.probe(variant, q)[1] - excess < target:
-            q += 1
+        q = search.lowest(variant, q + 1, excess=excess) or high
 
 
 @attrs.define
@@ -208,7 +207,7 @@ class _SampleSearch:
     sample: pyvips.Image
     fmt: str
     target: float
-    reference: pyvips.Image = attrs.field(init=False)
+    reference: Pixels = attrs.field(init=False)
     probes: dict[tuple[str, int], tuple[int, float]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -231,21 +230,32 @@ class _SampleSearch:
         return self.probes[key]
 
     def lowest(
-        self, variant: dict[str, Any], start: int, *, bound: int | None = None
+        self,
+        variant: dict[str, Any],
+        start: int,
+        *,
+        bound: int | None = None,
+        excess: float | None = None,
     ) -> int | None:
-        """The lowest quality whose sample reaches the target, searched from ``start``.
+        """The lowest quality from ``start`` up whose sample, less ``excess``, reaches the target.
 
-        None if no quality does, or if none can in fewer than ``bound`` bytes.
+        ``start`` is where the search begins; it looks below it too unless
+        ``excess`` is given (the qualities below already failed on the whole
+        image). None if no quality passes, or if none can in fewer than
+        ``bound`` bytes.
         """
 
-        def passes(quality: int) -> bool:
-            size, score = self.probe(variant, quality)
-            if score < self.target and bound is not None and size >= bound:
+        def score(quality: int) -> float:
+            size, sample_score = self.probe(variant, quality)
+            sample_score -= excess or 0.0
+            if sample_score < self.target and bound is not None and size >= bound:
                 raise _Beaten  # passing needs a higher quality: more bytes than the bound
-            return score >= self.target
+            return sample_score
 
+        low, high = _RANGES[self.fmt]
+        floor = low if excess is None else start
         try:
-            return _lowest_passing(*_RANGES[self.fmt], passes, start=start)
+            return lowest_reaching(floor, high, score, self.target, start=start)
         except _Beaten:
             return None
 
@@ -265,7 +275,7 @@ def _png(image: pyvips.Image, target: float, quality: int | None, keep: int) -> 
         return _score(sample_reference, data, "png", sample) >= target
 
     low, high = _RANGES["png"]
-    q = _lowest_passing(low, high, passes)
+    q = lowest_passing(low, high, passes)
     while q is not None:
         data = encode(image, "png", keep=keep, quality=q, effort=effort)
         score = _score(reference, data, "png", image)
@@ -275,43 +285,6 @@ def _png(image: pyvips.Image, target: float, quality: int | None, keep: int) -> 
             break
         q = None if q >= high else min(high, q + _STEP_UP)
     return lossless
-
-
-def _lowest_passing(
-    low: int, high: int, passes: Callable[[int], bool], *, start: int | None = None
-) -> int | None:
-    """The lowest quality in [low, high] that passes, assuming quality helps; None if none does.
-
-    From ``start`` (the middle if None) it steps by `_STEP` towards the answer
-    until it is bracketed, then bisects: a good first guess costs a few
-    encodes instead of a bisection of the whole range.
-    """
-    current = min(high, max(low, (low + high) // 2 if start is None else start))
-    if passes(current):
-        passing, failing = current, low - 1
-        while passing > low:
-            candidate = max(low, passing - _STEP)
-            if not passes(candidate):
-                failing = candidate
-                break
-            passing = candidate
-    else:
-        failing, passing = current, high + 1
-        while failing < high:
-            candidate = min(high, failing + _STEP)
-            if passes(candidate):
-                passing = candidate
-                break
-            failing = candidate
-        if passing > high:
-            return None
-    while passing - failing > 1:
-        middle = (passing + failing) // 2
-        if passes(middle):
-            passing = middle
-        else:
-            failing = middle
-    return passing
 
 
 def _jpeg_quality(source: Source) -> int | None:
@@ -346,7 +319,7 @@ def _nearest_quality(zigzag: bytes) -> int:
     return min(range(1, 101), key=distance)
 
 
-def _score(reference: pyvips.Image, data: bytes, fmt: str, like: pyvips.Image) -> float:
+def _score(reference: Pixels, data: bytes, fmt: str, like: pyvips.Image) -> float:
     options = {"n": -1} if frame_height(like) != int(like.height) else {}
     decoded = pyvips.Operation.call(buffer_loader(fmt), data, **options)
     return ssim(reference, comparable(decoded))

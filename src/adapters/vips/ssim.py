@@ -1,12 +1,18 @@
-"""Structural similarity (SSIM) computed with libvips operations.
+"""Structural similarity (SSIM): libvips prepares the pixels, numpy computes the score.
 
 The compress product searches for the lowest quality whose output keeps a
 target SSIM against the input. The measure is Wang et al. (2004): Gaussian
-window (sigma 1.5), C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = 255, averaged over
-the image and then over the sRGB channels (and alpha, when present).
+window (sigma 1.5, libvips' ``gaussmat`` with ``min_ampl`` 0.01, edges
+extended by copying), C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = 255, averaged
+over the image and then over the sRGB channels (and alpha, when present).
 Channel-wise rather than luma-only on purpose: 4:2:0 chroma subsampling
 ruins saturated edges that luma SSIM does not see (a red subject scored
 0.994 on luma and 0.94 on its blue-difference channel).
+
+The blurs are most of the cost and libvips' float convolution is scalar, so
+the score is computed with numpy on strips of rows that stay in the cache,
+each blur a banded matrix product (BLAS, one thread): the same measure to
+float rounding (docs/decisions/0018).
 
 `mosaic` cuts a large image into a grid of full-resolution tiles so a search
 costs a fraction of a full encode while still seeing the real artefacts
@@ -16,23 +22,44 @@ quality once on the whole image.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
+import attrs
+import numpy as np
+import numpy.typing as npt
 import pyvips
+from numpy.lib.stride_tricks import as_strided
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["comparable", "mosaic", "ssim"]
+__all__ = ["Pixels", "comparable", "mosaic", "ssim"]
 
 _C1: Final = (0.01 * 255) ** 2
 _C2: Final = (0.03 * 255) ** 2
 _SIGMA: Final = 1.5
+_MIN_AMPLITUDE: Final = 0.01
+#: Rows per strip and columns per block of the banded products: small enough
+#: that a strip's twelve blurred planes stay in the cache.
+_STRIP: Final = 16
+_BLOCK: Final = 32
 #: Tiles are multiples of 16 and start on multiples of 16 so that JPEG
 #: blocks and chroma subsampling line up with the full image's.
 _TILE: Final = 256
 _GRID: Final = 4
 
+Planes = npt.NDArray[np.uint8]
 
-def comparable(image: pyvips.Image) -> pyvips.Image:
-    """8-bit sRGB (or grey) float bands, alpha last, so two encodings compare like for like."""
+
+@attrs.frozen
+class Pixels:
+    """An image ready to compare: 8-bit, in memory, and its bands as planes (band, row, column)."""
+
+    image: pyvips.Image
+    planes: Planes = attrs.field(eq=False)
+
+
+def comparable(image: pyvips.Image) -> Pixels:
+    """8-bit sRGB (or grey) bands, alpha last, so two encodings compare like for like."""
     if image.interpretation == "cmyk":
         image = image.icc_transform("srgb", embedded=True, input_profile="cmyk")
     elif image.interpretation not in ("srgb", "b-w"):
@@ -45,32 +72,20 @@ def comparable(image: pyvips.Image) -> pyvips.Image:
         # Colour under transparent pixels is invisible and lossy encoders
         # may change it freely: compare what is shown, plus the alpha.
         image = image.flatten(background=[128] * (image.bands - 1)).bandjoin(alpha)
-    # Held in memory as 8-bit and cast on the fly: a float copy is four times
-    # the size (49 MB for a 2560x1600 photo) and slower to read than to recompute.
-    return image.copy_memory().cast("float")
+    image = image.copy_memory()
+    pixels = np.frombuffer(image.write_to_memory(), np.uint8)
+    planes = pixels.reshape(int(image.height), int(image.width), int(image.bands))
+    return Pixels(image, np.ascontiguousarray(planes.transpose(2, 0, 1)))
 
 
-def ssim(reference: pyvips.Image, candidate: pyvips.Image) -> float:
-    """Mean SSIM of two `comparable` images of the same size and bands."""
+def ssim(reference: Pixels, candidate: Pixels) -> float:
+    """Mean SSIM of two `comparable` images of the same size."""
     a, b = reference, candidate
-    if a.bands != b.bands:
-        a, b = _grey(a), _grey(b)
-    # Wang's terms from the blurs of the sum and the difference: four blurs
-    # instead of five, the same value to float rounding (the blurs are most
-    # of the cost). With s = a + b and d = a - b: 2 mu_a mu_b = (mu_s^2 -
-    # mu_d^2) / 2, mu_a^2 + mu_b^2 = (mu_s^2 + mu_d^2) / 2, and the same for
-    # the second moments.
-    total, difference = a + b, a - b
-    mu_s, mu_d = _blur(total), _blur(difference)
-    means_s, means_d = mu_s * mu_s, mu_d * mu_d
-    moments_s, moments_d = _blur(total * total), _blur(difference * difference)
-    numerator = ((means_s - means_d) * 0.5 + _C1) * (
-        (moments_s - moments_d - means_s + means_d) * 0.5 + _C2
-    )
-    denominator = ((means_s + means_d) * 0.5 + _C1) * (
-        (moments_s + moments_d - means_s - means_d) * 0.5 + _C2
-    )
-    return float((numerator / denominator).avg())
+    if a.planes.shape[0] != b.planes.shape[0]:
+        a, b = comparable(_grey(a.image)), comparable(_grey(b.image))
+    with _blas().limit(limits=1, user_api="blas"):
+        # Threads gain no time on products this small and spin on the CPU.
+        return _mean_ssim(a.planes, b.planes)
 
 
 def mosaic(image: pyvips.Image, *, grid: int = _GRID, tile: int = _TILE) -> pyvips.Image:
@@ -90,12 +105,102 @@ def mosaic(image: pyvips.Image, *, grid: int = _GRID, tile: int = _TILE) -> pyvi
     return pyvips.Image.arrayjoin(tiles, across=grid).copy_memory()
 
 
+def _mean_ssim(a: Planes, b: Planes) -> float:
+    """Wang's mean SSIM over every pixel of every plane, a strip of rows at a time.
+
+    The terms come from the blurs of the sum and the difference of the two
+    images: four blurs instead of five. With s = a + b and d = a - b:
+    2 mu_a mu_b = (mu_s^2 - mu_d^2) / 2, mu_a^2 + mu_b^2 = (mu_s^2 + mu_d^2) / 2,
+    and the same for the second moments; the halves cancel in the ratio, and
+    2 C2 is added to s^2 before its blur (the window sums to one).
+    """
+    bands, height, width = a.shape
+    radius = _kernel().size // 2
+    blocks = -(-width // _BLOCK)
+    padded_width = blocks * _BLOCK + 2 * radius
+    rows_a, rows_b = _extended_rows(a, radius), _extended_rows(b, radius)
+    across = _band_matrix(_BLOCK).T.copy()
+    total = 0.0
+    for top in range(0, height, _STRIP):
+        rows = min(_STRIP, height - top)
+        strip_a = rows_a[:, top : top + rows + 2 * radius].astype(np.float32)
+        strip_b = rows_b[:, top : top + rows + 2 * radius].astype(np.float32)
+        terms = np.empty((4, bands, rows + 2 * radius, width), np.float32)
+        np.add(strip_a, strip_b, out=terms[0])
+        np.subtract(strip_a, strip_b, out=terms[1])
+        np.multiply(terms[0], terms[0], out=terms[2])
+        terms[2] += 2 * _C2
+        np.multiply(terms[1], terms[1], out=terms[3])
+        # Down the columns: one banded product per plane.
+        down = np.empty((4 * bands, rows, padded_width), np.float32)
+        np.matmul(
+            _band_matrix(rows),
+            terms.reshape(4 * bands, rows + 2 * radius, width),
+            out=down[:, :, radius : radius + width],
+        )
+        down[:, :, :radius] = down[:, :, radius : radius + 1]
+        down[:, :, radius + width :] = down[:, :, radius + width - 1 : radius + width]
+        # Along the rows: overlapping windows of each block, one product for all.
+        flat = down.reshape(-1, padded_width)
+        windows = as_strided(
+            flat,
+            (flat.shape[0], blocks, _BLOCK + 2 * radius),
+            (flat.strides[0], _BLOCK * flat.itemsize, flat.itemsize),
+            writeable=False,
+        )
+        blurred = (windows.reshape(-1, _BLOCK + 2 * radius) @ across).reshape(
+            4, bands * rows, blocks * _BLOCK
+        )[:, :, :width]
+        mean_s, mean_d, moment_s, moment_d = blurred
+        squared_s, squared_d = mean_s * mean_s, mean_d * mean_d
+        luminance = squared_s - squared_d
+        spread = np.add(squared_s, squared_d, out=squared_s)
+        structure = moment_s - moment_d
+        structure -= luminance
+        contrast = moment_s + moment_d
+        contrast -= spread
+        luminance += 2 * _C1
+        spread += 2 * _C1
+        luminance *= structure
+        spread *= contrast
+        luminance /= spread
+        total += float(luminance.sum(dtype=np.float64))
+    return float(total / (bands * height * width))
+
+
+def _extended_rows(planes: Planes, radius: int) -> Planes:
+    """``planes`` with ``radius`` copies of the first and last rows, as libvips extends edges."""
+    return np.concatenate(
+        [np.repeat(planes[:, :1], radius, 1), planes, np.repeat(planes[:, -1:], radius, 1)], axis=1
+    )
+
+
+@functools.cache
+def _kernel() -> npt.NDArray[np.float32]:
+    """The window: libvips' separable Gaussian, normalised to sum to one."""
+    mask = pyvips.Image.gaussmat(_SIGMA, _MIN_AMPLITUDE, separable=True, precision="float")
+    weights = np.array(mask.tolist()[0], np.float64)
+    normalised: npt.NDArray[np.float32] = (weights / weights.sum()).astype(np.float32)
+    return normalised
+
+
+@functools.cache
+def _band_matrix(size: int) -> npt.NDArray[np.float32]:
+    """(size, size + 2r): row i holds the window at columns i..i + 2r, so M @ x blurs x."""
+    kernel = _kernel()
+    matrix = np.zeros((size, size + kernel.size - 1), np.float32)
+    for row in range(size):
+        matrix[row, row : row + kernel.size] = kernel
+    return matrix
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def _aligned(offset: int) -> int:
     return max(0, offset - offset % 16)
-
-
-def _blur(image: pyvips.Image) -> pyvips.Image:
-    return image.gaussblur(_SIGMA, min_ampl=0.01, precision="float")
 
 
 def _grey(image: pyvips.Image) -> pyvips.Image:
@@ -104,4 +209,4 @@ def _grey(image: pyvips.Image) -> pyvips.Image:
     shown = image.extract_band(0, n=3) if image.bands >= 3 else image.extract_band(0)  # noqa: PLR2004 - RGB
     if shown.bands == 3:  # noqa: PLR2004 - RGB
         shown = shown.copy(interpretation="srgb").colourspace("b-w")
-    return shown.cast("float")
+    return shown

@@ -1,0 +1,72 @@
+"""compress's quality search finds the lowest passing quality, in few encodes.
+
+`lowest_reaching` is judged against a brute-force scan on any score that
+grows with quality (Hypothesis draws the curves, jumps and flat stretches
+included), and counted on smooth curves like those of real photos.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.vips.search import lowest_reaching
+
+LOW, HIGH = 30, 95
+
+
+@st.composite
+def growing_scores(draw: st.DrawFn) -> dict[int, float]:
+    steps = draw(
+        st.lists(
+            st.floats(0, 0.02, allow_nan=False), min_size=HIGH - LOW + 1, max_size=HIGH - LOW + 1
+        )
+    )
+    score, scores = draw(st.floats(0.85, 0.99)), {}
+    for quality, step in zip(range(LOW, HIGH + 1), steps, strict=True):
+        score += step
+        scores[quality] = score
+    return scores
+
+
+class Counted:
+    def __init__(self, scores: dict[int, float]) -> None:
+        self.scores, self.asked = scores, []
+
+    def __call__(self, quality: int) -> float:
+        assert LOW <= quality <= HIGH
+        assert quality not in self.asked  # never encodes the same quality twice
+        self.asked.append(quality)
+        return self.scores[quality]
+
+
+@given(growing_scores(), st.floats(0.9, 0.999), st.integers(LOW - 5, HIGH + 5))
+def test_the_answer_is_the_lowest_quality_that_reaches_the_target(scores, target, start):
+    score = Counted(scores)
+    found = lowest_reaching(LOW, HIGH, score, target, start=start)
+    passing = [quality for quality, value in scores.items() if value >= target]
+    assert found == (min(passing) if passing else None)
+    assert len(score.asked) <= HIGH - LOW + 1
+
+
+@given(
+    st.floats(0.001, 0.006),
+    st.integers(LOW + 8, HIGH - 8),
+    st.integers(-8, 8),
+)
+def test_a_smooth_curve_takes_a_handful_of_encodes(slope, answer, miss):
+    # Like a photo near its answer: about 0.003 SSIM per quality step, and a
+    # first guess (the source's own quality) up to eight steps off.
+    target = 0.98
+    scores = {
+        quality: target + slope * (quality - answer + 0.5) for quality in range(LOW, HIGH + 1)
+    }
+    score = Counted(scores)
+    assert lowest_reaching(LOW, HIGH, score, target, start=answer + miss) == answer
+    assert len(score.asked) <= 5
+
+
+def test_no_quality_reaching_the_target_is_none_after_the_top_of_the_range():
+    score = Counted(dict.fromkeys(range(LOW, HIGH + 1), 0.9))
+    assert lowest_reaching(LOW, HIGH, score, 0.98, start=60) is None
+    assert HIGH in score.asked
