@@ -9,6 +9,9 @@ drawings, alpha, grey and odd sizes.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import pyvips
 
@@ -103,3 +106,17 @@ def test_a_grey_encode_of_a_colour_image_is_compared_on_luminance():
     score = ssim(comparable(image), comparable(grey))
     assert score == pytest.approx(1.0, abs=1e-3)
     assert comparable(grey).planes.shape == (1, 48, 64)
+
+
+def test_imagecores_own_processes_hold_blas_to_one_thread():
+    # A fresh process: the limit is process-wide and for good.
+    script = (
+        "from threadpoolctl import threadpool_info\n"
+        "from adapters.vips.processor import configure_vips\n"
+        "configure_vips()\n"
+        "print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))\n"
+    )
+    shown = subprocess.run(  # noqa: S603 - this interpreter, our own script
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert shown.strip() == "[1]"

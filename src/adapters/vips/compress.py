@@ -7,7 +7,7 @@ tiles, encoded with the final encode's settings (trellis quantisation moves
 the score too much for cheaper settings to predict it), and starts from the
 quality of the source's own quantisation table when the source is a JPEG:
 each next sample encode aimed where the scores seen cross the target
-(`adapters.vips.search`), four or five in all. The chosen
+(`adapters.vips.search`). The chosen
 quality is then encoded once on the whole image and scored on every pixel;
 the reported ``ssim`` is that score. If the sample flattered the image, the
 next full encode is the quality whose sample score covers the difference.
@@ -237,12 +237,12 @@ class _SampleSearch:
         bound: int | None = None,
         excess: float | None = None,
     ) -> int | None:
-        """The lowest quality from ``start`` up whose sample, less ``excess``, reaches the target.
+        """The lowest quality whose sample score, less ``excess``, reaches the target.
 
-        ``start`` is where the search begins; it looks below it too unless
-        ``excess`` is given (the qualities below already failed on the whole
-        image). None if no quality passes, or if none can in fewer than
-        ``bound`` bytes.
+        The search begins at ``start`` and looks below it too, unless
+        ``excess`` is given: then the qualities below ``start`` already
+        failed on the whole image. None if no quality passes, or if none
+        can in fewer than ``bound`` bytes.
         """
 
         def score(quality: int) -> float:

@@ -36,6 +36,7 @@ from typing import BinaryIO
 
 import pyvips
 
+from adapters.vips.ssim import one_blas_thread
 from imagecore.errors import (
     CorruptImage,
     ImageCoreError,
@@ -72,7 +73,8 @@ def configure_vips() -> None:
     (the pool's children, the ``imagecore`` command). A host running
     `VipsImageProcessor` in its own process may call it to get the same
     hardening; its own libvips code then finds SVG, PDF and the other
-    loaders blocked and the cache off.
+    loaders blocked and the cache off, and numpy's BLAS on one thread
+    (`adapters.vips.ssim.one_blas_thread`).
 
     libvips' own log messages (warnings about a damaged file, mostly) go to
     GLib's default handler, on stderr, instead of pyvips' handler into
@@ -94,6 +96,7 @@ def configure_vips() -> None:
         pyvips.operation_block_set("VipsForeignLoad", True)  # noqa: FBT003 - pyvips' signature
         for loader in sorted(set(LOADER_CLASSES.values())):
             pyvips.operation_block_set(loader, False)  # noqa: FBT003 - pyvips' signature
+        one_blas_thread()
         _configured = True
 
 

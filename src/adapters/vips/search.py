@@ -67,8 +67,8 @@ def lowest_reaching(
     crosses the target: between the two ends of the bracket once there is
     one, else along the slope of the last two scores (`_SLOPE` at first);
     after a guess that narrowed the bracket by only one, a bisection. Scores
-    move smoothly with quality, so the answer usually takes three or four
-    encodes where stepping and bisecting took five to seven.
+    move smoothly with quality, so the answer takes fewer encodes than
+    stepping and bisecting (docs/decisions/0018).
     """
     seen: dict[int, float] = {}
     failing, passing = low - 1, high + 1
