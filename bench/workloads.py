@@ -255,14 +255,17 @@ def service_request(step: Step, source: Path, out: Path) -> ProcessingRequest:
 
 def floor_setup(processes: int = 1) -> None:
     """Pool initializer: libvips' operation cache off, its threads shared out and its log
-    messages kept out of Python, as the service's pool children have them."""
+    messages kept out of Python, numpy's BLAS on one thread (compress's SSIM), as the
+    service's pool children have them."""
     import pyvips  # noqa: PLC0415
 
     from adapters.vips.pool import child_threads  # noqa: PLC0415
+    from adapters.vips.ssim import one_blas_thread  # noqa: PLC0415
 
     pyvips._remove_log_handler()  # noqa: SLF001 - as configure_vips does in the service
     pyvips.cache_set_max(0)
     pyvips.concurrency_set(child_threads(processes))
+    one_blas_thread()
 
 
 def floor_run(key: str, sources: list[Path], scratch: Path) -> tuple[float, int]:
