@@ -11,6 +11,7 @@ as partial, never as the production one).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import socket
@@ -24,22 +25,37 @@ from pathlib import Path
 import attrs
 
 from devtools import devstack
-from entrypoints.container import Container
 
-__all__ = ["Served", "production_env", "start", "wired"]
+__all__ = ["PRODUCTION_ADAPTERS", "Served", "production_env", "start", "wired"]
 
 IMAGECORE = str(Path(sys.executable).with_name("imagecore"))
 #: The benchmark's clients send far more than the default per-user budget.
 BENCH_ENV = {"RATE_LIMIT_USER_PER_MINUTE": "0", "RATE_LIMIT_ADDRESS_PER_MINUTE": "0"}
 
 
+#: Each production backend's adapter, as the container imports it once selected.
+PRODUCTION_ADAPTERS = {
+    "mongo": "adapters.mongo",
+    "s3": "adapters.minio",
+    "nats": "adapters.nats.broker",
+}
+
+
 def wired() -> dict[str, bool]:
-    """Which production adapters the container can select today."""
-    return {
-        "mongo": "mongo" in getattr(Container.repository, "providers", {}),
-        "s3": "s3" in getattr(Container.storage, "providers", {}),
-        "nats": "nats" in getattr(Container.broker, "providers", {}),
-    }
+    """Which production adapters this installation can run.
+
+    The container selects each by its setting (MONGO_URI, S3_ENDPOINT,
+    NATS_URI) and imports it then; it runs where its extra is installed.
+    """
+    return {name: _importable(module) for name, module in PRODUCTION_ADAPTERS.items()}
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
