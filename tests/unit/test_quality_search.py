@@ -11,10 +11,10 @@ import pyvips
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.vips.compress import _SampleSearch
+from adapters.vips.compress import _RANGES, _SampleSearch
 from adapters.vips.search import lowest_reaching
 
-LOW, HIGH = 30, 95
+LOW, HIGH = _RANGES["jpeg"]
 
 
 @st.composite
@@ -89,8 +89,7 @@ def table_of(scores: dict[int, float]) -> dict[int, tuple[int, float]]:
     return {quality: (1000 * quality, score) for quality, score in scores.items()}
 
 
-JPEG_LOW, JPEG_HIGH = 30, 95
-LINEAR = {q: 0.98 + 0.003 * (q - 80) for q in range(JPEG_LOW, JPEG_HIGH + 1)}
+LINEAR = {q: 0.98 + 0.003 * (q - 80) for q in range(LOW, HIGH + 1)}
 
 
 def test_after_a_miss_the_search_covers_the_excess_and_never_looks_below():
